@@ -1,0 +1,36 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= runs/demo
+export OMP_NUM_THREADS ?= 2
+
+.PHONY: install demo test lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/fastadapt train configs/maml-trpo/2d-navigation.yaml --iterations 50 --set trpo.fvp_subsample=0.25 --run-dir $(DEMO_DIR)
+	$(BIN)/fastadapt evaluate $(DEMO_DIR) --tasks 40 --adaptation-steps 3
+	$(BIN)/fastadapt plot $(DEMO_DIR)
+	@echo "report: $(DEMO_DIR)/report.png  evaluation: $(DEMO_DIR)/evaluation.json"
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+
+bench: install
+	$(BIN)/python benchmarks/maml_trpo_navigation.py
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,1 @@
+"""Task families (gymnasium envs with ``set_task``) and their registry."""

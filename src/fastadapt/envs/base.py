@@ -1,0 +1,149 @@
+"""Contracts of a task family: tasks, splits, a batched simulator and a gymnasium env.
+
+A *task family* is a distribution over tasks (Finn et al. 2017, §2.1). Each family provides
+
+- an immutable, typed task value (a frozen dataclass),
+- ``sample_tasks(rng, n)``: training tasks drawn with an explicit ``np.random.Generator``,
+- ``test_tasks(n)``: a fixed held-out split, the same for every run and every algorithm,
+- ``make_batched(tasks, episodes_per_task, rng)``: a :class:`BatchedEnv` stepping all
+  ``[T, E]`` episodes in one array operation (what the samplers use),
+- ``make_env(task)``: a gymnasium 1.x env with ``set_task`` (for users, checks and tests); it
+  runs the same batched code with ``T = E = 1``, so both give identical trajectories.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Generic, TypeVar
+
+import gymnasium as gym
+import numpy as np
+
+TaskT = TypeVar("TaskT")
+
+_TEST_SPLIT_ENTROPY = 0x5EED_7E57
+"""Entropy of the held-out split's seed sequence; its spawn key differs from any user seed's."""
+
+
+class BatchedEnv(ABC):
+    """``T`` tasks × ``E`` episodes stepped together. Arrays are numpy, leading axes ``[T, E]``."""
+
+    num_tasks: int
+    episodes_per_task: int
+
+    @abstractmethod
+    def reset(self) -> np.ndarray:
+        """Start all episodes. Returns observations ``[T, E, O]`` float32."""
+
+    @abstractmethod
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Advance all episodes by one step.
+
+        Args:
+            actions: ``[T, E, A]`` float32 or ``[T, E]`` int64.
+
+        Returns:
+            ``(observations [T, E, O], rewards [T, E], terminated [T, E] bool)``. Episodes that
+            terminated keep being stepped; the sampler masks them out.
+        """
+
+
+class TaskFamily(ABC, Generic[TaskT]):
+    """A distribution over tasks with fixed train/test splits. Subclasses set the attributes."""
+
+    name: str
+    """Registry name, e.g. ``"Navigation2D"``; the gymnasium id is ``fastadapt/<name>-v0``."""
+    horizon: int
+    """Default steps per episode."""
+    observation_space: gym.spaces.Box
+    action_space: gym.spaces.Space[Any]
+    reference: str
+    """The paper whose task definition the family follows."""
+
+    @property
+    @abstractmethod
+    def task_space(self) -> str:
+        """One line describing the task distribution, e.g. ``goal ~ U[-0.5, 0.5]^2``."""
+
+    @abstractmethod
+    def _draw_tasks(self, rng: np.random.Generator, num_tasks: int) -> list[TaskT]:
+        """Draw ``num_tasks`` tasks i.i.d. from the family's distribution."""
+
+    @abstractmethod
+    def validate_task(self, task: TaskT) -> None:
+        """Raise :class:`fastadapt.errors.TaskError` if ``task`` is outside the task space."""
+
+    @abstractmethod
+    def make_batched(
+        self, tasks: list[TaskT], episodes_per_task: int, rng: np.random.Generator
+    ) -> BatchedEnv:
+        """A batched simulator of ``len(tasks)`` tasks × ``episodes_per_task`` episodes."""
+
+    @abstractmethod
+    def task_to_dict(self, task: TaskT) -> dict[str, Any]:
+        """A JSON-serialisable view of a task (for logs and evaluation files)."""
+
+    def sample_tasks(self, rng: np.random.Generator, num_tasks: int) -> list[TaskT]:
+        """Training tasks, drawn with the caller's generator."""
+        return self._draw_tasks(rng, num_tasks)
+
+    def test_tasks(self, num_tasks: int) -> list[TaskT]:
+        """The first ``num_tasks`` tasks of the fixed held-out split (same in every run)."""
+        seq = np.random.SeedSequence(entropy=_TEST_SPLIT_ENTROPY, spawn_key=(1,))
+        return self._draw_tasks(np.random.default_rng(seq), num_tasks)
+
+    def make_env(self, task: TaskT | None = None, horizon: int | None = None) -> TaskEnv[TaskT]:
+        """A gymnasium env of this family; ``task`` defaults to the first held-out task."""
+        return TaskEnv(self, task, horizon)
+
+
+class TaskEnv(gym.Env[np.ndarray, Any], Generic[TaskT]):
+    """Gymnasium view of one task of a family, with ``set_task``.
+
+    Steps the family's :class:`BatchedEnv` with one task and one episode, so the single env and
+    the batched sampler share one implementation. Episodes are truncated at ``horizon`` steps.
+    """
+
+    metadata: dict[str, Any] = {"render_modes": []}
+
+    def __init__(
+        self, family: TaskFamily[TaskT], task: TaskT | None = None, horizon: int | None = None
+    ) -> None:
+        self.family = family
+        self.observation_space = family.observation_space
+        self.action_space = family.action_space
+        self.horizon = family.horizon if horizon is None else horizon
+        self._task: TaskT = family.test_tasks(1)[0] if task is None else task
+        family.validate_task(self._task)
+        self._batched: BatchedEnv | None = None
+        self._steps = 0
+
+    @property
+    def task(self) -> TaskT:
+        """The current task."""
+        return self._task
+
+    def set_task(self, task: TaskT) -> None:
+        """Switch to ``task``; takes effect at the next ``reset``."""
+        self.family.validate_task(task)
+        self._task = task
+        self._batched = None
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        if options and "task" in options:
+            self.set_task(options["task"])
+        self._batched = self.family.make_batched([self._task], 1, self.np_random)
+        self._steps = 0
+        return self._batched.reset()[0, 0], {"task": self.family.task_to_dict(self._task)}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if self._batched is None:
+            raise RuntimeError("call reset() before step()")
+        actions = np.asarray(action)[None, None]
+        obs, rewards, terminated = self._batched.step(actions)
+        self._steps += 1
+        truncated = self._steps >= self.horizon
+        return obs[0, 0], float(rewards[0, 0]), bool(terminated[0, 0]), truncated, {}

@@ -1,0 +1,60 @@
+"""Task families by name, and their gymnasium ids ``fastadapt/<Name>-v0``."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+
+from fastadapt.envs.base import TaskEnv, TaskFamily
+from fastadapt.envs.navigation import Navigation2D
+from fastadapt.errors import UnknownEnvError
+
+FamilyFactory = Callable[..., TaskFamily[Any]]
+
+_FAMILIES: dict[str, FamilyFactory] = {
+    "Navigation2D": Navigation2D,
+}
+
+
+def register_family(name: str, factory: FamilyFactory) -> None:
+    """Add a task family (and its gymnasium id ``fastadapt/<name>-v0``)."""
+    _FAMILIES[name] = factory
+    _register_gym_id(name)
+
+
+def family_names() -> list[str]:
+    """Registered family names, sorted."""
+    return sorted(_FAMILIES)
+
+
+def make_family(name: str, **kwargs: Any) -> TaskFamily[Any]:
+    """Build the task family ``name`` with its keyword arguments.
+
+    Raises:
+        UnknownEnvError: ``name`` is not registered (the message suggests the closest names).
+    """
+    if name not in _FAMILIES:
+        close = difflib.get_close_matches(name, list(_FAMILIES), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise UnknownEnvError(
+            f"unknown env {name!r}{hint} (known: {', '.join(family_names())})"
+        )
+    return _FAMILIES[name](**kwargs)
+
+
+def _make_task_env(family: str, task: Any = None, **kwargs: Any) -> TaskEnv[Any]:
+    horizon = kwargs.pop("horizon", None)
+    return make_family(family, **kwargs).make_env(task, horizon)
+
+
+def _register_gym_id(name: str) -> None:
+    env_id = f"fastadapt/{name}-v0"
+    if env_id not in gym.registry:
+        gym.register(id=env_id, entry_point=_make_task_env, kwargs={"family": name})
+
+
+for _name in list(_FAMILIES):
+    _register_gym_id(_name)

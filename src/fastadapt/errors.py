@@ -1,0 +1,32 @@
+"""Exceptions raised by fastadapt.
+
+Every error a user can cause (bad config, unknown env, missing run directory, corrupt
+checkpoint, diverging loss) is a :class:`FastAdaptError`. The CLI prints its message on one
+line and exits with a non-zero code; library users catch it like any exception.
+"""
+
+from __future__ import annotations
+
+
+class FastAdaptError(Exception):
+    """Base class of the errors a user can cause; the message names the cause."""
+
+
+class ConfigError(FastAdaptError):
+    """A configuration key, type or value is wrong."""
+
+
+class UnknownEnvError(FastAdaptError):
+    """An environment / task-family name is not registered."""
+
+
+class TaskError(FastAdaptError):
+    """A task value is outside its family's task space."""
+
+
+class CheckpointError(FastAdaptError):
+    """A checkpoint or run directory is missing, corrupt or does not match the config."""
+
+
+class NonFiniteError(FastAdaptError):
+    """The loss or the gradient stayed NaN/inf; the last good checkpoint is kept."""
