@@ -104,7 +104,7 @@ class TaskEnv(gym.Env[np.ndarray, Any], Generic[TaskT]):
     the batched sampler share one implementation. Episodes are truncated at ``horizon`` steps.
     """
 
-    metadata: dict[str, Any] = {"render_modes": []}
+    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012
 
     def __init__(
         self, family: TaskFamily[TaskT], task: TaskT | None = None, horizon: int | None = None

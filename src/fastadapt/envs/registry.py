@@ -8,14 +8,18 @@ from typing import Any
 
 import gymnasium as gym
 
+from fastadapt.envs.bandit import BernoulliBandit
 from fastadapt.envs.base import TaskEnv, TaskFamily
 from fastadapt.envs.navigation import Navigation2D
+from fastadapt.envs.tabular_mdp import TabularMDP
 from fastadapt.errors import UnknownEnvError
 
 FamilyFactory = Callable[..., TaskFamily[Any]]
 
 _FAMILIES: dict[str, FamilyFactory] = {
     "Navigation2D": Navigation2D,
+    "Bandit": BernoulliBandit,
+    "TabularMDP": TabularMDP,
 }
 
 
@@ -39,19 +43,49 @@ def make_family(name: str, **kwargs: Any) -> TaskFamily[Any]:
     if name not in _FAMILIES:
         close = difflib.get_close_matches(name, list(_FAMILIES), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise UnknownEnvError(
-            f"unknown env {name!r}{hint} (known: {', '.join(family_names())})"
-        )
+        raise UnknownEnvError(f"unknown env {name!r}{hint} (known: {', '.join(family_names())})")
     return _FAMILIES[name](**kwargs)
 
 
-def _make_task_env(family: str, task: Any = None, **kwargs: Any) -> TaskEnv[Any]:
+def gym_id(name: str) -> str:
+    """The gymnasium id of family ``name``: ``fastadapt/<name>-v0``."""
+    return f"fastadapt/{name}-v0"
+
+
+def describe_families() -> list[dict[str, str]]:
+    """One row per registered family (built with default arguments), sorted by name.
+
+    Returns:
+        Dicts with keys ``name``, ``gym_id``, ``task_space``, ``horizon``,
+        ``observation_space``, ``action_space`` and ``reference`` (all strings, for printing).
+    """
+    rows = []
+    for name in family_names():
+        family = make_family(name)
+        rows.append(
+            {
+                "name": name,
+                "gym_id": gym_id(name),
+                "task_space": family.task_space,
+                "horizon": str(family.horizon),
+                "observation_space": str(family.observation_space),
+                "action_space": str(family.action_space),
+                "reference": family.reference,
+            }
+        )
+    return rows
+
+
+def _make_task_env(**kwargs: Any) -> TaskEnv[Any]:
+    """Gymnasium entry point: ``family``, optional ``task`` and ``horizon``, then family kwargs."""
+    family = kwargs.pop("family")
+    task = kwargs.pop("task", None)
     horizon = kwargs.pop("horizon", None)
     return make_family(family, **kwargs).make_env(task, horizon)
 
 
 def _register_gym_id(name: str) -> None:
-    env_id = f"fastadapt/{name}-v0"
+    env_id = gym_id(name)
     if env_id not in gym.registry:
         gym.register(id=env_id, entry_point=_make_task_env, kwargs={"family": name})
 

@@ -1,0 +1,144 @@
+"""The MAML inner loop, written once with ``torch.func`` and batched over tasks with ``vmap``.
+
+This is the only module that uses ``torch.func``. Parameters are explicit ``Params`` dicts;
+per-task parameters carry a leading ``[T]`` axis. The inner update is one policy-gradient step
+per task (Finn et al. 2017, eq. 1):
+
+    phi_i = theta - alpha * grad_theta L_i(theta),   L_i = -E[log pi_theta(a|s) A(s, a)]
+
+``adapt`` is differentiable: called on parameters that require grad, the returned ``phi``
+carries the second-order graph through ``grad L_i`` (exact MAML); ``first_order=True`` drops
+it (FOMAML). ``inner_lr`` may be a float or per-parameter tensors (Meta-SGD, Li et al. 2017).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, grad, vmap
+
+from fastadapt.types import Batch, Params
+
+
+class FunctionalPolicy(Protocol):
+    """What the inner loop needs from a policy module (see ``fastadapt.policies.mlp``)."""
+
+    def __call__(self, obs: Tensor) -> Tensor: ...
+    def log_prob(self, out: Tensor, actions: Tensor) -> Tensor: ...
+    def kl(self, old_out: Tensor, new_out: Tensor) -> Tensor: ...
+
+
+def policy_output(policy: nn.Module, params: Params, obs: Tensor) -> Tensor:
+    """Distribution parameters ``[..., D]`` of ``policy`` with shared ``params`` at ``obs``."""
+    out: Tensor = functional_call(policy, params, (obs,))
+    return out
+
+
+def per_task_output(policy: nn.Module, params: Params, obs: Tensor) -> Tensor:
+    """Distribution parameters with per-task ``params`` (leading ``[T]``) at ``obs [T, ..., O]``.
+
+    Returns:
+        ``[T, ..., D]``.
+    """
+    out: Tensor = vmap(policy_output, in_dims=(None, 0, 0))(policy, params, obs)
+    return out
+
+
+def expand_to_tasks(params: Params, num_tasks: int) -> Params:
+    """Shared parameters viewed as per-task parameters ``[T, ...]`` (no copy)."""
+    return {name: p.expand(num_tasks, *p.shape) for name, p in params.items()}
+
+
+def inner_loss(policy: nn.Module, params: Params, batch: Batch) -> Tensor:
+    """REINFORCE loss of one task: ``-sum(m * log pi(a|s) * A) / sum(m)``.
+
+    Args:
+        params: shared-shape parameters of one task's policy.
+        batch: one task's episodes, ``[E, H, ...]``.
+
+    Returns:
+        A scalar.
+    """
+    out = policy_output(policy, params, batch.observations)
+    log_probs = policy.log_prob(out, batch.actions)  # type: ignore[operator]
+    weighted = log_probs * batch.advantages * batch.masks
+    return -weighted.sum() / batch.masks.sum().clamp(min=1.0)
+
+
+def inner_gradients(policy: nn.Module, params: Params, batch: Batch) -> Params:
+    """Per-task gradients ``grad L_i(params_i)`` for all tasks at once.
+
+    Args:
+        params: per-task parameters ``[T, ...]``.
+        batch: ``[T, E, H, ...]``.
+
+    Returns:
+        Per-task gradients ``[T, ...]``. If ``params`` require grad, the result keeps the
+        graph of the gradient, so it can be differentiated again (Hessian-vector products).
+    """
+    def loss(p: Params, b: Batch) -> Tensor:
+        return inner_loss(policy, p, b)
+
+    grads: Params = vmap(grad(loss))(params, batch)
+    return grads
+
+
+def adapt(
+    policy: nn.Module,
+    params: Params,
+    batch: Batch,
+    inner_lr: float | Params,
+    first_order: bool = False,
+) -> Params:
+    """One inner policy-gradient step per task: ``phi_i = params_i - alpha * grad L_i``.
+
+    Args:
+        policy: the policy module (its own parameters are ignored).
+        params: per-task parameters ``[T, ...]`` (use :func:`expand_to_tasks` for theta).
+        batch: the tasks' training episodes ``[T, E, H, ...]``.
+        inner_lr: step size alpha, or per-parameter step sizes shaped like the parameters
+            (Meta-SGD).
+        first_order: drop the second-order term (FOMAML): the gradient is treated as constant.
+
+    Returns:
+        Adapted per-task parameters ``[T, ...]``.
+    """
+    grads = inner_gradients(policy, params, batch)
+    adapted: Params = {}
+    for name, p in params.items():
+        g = grads[name].detach() if first_order else grads[name]
+        lr = inner_lr[name] if isinstance(inner_lr, dict) else inner_lr
+        adapted[name] = p - lr * g
+    return adapted
+
+
+def adapt_steps(
+    policy: nn.Module,
+    params: Params,
+    batches: list[Batch],
+    inner_lr: float | Params,
+    first_order: bool = False,
+) -> Params:
+    """Several inner steps, step ``k`` using ``batches[k]`` (sampled with the step-``k`` policy).
+
+    Args:
+        params: per-task parameters ``[T, ...]``.
+
+    Returns:
+        Per-task parameters after ``len(batches)`` steps.
+    """
+    for batch in batches:
+        params = adapt(policy, params, batch, inner_lr, first_order)
+    return params
+
+
+@torch.no_grad()
+def sample_actions(
+    policy: nn.Module, params: Params, obs: Tensor, generator: torch.Generator | None
+) -> Tensor:
+    """Actions for observations ``[T, E, O]`` from per-task ``params``; sampled outside vmap."""
+    out = per_task_output(policy, params, obs)
+    actions: Tensor = policy.sample(out, generator)  # type: ignore[operator]
+    return actions

@@ -1,0 +1,139 @@
+"""Exact products with the meta-gradient's Jacobian and the meta-Fisher, from kept graphs.
+
+For one inner step, ``phi_i(theta) = theta - alpha grad L_i(theta)`` has the Jacobian
+``J_i = I - alpha H_i`` with ``H_i = grad^2 L_i(theta)`` symmetric, so both ``J_i v`` and
+``J_i^T w`` are Hessian-vector products. With ``K`` steps, ``J_i`` is the product of the
+per-step Jacobians (each at its own ``phi_i^(k-1)``).
+
+TRPO needs the Hessian of ``KL(theta) = mean_i KL(pi_{phi_i_old} || pi_{phi_i(theta)})`` at
+``theta_old``. There ``grad_phi KL = 0``, so the term with the second derivative of ``phi``
+vanishes and the Hessian is exactly
+
+    F_meta = sum_i J_i^T F_i J_i,     F_i = grad^2_phi KL_i at phi_i_old (the Fisher),
+
+which is what pytorch-maml-rl computes by differentiating the KL twice through a fresh inner
+loop for every product. Here the graphs of ``grad L_i`` (one per inner step) and of
+``grad_phi KL`` are built once per meta-iteration and every CG product reuses them.
+Per-task parameters are separate leaves ``[T, ...]`` so one backward pass yields every
+task's ``H_i v`` at once.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from fastadapt.meta.adapt import expand_to_tasks, inner_gradients, per_task_output
+from fastadapt.meta.losses import mean_kl
+from fastadapt.types import Batch, Params
+
+
+def _leaf(params: Params) -> Params:
+    return {name: p.detach().clone().requires_grad_(True) for name, p in params.items()}
+
+
+def _vjp(outputs: Params, inputs: Params, vectors: Params) -> Params:
+    """``sum_j vectors_j^T d outputs_j / d inputs`` through a kept graph."""
+    names = list(inputs)
+    grads = torch.autograd.grad(
+        [outputs[n] for n in names],
+        [inputs[n] for n in names],
+        [vectors[n] for n in names],
+        retain_graph=True,
+        allow_unused=True,
+    )
+    return {
+        n: torch.zeros_like(inputs[n]) if g is None else g
+        for n, g in zip(names, grads, strict=True)
+    }
+
+
+class InnerLoopJacobian:
+    """Products with ``J = d phi / d theta`` through ``K`` inner steps, all tasks at once.
+
+    Args:
+        policy: the policy module.
+        theta: shared meta-parameters.
+        batches: the training batches of the ``K`` inner steps, ``[T, E, H, ...]`` each.
+        inner_lr: alpha (float, or per-parameter tensors for Meta-SGD).
+        first_order: ``J = I`` (FOMAML); no graph is kept.
+
+    Attributes:
+        adapted: the adapted per-task parameters ``phi [T, ...]`` (detached).
+    """
+
+    def __init__(
+        self,
+        policy: nn.Module,
+        theta: Params,
+        batches: list[Batch],
+        inner_lr: float | Params,
+        first_order: bool = False,
+    ) -> None:
+        self.inner_lr = inner_lr
+        self.first_order = first_order
+        self._levels: list[tuple[Params, Params]] = []
+        current = expand_to_tasks(theta, batches[0].masks.shape[0])
+        for batch in batches:
+            leaf = _leaf(current)
+            with torch.enable_grad():
+                grads = inner_gradients(policy, leaf, batch)
+            if not first_order:
+                self._levels.append((leaf, grads))
+            current = {
+                n: leaf[n].detach() - self._lr(n) * grads[n].detach() for n in leaf
+            }
+        self.adapted: Params = current
+
+    def _lr(self, name: str) -> float | Tensor:
+        return self.inner_lr[name] if isinstance(self.inner_lr, dict) else self.inner_lr
+
+    def jvp(self, vector: Params) -> Params:
+        """``J_i v`` for every task: shared ``v`` -> per-task ``[T, ...]``."""
+        num_tasks = next(iter(self.adapted.values())).shape[0]
+        u = {n: v.expand(num_tasks, *v.shape) for n, v in vector.items()}
+        for leaf, grads in self._levels:
+            hu = _vjp(grads, leaf, u)  # H symmetric: H u = u^T H
+            u = {n: u[n] - self._lr(n) * hu[n] for n in u}
+        return u
+
+    def vjp(self, vectors: Params) -> Params:
+        """``sum_i J_i^T w_i``: per-task ``w [T, ...]`` -> shared."""
+        w = vectors
+        for leaf, grads in reversed(self._levels):
+            hw = _vjp(grads, leaf, {n: self._lr(n) * w[n] for n in w})
+            w = {n: w[n] - hw[n] for n in w}
+        return {n: x.sum(0) for n, x in w.items()}
+
+
+class KLHessian:
+    """Products with ``F_i = grad^2_phi mean KL(pi_old || pi_phi)`` at ``phi = phi_old``.
+
+    Args:
+        policy: the policy module.
+        adapted: per-task parameters ``phi_old [T, ...]``.
+        batch: validation episodes ``[T, E, H, ...]`` whose states the KL averages over.
+        old_out: distribution parameters of ``pi_old`` at those states ``[T, E, H, D]``.
+    """
+
+    def __init__(self, policy: nn.Module, adapted: Params, batch: Batch, old_out: Tensor) -> None:
+        self._leaf = _leaf(adapted)
+        with torch.enable_grad():
+            out = per_task_output(policy, self._leaf, batch.observations)
+            kl = mean_kl(policy, old_out.detach(), out, batch.masks)
+            names = list(self._leaf)
+            grads = torch.autograd.grad(kl, [self._leaf[n] for n in names], create_graph=True)
+        self._grads = dict(zip(names, grads, strict=True))
+
+    def __call__(self, vectors: Params) -> Params:
+        """``F_i u_i`` for per-task ``u [T, ...]``."""
+        return _vjp(self._grads, self._leaf, vectors)
+
+
+def subsample_episodes(batch: Batch, fraction: float) -> Batch:
+    """The first ``ceil(fraction * E)`` episodes of every task (episodes are i.i.d.)."""
+    num_episodes = batch.masks.shape[1]
+    keep = max(1, int(-(-fraction * num_episodes // 1)))
+    if keep >= num_episodes:
+        return batch
+    return Batch(*(x[:, :keep] for x in batch))

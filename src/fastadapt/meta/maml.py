@@ -1,0 +1,196 @@
+"""MAML for RL with TRPO as the outer optimizer (Finn et al. 2017, Algorithm 3).
+
+One meta-iteration:
+
+1. sample ``T`` training tasks; for ``k = 0..K-1`` sample ``E`` episodes per task with
+   ``phi^(k)`` (``phi^(0) = theta``) and take an inner step ``phi^(k+1) = adapt(phi^(k))``;
+2. sample ``E`` validation episodes with ``phi^(K)``;
+3. TRPO on ``theta`` for the post-adaptation surrogate, differentiating through the inner
+   steps: gradient ``sum_i J_i^T grad_phi L_i``, natural direction by CG on the exact
+   meta-Fisher ``sum_i J_i^T F_i J_i`` (see :mod:`fastadapt.meta.curvature`), KL-constrained
+   backtracking line search that re-runs the inner loop at each trial.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
+
+import torch
+from torch import Tensor, nn
+
+from fastadapt.errors import ConfigError
+from fastadapt.meta.adapt import adapt, adapt_steps, expand_to_tasks, per_task_output
+from fastadapt.meta.curvature import InnerLoopJacobian, KLHessian, subsample_episodes
+from fastadapt.meta.losses import mean_kl, surrogate_loss
+from fastadapt.meta.trpo import (
+    TRPOConfig,
+    backtracking_line_search,
+    flatten,
+    natural_step,
+    unflatten,
+)
+from fastadapt.returns import process_trajectories
+from fastadapt.types import Batch, Params, Trajectories
+
+
+@dataclass(frozen=True)
+class MAMLConfig:
+    """Inner loop and data settings of MAML-RL (defaults: pytorch-maml-rl 2d-navigation)."""
+
+    meta_batch_size: int = 20
+    """Tasks per meta-iteration."""
+    episodes_per_task: int = 20
+    """Episodes sampled per task for each inner step and for the validation batch."""
+    adaptation_steps: int = 1
+    """Inner gradient steps during meta-training."""
+    inner_lr: float = 0.1
+    """Inner step size alpha."""
+    first_order: bool = False
+    """Drop second-order terms (FOMAML)."""
+    gamma: float = 0.99
+    """Discount factor."""
+    gae_lambda: float = 1.0
+    """GAE lambda (1.0: Monte-Carlo returns minus the linear baseline)."""
+
+    def __post_init__(self) -> None:
+        for key in ("meta_batch_size", "episodes_per_task", "adaptation_steps"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"maml.{key} must be >= 1, got {getattr(self, key)}")
+        if not 0 < self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
+            raise ConfigError("maml.gamma must be in (0, 1] and maml.gae_lambda in [0, 1]")
+
+
+class Sampler(Protocol):
+    """The sampler interface (see :mod:`fastadapt.sampling.vector`)."""
+
+    def sample(self, params: Params, tasks: list[Any], episodes_per_task: int) -> Trajectories:
+        ...
+
+
+class MetaBatch(NamedTuple):
+    """Episodes of one meta-iteration.
+
+    Attributes:
+        train: the ``K`` inner-step batches ``[T, E, H, ...]``, step ``k`` sampled by ``phi^(k)``.
+        valid: validation batch sampled by ``phi^(K)``.
+        returns: mean episode return of each of the ``K + 1`` batches (before → after).
+        env_steps: environment steps taken.
+    """
+
+    train: list[Batch]
+    valid: Batch
+    returns: list[float]
+    env_steps: int
+
+
+@torch.no_grad()
+def collect_meta_batch(
+    sampler: Sampler,
+    policy: nn.Module,
+    theta: Params,
+    tasks: list[Any],
+    config: MAMLConfig,
+    adaptation_steps: int | None = None,
+) -> MetaBatch:
+    """Sample the inner-step batches and the validation batch of ``tasks`` (no graph kept).
+
+    Args:
+        adaptation_steps: overrides ``config.adaptation_steps`` (evaluation uses more).
+    """
+    steps = config.adaptation_steps if adaptation_steps is None else adaptation_steps
+    params = expand_to_tasks(theta, len(tasks))
+    batches: list[Batch] = []
+    returns: list[float] = []
+    env_steps = 0
+    for k in range(steps + 1):
+        trajectories = sampler.sample(params, tasks, config.episodes_per_task)
+        env_steps += trajectories.num_env_steps
+        returns.append(float(trajectories.episode_returns().mean()))
+        batch = process_trajectories(trajectories, config.gamma, config.gae_lambda)
+        batches.append(batch)
+        if k < steps:
+            params = adapt(policy, params, batch, config.inner_lr, first_order=True)
+    return MetaBatch(batches[:-1], batches[-1], returns, env_steps)
+
+
+class MAMLTRPO:
+    """The MAML-TRPO meta-update ``theta -> theta'`` on one :class:`MetaBatch`."""
+
+    def __init__(self, policy: nn.Module, maml: MAMLConfig, trpo: TRPOConfig) -> None:
+        self.policy = policy
+        self.maml = maml
+        self.trpo = trpo
+
+    def _meta_fisher(self, theta: Params, meta_batch: MetaBatch, jacobian: InnerLoopJacobian,
+                     old_out: Tensor) -> tuple[Any, InnerLoopJacobian]:
+        """Damped meta-Fisher-vector product ``v -> (sum_i J_i^T F_i J_i + d I) v``."""
+        fraction = self.trpo.fvp_subsample
+        if fraction < 1.0:
+            train = [subsample_episodes(b, fraction) for b in meta_batch.train]
+            valid = subsample_episodes(meta_batch.valid, fraction)
+            old_out = old_out[:, : valid.masks.shape[1]]
+            jacobian = InnerLoopJacobian(
+                self.policy, theta, train, self.maml.inner_lr, self.maml.first_order
+            )
+        else:
+            valid = meta_batch.valid
+        fisher = KLHessian(self.policy, jacobian.adapted, valid, old_out)
+
+        def fvp(vector: Tensor) -> Tensor:
+            per_task = fisher(jacobian.jvp(unflatten(vector, theta)))
+            return flatten(jacobian.vjp(per_task)) + self.trpo.cg_damping * vector
+
+        return fvp, jacobian
+
+    def step(self, theta: Params, meta_batch: MetaBatch) -> tuple[Params, dict[str, float]]:
+        """One TRPO meta-update.
+
+        Args:
+            theta: meta-parameters (shared shapes; not modified).
+            meta_batch: episodes from :func:`collect_meta_batch` with ``theta``.
+
+        Returns:
+            ``(new theta, metrics)``. If the gradient is not finite or the line search finds
+            no acceptable step, ``theta`` is returned unchanged and ``metrics["step_accepted"]
+            == 0`` (``metrics["nonfinite"] == 1`` for a non-finite gradient).
+        """
+        policy, valid = self.policy, meta_batch.valid
+        jacobian = InnerLoopJacobian(
+            policy, theta, meta_batch.train, self.maml.inner_lr, self.maml.first_order
+        )
+        with torch.no_grad():
+            old_out = per_task_output(policy, jacobian.adapted, valid.observations)
+            old_log_probs = policy.log_prob(old_out, valid.actions)  # type: ignore[operator]
+        leaf = {n: p.detach().requires_grad_(True) for n, p in jacobian.adapted.items()}
+        with torch.enable_grad():
+            loss, _ = surrogate_loss(policy, leaf, valid, old_log_probs)
+            grads = torch.autograd.grad(loss, list(leaf.values()))
+        gradient = flatten(jacobian.vjp(dict(zip(leaf, grads, strict=True))))
+        metrics = {"loss_before": float(loss.detach()), "grad_norm": float(gradient.norm())}
+        if not torch.isfinite(gradient).all() or not torch.isfinite(loss):
+            return theta, {**metrics, "step_accepted": 0.0, "nonfinite": 1.0, "kl": 0.0}
+
+        fvp, _ = self._meta_fisher(theta, meta_batch, jacobian, old_out)
+        full_step, predicted_kl = natural_step(gradient, fvp, self.trpo)
+
+        @torch.no_grad()
+        def evaluate(candidate: Tensor) -> tuple[float, float]:
+            params = expand_to_tasks(unflatten(candidate, theta), valid.masks.shape[0])
+            adapted = adapt_steps(policy, params, meta_batch.train, self.maml.inner_lr, True)
+            new_loss, new_out = surrogate_loss(policy, adapted, valid, old_log_probs)
+            return float(new_loss), float(mean_kl(policy, old_out, new_out, valid.masks))
+
+        new_flat, backtracks, new_loss, kl = backtracking_line_search(
+            evaluate, flatten(theta).detach(), full_step, float(loss), self.trpo
+        )
+        metrics.update(
+            loss_after=new_loss,
+            kl=kl,
+            predicted_kl=predicted_kl,
+            step_accepted=float(backtracks is not None),
+            backtracks=float(-1 if backtracks is None else backtracks),
+            nonfinite=0.0,
+        )
+        new_theta = {n: p.detach().clone() for n, p in unflatten(new_flat, theta).items()}
+        return new_theta, metrics
