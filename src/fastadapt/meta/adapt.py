@@ -17,7 +17,7 @@ from typing import Protocol
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, grad, vmap
+from torch.func import functional_call, grad, jvp, vjp, vmap
 
 from fastadapt.types import Batch, Params
 
@@ -132,6 +132,34 @@ def adapt_steps(
     for batch in batches:
         params = adapt(policy, params, batch, inner_lr, first_order)
     return params
+
+
+class OutputLinearization:
+    """Jacobian products of the per-task policy outputs ``out = f(phi) [T, ..., D]``.
+
+    ``jvp(u) = (d out / d phi) u`` (forward mode) and ``vjp(y) = (d out / d phi)^T y`` (reverse
+    mode through a graph kept from construction), used for Gauss-Newton products.
+    """
+
+    def __init__(self, policy: nn.Module, params: Params, obs: Tensor) -> None:
+        self._params = params
+
+        def outputs(p: Params) -> Tensor:
+            return per_task_output(policy, p, obs)
+
+        self._fn = outputs
+        self.out, self._vjp = vjp(outputs, params)
+
+    def jvp(self, tangents: Params) -> Tensor:
+        """``[T, ..., D]`` directional derivative of the outputs along per-task ``tangents``."""
+        _, out_tangent = jvp(self._fn, (self._params,), (tangents,))
+        result: Tensor = out_tangent
+        return result
+
+    def vjp(self, cotangent: Tensor) -> Params:
+        """Per-task parameter cotangents ``[T, ...]`` of an output cotangent ``[T, ..., D]``."""
+        grads: Params = self._vjp(cotangent)[0]
+        return grads
 
 
 @torch.no_grad()

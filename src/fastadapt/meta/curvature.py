@@ -23,8 +23,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from fastadapt.meta.adapt import expand_to_tasks, inner_gradients, per_task_output
-from fastadapt.meta.losses import mean_kl
+from fastadapt.meta.adapt import OutputLinearization, expand_to_tasks, inner_gradients
 from fastadapt.types import Batch, Params
 
 
@@ -109,25 +108,32 @@ class InnerLoopJacobian:
 class KLHessian:
     """Products with ``F_i = grad^2_phi mean KL(pi_old || pi_phi)`` at ``phi = phi_old``.
 
+    At ``phi_old`` the KL's gradient in the outputs vanishes, so its Hessian is exactly the
+    Gauss-Newton product ``G^T M G`` with ``G = d out / d phi`` and ``M`` the KL's Hessian in
+    the distribution parameters (the Fisher in output space, ``policy.fisher_output_product``).
+    One forward-mode and one reverse-mode pass per product; no second derivatives.
+
     Args:
         policy: the policy module.
         adapted: per-task parameters ``phi_old [T, ...]``.
         batch: validation episodes ``[T, E, H, ...]`` whose states the KL averages over.
-        old_out: distribution parameters of ``pi_old`` at those states ``[T, E, H, D]``.
     """
 
-    def __init__(self, policy: nn.Module, adapted: Params, batch: Batch, old_out: Tensor) -> None:
-        self._leaf = _leaf(adapted)
-        with torch.enable_grad():
-            out = per_task_output(policy, self._leaf, batch.observations)
-            kl = mean_kl(policy, old_out.detach(), out, batch.masks)
-            names = list(self._leaf)
-            grads = torch.autograd.grad(kl, [self._leaf[n] for n in names], create_graph=True)
-        self._grads = dict(zip(names, grads, strict=True))
+    def __init__(self, policy: nn.Module, adapted: Params, batch: Batch) -> None:
+        self._policy = policy
+        self._linear = OutputLinearization(policy, adapted, batch.observations)
+        masks = batch.masks
+        # mean over each task's unmasked steps, then over tasks (as mean_kl)
+        self._weights = (masks / masks.sum((1, 2), keepdim=True).clamp(min=1.0)
+                         / masks.shape[0]).unsqueeze(-1)
 
     def __call__(self, vectors: Params) -> Params:
         """``F_i u_i`` for per-task ``u [T, ...]``."""
-        return _vjp(self._grads, self._leaf, vectors)
+        tangent = self._linear.jvp(vectors)
+        metric = self._policy.fisher_output_product(  # type: ignore[operator]
+            self._linear.out, tangent
+        )
+        return self._linear.vjp(metric * self._weights)
 
 
 def subsample_episodes(batch: Batch, fraction: float) -> Batch:

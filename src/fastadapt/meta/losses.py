@@ -35,6 +35,10 @@ def surrogate_loss(
 
 
 def mean_kl(policy: nn.Module, old_out: Tensor, new_out: Tensor, masks: Tensor) -> Tensor:
-    """``mean_tasks mean_steps KL(pi_old || pi_new)``; outs ``[T, E, H, D]``, masks ``[T, E, H]``."""
+    """Mean over tasks of the mean over steps of ``KL(pi_old || pi_new)``.
+
+    Args:
+        old_out, new_out: ``[T, E, H, D]``. masks: ``[T, E, H]``.
+    """
     kl: Tensor = policy.kl(old_out, new_out)  # type: ignore[operator]
     return masked_task_mean(kl, masks)

@@ -13,6 +13,7 @@ One meta-iteration:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
@@ -74,14 +75,20 @@ class MetaBatch(NamedTuple):
     Attributes:
         train: the ``K`` inner-step batches ``[T, E, H, ...]``, step ``k`` sampled by ``phi^(k)``.
         valid: validation batch sampled by ``phi^(K)``.
-        returns: mean episode return of each of the ``K + 1`` batches (before → after).
+        task_returns: mean episode return of each task in each of the ``K + 1`` batches
+            (before -> after adaptation), ``K + 1`` tensors ``[T]``.
         env_steps: environment steps taken.
     """
 
     train: list[Batch]
     valid: Batch
-    returns: list[float]
+    task_returns: list[Tensor]
     env_steps: int
+
+    @property
+    def returns(self) -> list[float]:
+        """Mean episode return over tasks after ``0..K`` inner steps."""
+        return [float(r.mean()) for r in self.task_returns]
 
 
 @torch.no_grad()
@@ -101,17 +108,17 @@ def collect_meta_batch(
     steps = config.adaptation_steps if adaptation_steps is None else adaptation_steps
     params = expand_to_tasks(theta, len(tasks))
     batches: list[Batch] = []
-    returns: list[float] = []
+    task_returns: list[Tensor] = []
     env_steps = 0
     for k in range(steps + 1):
         trajectories = sampler.sample(params, tasks, config.episodes_per_task)
         env_steps += trajectories.num_env_steps
-        returns.append(float(trajectories.episode_returns().mean()))
+        task_returns.append(trajectories.episode_returns().mean(dim=1))
         batch = process_trajectories(trajectories, config.gamma, config.gae_lambda)
         batches.append(batch)
         if k < steps:
             params = adapt(policy, params, batch, config.inner_lr, first_order=True)
-    return MetaBatch(batches[:-1], batches[-1], returns, env_steps)
+    return MetaBatch(batches[:-1], batches[-1], task_returns, env_steps)
 
 
 class MAMLTRPO:
@@ -122,26 +129,25 @@ class MAMLTRPO:
         self.maml = maml
         self.trpo = trpo
 
-    def _meta_fisher(self, theta: Params, meta_batch: MetaBatch, jacobian: InnerLoopJacobian,
-                     old_out: Tensor) -> tuple[Any, InnerLoopJacobian]:
+    def _meta_fisher(self, theta: Params, meta_batch: MetaBatch, jacobian: InnerLoopJacobian
+                     ) -> Callable[[Tensor], Tensor]:
         """Damped meta-Fisher-vector product ``v -> (sum_i J_i^T F_i J_i + d I) v``."""
         fraction = self.trpo.fvp_subsample
         if fraction < 1.0:
             train = [subsample_episodes(b, fraction) for b in meta_batch.train]
             valid = subsample_episodes(meta_batch.valid, fraction)
-            old_out = old_out[:, : valid.masks.shape[1]]
             jacobian = InnerLoopJacobian(
                 self.policy, theta, train, self.maml.inner_lr, self.maml.first_order
             )
         else:
             valid = meta_batch.valid
-        fisher = KLHessian(self.policy, jacobian.adapted, valid, old_out)
+        fisher = KLHessian(self.policy, jacobian.adapted, valid)
 
         def fvp(vector: Tensor) -> Tensor:
             per_task = fisher(jacobian.jvp(unflatten(vector, theta)))
             return flatten(jacobian.vjp(per_task)) + self.trpo.cg_damping * vector
 
-        return fvp, jacobian
+        return fvp
 
     def step(self, theta: Params, meta_batch: MetaBatch) -> tuple[Params, dict[str, float]]:
         """One TRPO meta-update.
@@ -171,7 +177,7 @@ class MAMLTRPO:
         if not torch.isfinite(gradient).all() or not torch.isfinite(loss):
             return theta, {**metrics, "step_accepted": 0.0, "nonfinite": 1.0, "kl": 0.0}
 
-        fvp, _ = self._meta_fisher(theta, meta_batch, jacobian, old_out)
+        fvp = self._meta_fisher(theta, meta_batch, jacobian)
         full_step, predicted_kl = natural_step(gradient, fvp, self.trpo)
 
         @torch.no_grad()
@@ -182,7 +188,7 @@ class MAMLTRPO:
             return float(new_loss), float(mean_kl(policy, old_out, new_out, valid.masks))
 
         new_flat, backtracks, new_loss, kl = backtracking_line_search(
-            evaluate, flatten(theta).detach(), full_step, float(loss), self.trpo
+            evaluate, flatten(theta).detach(), full_step, float(loss.detach()), self.trpo
         )
         metrics.update(
             loss_after=new_loss,

@@ -106,7 +106,7 @@ def natural_step(
     direction = conjugate_gradient(fvp, gradient, config.cg_iterations)
     shs = 0.5 * (direction @ fvp(direction))
     scale = torch.sqrt(config.max_kl / shs.clamp(min=1e-30))
-    return direction * scale, float(0.5 * shs * scale**2)
+    return direction * scale, float(shs * scale**2)
 
 
 def backtracking_line_search(

@@ -80,6 +80,15 @@ class GaussianMLPPolicy(nn.Module):
         mahalanobis = (mean0 - mean1).pow(2) * torch.exp(-2 * log_std1)
         return 0.5 * (var_ratio + mahalanobis - 1).sum(-1) + (log_std1 - log_std0).sum(-1)
 
+    def fisher_output_product(self, out: Tensor, tangent: Tensor) -> Tensor:
+        """Hessian of ``KL(pi_out || pi_x)`` in ``x`` at ``x = out``, times ``tangent``.
+
+        For ``[mu, log sigma]`` it is ``diag(1 / sigma^2, 2)``. Shapes ``[..., 2A]``.
+        """
+        _, log_std = self._split(out)
+        d_mean, d_log_std = self._split(tangent)
+        return torch.cat([d_mean * torch.exp(-2 * log_std), 2 * d_log_std], dim=-1)
+
     def entropy(self, out: Tensor) -> Tensor:
         """Differential entropy per state, ``[...]``."""
         _, log_std = self._split(out)
@@ -122,6 +131,12 @@ class CategoricalMLPPolicy(nn.Module):
         log_p0 = torch.log_softmax(old_out, dim=-1)
         log_p1 = torch.log_softmax(new_out, dim=-1)
         return (log_p0.exp() * (log_p0 - log_p1)).sum(-1)
+
+    def fisher_output_product(self, out: Tensor, tangent: Tensor) -> Tensor:
+        """Hessian of ``KL(pi_out || pi_x)`` in the logits ``x`` at ``x = out`` times
+        ``tangent``: ``(diag(p) - p p^T) t``. Shapes ``[..., K]``."""
+        probs = torch.softmax(out, dim=-1)
+        return probs * (tangent - (probs * tangent).sum(-1, keepdim=True))
 
     def entropy(self, out: Tensor) -> Tensor:
         """Entropy per state, ``[...]``."""

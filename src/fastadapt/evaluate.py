@@ -1,0 +1,114 @@
+"""The meta-test protocol: adaptation curves on the fixed held-out tasks.
+
+For each of ``N`` held-out tasks (``family.test_tasks(N)``, the same for every run and every
+algorithm): sample ``E`` episodes with ``theta``, take an inner step on them, sample ``E``
+episodes with the adapted policy, and so on for ``K`` steps (Finn et al. 2017, §5.3).
+``returns_mean[k]`` is the mean over tasks of the mean episode return after ``k`` steps;
+``returns_ci95[k]`` is the half-width of its normal 95% confidence interval over tasks.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fastadapt.meta.maml import MetaBatch, collect_meta_batch
+from fastadapt.run.train import Experiment, build_experiment, load_policy_params, load_run_config
+from fastadapt.sampling.vector import VectorSampler
+from fastadapt.types import Params
+
+EVALUATION_FILE = "evaluation.json"
+_TRAJECTORY_TASKS = 4
+
+
+def meta_test(
+    experiment: Experiment,
+    theta: Params,
+    num_tasks: int,
+    adaptation_steps: int,
+    episodes_per_task: int,
+    seed: int,
+) -> dict[str, Any]:
+    """Adaptation curve of ``theta`` on ``num_tasks`` held-out tasks.
+
+    Returns:
+        A JSON-serialisable dict with ``num_tasks``, ``adaptation_steps``,
+        ``episodes_per_task``, ``returns_mean`` and ``returns_ci95`` (``K + 1`` entries),
+        ``per_task_returns`` (``N x (K + 1)``), the tasks, and for 2D navigation example
+        trajectories before and after adaptation.
+    """
+    family = experiment.family
+    tasks = family.test_tasks(num_tasks)
+    maml = replace(
+        experiment.config.maml, meta_batch_size=num_tasks, episodes_per_task=episodes_per_task
+    )
+    with VectorSampler(family, experiment.policy, experiment.horizon, seed) as sampler:
+        meta_batch = collect_meta_batch(
+            sampler, experiment.policy, theta, tasks, maml, adaptation_steps
+        )
+    per_task = torch.stack(meta_batch.task_returns, dim=1).double()  # [N, K + 1]
+    std = per_task.std(dim=0, unbiased=True) if num_tasks > 1 else torch.zeros(per_task.shape[1])
+    result: dict[str, Any] = {
+        "env": family.name,
+        "num_tasks": num_tasks,
+        "adaptation_steps": adaptation_steps,
+        "episodes_per_task": episodes_per_task,
+        "seed": seed,
+        "returns_mean": per_task.mean(dim=0).tolist(),
+        "returns_ci95": (1.96 * std / math.sqrt(num_tasks)).tolist(),
+        "per_task_returns": per_task.tolist(),
+        "tasks": [family.task_to_dict(task) for task in tasks],
+    }
+    if family.name == "Navigation2D":
+        result["trajectories"] = _navigation_trajectories(meta_batch, result["tasks"])
+    return result
+
+
+def _navigation_trajectories(meta_batch: MetaBatch, tasks: list[dict[str, Any]]
+                             ) -> list[dict[str, Any]]:
+    """First episode of the first tasks, before (step 0) and after (step K) adaptation."""
+    batches = [*meta_batch.train, meta_batch.valid]
+    examples = []
+    for i, task in enumerate(tasks[:_TRAJECTORY_TASKS]):
+        paths = []
+        for batch in (batches[0], batches[-1]):
+            steps = int(batch.masks[i, 0].sum())
+            paths.append(batch.observations[i, 0, :steps].tolist())
+        examples.append({"task": task, "before": paths[0], "after": paths[1]})
+    return examples
+
+
+def evaluate_run(
+    run_dir: Path,
+    num_tasks: int | None = None,
+    adaptation_steps: int | None = None,
+    episodes_per_task: int | None = None,
+    seed: int = 0,
+) -> Path:
+    """Meta-test a run's final parameters; writes and returns ``run_dir/evaluation.json``.
+
+    Unset arguments take the run config's ``evaluate`` section.
+    """
+    config = load_run_config(run_dir)
+    experiment = build_experiment(config)
+    torch.set_num_threads(config.run.num_threads)
+    theta = load_policy_params(run_dir, experiment)
+    defaults = config.evaluate
+    result = meta_test(
+        experiment,
+        theta,
+        num_tasks or defaults.num_tasks,
+        defaults.adaptation_steps if adaptation_steps is None else adaptation_steps,
+        episodes_per_task or defaults.episodes_per_task,
+        seed,
+    )
+    path = run_dir / EVALUATION_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    tmp.replace(path)
+    return path

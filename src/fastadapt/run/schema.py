@@ -1,0 +1,99 @@
+"""The configuration of a training run: what a YAML file under ``configs/`` holds.
+
+Every key carries its unit (tasks, episodes, steps, iterations). Unknown keys, wrong types and
+out-of-range values raise :class:`fastadapt.errors.ConfigError` naming the dotted key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from fastadapt.errors import ConfigError
+from fastadapt.meta.maml import MAMLConfig
+from fastadapt.meta.trpo import TRPOConfig
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """Which task family to meta-train on."""
+
+    name: str = "Navigation2D"
+    """Registered family name (``fastadapt envs`` lists them)."""
+    horizon: int | None = None
+    """Steps per episode; ``None`` takes the family's default."""
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments of the family, e.g. ``{num_arms: 5, num_pulls: 10}`` for Bandit."""
+
+    def __post_init__(self) -> None:
+        if self.horizon is not None and self.horizon < 1:
+            raise ConfigError(f"env.horizon must be >= 1, got {self.horizon}")
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """The policy network."""
+
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """Units per hidden layer."""
+    activation: Literal["tanh", "relu"] = "tanh"
+    """Hidden nonlinearity."""
+    init_std: float = 1.0
+    """Initial action standard deviation (Gaussian policies)."""
+
+    def __post_init__(self) -> None:
+        if any(size < 1 for size in self.hidden_sizes):
+            raise ConfigError(f"policy.hidden_sizes must be positive, got {self.hidden_sizes}")
+        if self.init_std <= 0:
+            raise ConfigError(f"policy.init_std must be > 0, got {self.init_std}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Length, seeding, resources and outputs of a run."""
+
+    iterations: int = 50
+    """Meta-iterations (outer updates)."""
+    seed: int = 1
+    """Seeds the task sampler, the envs, the actions and the initial policy."""
+    num_threads: int = 2
+    """torch intra-op threads (the machine's cores; 1 when several processes share them)."""
+    checkpoint_every: int = 10
+    """Iterations between checkpoints (the last iteration is always saved)."""
+    keep_checkpoints: int = 3
+    """Checkpoints kept under ``checkpoints/``."""
+    max_nonfinite_iterations: int = 3
+    """Consecutive iterations with a NaN/inf loss or gradient before the run stops."""
+    tensorboard: bool = True
+    """Write TensorBoard events next to ``metrics.jsonl``."""
+
+    def __post_init__(self) -> None:
+        for key in ("iterations", "num_threads", "checkpoint_every", "keep_checkpoints"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"run.{key} must be >= 1, got {getattr(self, key)}")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Defaults of ``fastadapt evaluate`` (the meta-test protocol)."""
+
+    num_tasks: int = 40
+    """Held-out tasks."""
+    adaptation_steps: int = 3
+    """Inner gradient steps measured (returns are reported after 0..K steps)."""
+    episodes_per_task: int = 20
+    """Episodes sampled per task at each adaptation step."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A whole run: ``fastadapt train CONFIG.yaml``."""
+
+    algorithm: Literal["maml-trpo"] = "maml-trpo"
+    """The meta-learning algorithm."""
+    env: EnvConfig = field(default_factory=EnvConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    maml: MAMLConfig = field(default_factory=MAMLConfig)
+    trpo: TRPOConfig = field(default_factory=TRPOConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    evaluate: EvalConfig = field(default_factory=EvalConfig)

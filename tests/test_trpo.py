@@ -1,0 +1,187 @@
+"""TRPO's pieces on hand-built problems: conjugate gradient on a known SPD system, the trust-region
+scaling of the natural step on a quadratic KL, the backtracking line search, config checks."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+from torch.testing import assert_close
+
+from fastadapt.errors import ConfigError
+from fastadapt.meta.trpo import (
+    TRPOConfig,
+    backtracking_line_search,
+    conjugate_gradient,
+    flatten,
+    natural_step,
+    unflatten,
+)
+
+F64 = torch.float64
+
+
+def _spd_system() -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed 5x5 symmetric positive-definite matrix (eigenvalues 1..5) and a right-hand side."""
+    generator = torch.Generator().manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(5, 5, generator=generator, dtype=F64))
+    matrix = q @ torch.diag(torch.arange(1.0, 6.0, dtype=F64)) @ q.T
+    return matrix, torch.randn(5, generator=generator, dtype=F64)
+
+
+# --- conjugate gradient -----------------------------------------------------------------------
+
+
+def test_conjugate_gradient_solves_a_known_spd_system() -> None:
+    matrix, b = _spd_system()
+    x = conjugate_gradient(lambda v: matrix @ v, b, iterations=20)
+    assert_close(x, torch.linalg.solve(matrix, b), rtol=0, atol=1e-8)
+    assert_close(matrix @ x, b, rtol=0, atol=1e-8)
+
+
+def test_conjugate_gradient_on_a_diagonal_system_is_exact() -> None:
+    diagonal, b = torch.tensor([2.0, 4.0, 8.0], dtype=F64), torch.tensor([1.0, 1.0, 1.0], dtype=F64)
+    x = conjugate_gradient(lambda v: diagonal * v, b, iterations=3)
+    assert_close(x, torch.tensor([0.5, 0.25, 0.125], dtype=F64), rtol=0, atol=1e-12)
+
+
+def test_conjugate_gradient_first_iteration_is_the_steepest_descent_step() -> None:
+    matrix, b = _spd_system()
+    x = conjugate_gradient(lambda v: matrix @ v, b, iterations=1)
+    assert_close(x, (b @ b) / (b @ matrix @ b) * b)
+
+
+def test_conjugate_gradient_stops_at_zero_residual() -> None:
+    calls: list[int] = []
+
+    def matvec(v: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return v
+
+    x = conjugate_gradient(matvec, torch.zeros(4, dtype=F64), iterations=10)
+    assert calls == []
+    assert torch.equal(x, torch.zeros(4, dtype=F64))
+
+
+# --- natural step -----------------------------------------------------------------------------
+
+
+def test_natural_step_reaches_the_trust_region_boundary_of_a_quadratic_kl() -> None:
+    matrix, gradient = _spd_system()  # KL(s) = 0.5 s^T A s exactly
+    config = TRPOConfig(max_kl=0.01, cg_iterations=20)
+    step, predicted_kl = natural_step(gradient, lambda v: matrix @ v, config)
+    assert_close(0.5 * step @ matrix @ step, torch.tensor(0.01, dtype=F64))
+    assert predicted_kl == pytest.approx(0.01, rel=1e-10)
+    # The direction is the natural gradient A^-1 g, scaled by a positive factor.
+    direction = torch.linalg.solve(matrix, gradient)
+    scale = (step @ direction) / (direction @ direction)
+    assert scale > 0
+    assert_close(step, scale * direction)
+    assert_close(scale, torch.sqrt(0.01 / (0.5 * direction @ gradient)))
+
+
+# --- line search ------------------------------------------------------------------------------
+
+
+def _fraction_of(candidate: torch.Tensor) -> float:
+    """The line search tries ``params - fraction * step``; with params 0 and step 1 it is -x."""
+    return -float(candidate[0])
+
+
+def _search(evaluate, steps: int = 15, max_kl: float = 0.02):  # type: ignore[no-untyped-def]
+    config = TRPOConfig(max_kl=max_kl, line_search_steps=steps, line_search_backtrack=0.5)
+    params, step = torch.zeros(2, dtype=F64), torch.ones(2, dtype=F64)
+    return params, backtracking_line_search(evaluate, params, step, 0.0, config)
+
+
+def test_line_search_accepts_the_full_step_when_it_improves_inside_the_region() -> None:
+    params, (new, backtracks, loss, kl) = _search(lambda c: (-1.0, 0.001))
+    assert backtracks == 0
+    assert_close(new, params - torch.ones(2, dtype=F64))
+    assert (loss, kl) == (-1.0, 0.001)
+
+
+def test_line_search_backtracks_out_of_a_kl_violation() -> None:
+    # kl = f^2 for fraction f = 1, 1/2, 1/4, 1/8: only 1/64 <= 0.02, after three backtracks.
+    trials: list[float] = []
+
+    def evaluate(candidate: torch.Tensor) -> tuple[float, float]:
+        fraction = _fraction_of(candidate)
+        trials.append(fraction)
+        return -fraction, fraction**2
+
+    _, (new, backtracks, loss, kl) = _search(evaluate)
+    assert trials == [1.0, 0.5, 0.25, 0.125]
+    assert backtracks == 3
+    assert_close(new, torch.full((2,), -0.125, dtype=F64))
+    assert (loss, kl) == (-0.125, 0.125**2)
+
+
+def test_line_search_backtracks_until_the_loss_improves() -> None:
+    # loss = f - 0.3 beats old_loss = 0 first at f = 1/4; an equal loss is not an improvement.
+    def evaluate(candidate: torch.Tensor) -> tuple[float, float]:
+        fraction = _fraction_of(candidate)
+        return (0.0 if fraction == 1.0 else fraction - 0.3), 0.0
+
+    _, (new, backtracks, loss, _) = _search(evaluate)
+    assert backtracks == 2
+    assert loss == pytest.approx(-0.05)
+    assert_close(new, torch.full((2,), -0.25, dtype=F64))
+
+
+@pytest.mark.parametrize("bad", [(math.nan, 0.0), (-1.0, math.nan), (-math.inf, 0.0)])
+def test_line_search_rejects_non_finite_trials(bad: tuple[float, float]) -> None:
+    calls: list[int] = []
+
+    def evaluate(candidate: torch.Tensor) -> tuple[float, float]:
+        calls.append(1)
+        return bad
+
+    params, (new, backtracks, loss, kl) = _search(evaluate, steps=7)
+    assert len(calls) == 7
+    assert backtracks is None
+    assert new is params and torch.equal(new, torch.zeros(2, dtype=F64))
+    assert (loss, kl) == (0.0, 0.0)
+
+
+def test_line_search_rejects_when_no_trial_improves() -> None:
+    params, (new, backtracks, loss, _) = _search(lambda c: (1.0, 0.0), steps=4)
+    assert backtracks is None and new is params and loss == 0.0
+
+
+# --- config and flat vectors ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"max_kl": 0.0},
+        {"max_kl": -1e-3},
+        {"cg_iterations": 0},
+        {"line_search_steps": 0},
+        {"line_search_backtrack": 0.0},
+        {"line_search_backtrack": 1.0},
+        {"fvp_subsample": 0.0},
+        {"fvp_subsample": 1.5},
+    ],
+)
+def test_trpo_config_rejects_out_of_range_values(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ConfigError):
+        TRPOConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_trpo_config_is_frozen() -> None:
+    config = TRPOConfig(fvp_subsample=1.0, line_search_backtrack=0.5)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.max_kl = 1.0  # type: ignore[misc]
+
+
+def test_flatten_unflatten_round_trip() -> None:
+    params = {"w": torch.arange(6.0).reshape(2, 3), "b": torch.tensor([7.0, 8.0])}
+    flat = flatten(params)
+    assert torch.equal(flat, torch.tensor([0.0, 1, 2, 3, 4, 5, 7, 8]))
+    restored = unflatten(flat, params)
+    assert list(restored) == ["w", "b"]
+    assert all(torch.equal(restored[n], params[n]) for n in params)
