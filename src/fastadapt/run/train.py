@@ -79,8 +79,13 @@ def load_run_config(run_dir: Path) -> TrainConfig:
     return load_config(TrainConfig, run_dir / CONFIG_FILE)
 
 
-def check_params(params: Params, expected: Params, source: Path) -> None:
-    """Raise :class:`CheckpointError` if names or shapes differ from the config's policy."""
+def check_params(params: Params, expected: Params, source: Path) -> Params:
+    """``params`` in the policy module's order (files store names sorted; the order fixes how
+    parameters are flattened for TRPO, hence the exact bits of a resumed run).
+
+    Raises:
+        CheckpointError: names or shapes differ from the config's policy.
+    """
     if set(params) != set(expected):
         raise CheckpointError(
             f"{source} does not match the config's policy: parameters "
@@ -92,6 +97,7 @@ def check_params(params: Params, expected: Params, source: Path) -> None:
                 f"{source} does not match the config's policy: {name!r} has shape "
                 f"{list(params[name].shape)} in the file, {list(tensor.shape)} expected"
             )
+    return {name: params[name] for name in expected}
 
 
 def load_policy_params(run_dir: Path, experiment: Experiment) -> Params:
@@ -106,14 +112,13 @@ def load_policy_params(run_dir: Path, experiment: Experiment) -> Params:
         tensors, _ = load_checkpoint(marker)
         params = _strip(tensors)
         path = marker
-    check_params(params, experiment.initial_params(), path)
-    return params
+    return check_params(params, experiment.initial_params(), path)
 
 
 def _strip(tensors: dict[str, torch.Tensor]) -> Params:
-    return {
-        k[len(_PARAM_PREFIX) :]: v for k, v in tensors.items() if k.startswith(_PARAM_PREFIX)
-    }
+    # clone: own, writable storage rather than views into the file's buffer
+    n = len(_PARAM_PREFIX)
+    return {k[n:]: v.clone() for k, v in tensors.items() if k.startswith(_PARAM_PREFIX)}
 
 
 class _State:
@@ -139,8 +144,7 @@ class _State:
 
     def restore(self, marker: Path, experiment: Experiment) -> None:
         tensors, meta = load_checkpoint(marker)
-        params = _strip(tensors)
-        check_params(params, experiment.initial_params(), marker)
+        params = check_params(_strip(tensors), experiment.initial_params(), marker)
         try:
             self.task_rng.bit_generator.state = meta["task_rng"]
             self.sampler.env_rng.bit_generator.state = meta["env_rng"]

@@ -1,0 +1,80 @@
+"""MAML-TRPO speed on 2D navigation with pytorch-maml-rl's 2d-navigation.yaml settings.
+
+Same work per iteration as the reference: 20 tasks x 20 episodes x 100 steps before and after
+adaptation, 64-64 tanh Gaussian policy, 1 inner step, 10 CG iterations, damping 1e-5, full
+TRPO step with a 15 x 0.8 line search. Prints one line per iteration, then one JSON object on
+the last line with ``seconds_per_iteration`` (median after warm-up), ``env_steps_per_second``,
+``peak_rss_mb`` and the ratio to the reference (7.0 s per iteration measured on this 2-core
+machine with OMP_NUM_THREADS=1).
+
+    python benchmarks/maml_trpo_navigation.py [--iterations 8] [--fvp-subsample 1.0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import time
+from dataclasses import replace
+
+import torch
+
+from fastadapt.meta.maml import MAMLTRPO, collect_meta_batch
+from fastadapt.run.config import load_config
+from fastadapt.run.schema import TrainConfig
+from fastadapt.run.train import build_experiment
+from fastadapt.sampling.vector import VectorSampler
+
+REFERENCE_SECONDS = 7.0  # pytorch-maml-rl, same settings, this machine (REFERENCES.md)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=8)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--fvp-subsample", type=float, default=1.0)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+
+    config = load_config(TrainConfig, "configs/maml-trpo/2d-navigation.yaml")
+    config = replace(config, trpo=replace(config.trpo, fvp_subsample=args.fvp_subsample))
+    torch.set_num_threads(args.threads)
+    experiment = build_experiment(config)
+    algorithm = MAMLTRPO(experiment.policy, config.maml, config.trpo)
+    theta = experiment.initial_params()
+    rng = __import__("numpy").random.default_rng(0)
+    sampler = VectorSampler(experiment.family, experiment.policy, experiment.horizon, seed=0)
+    totals, samples, steps = [], [], []
+    for iteration in range(args.iterations):
+        start = time.perf_counter()
+        tasks = experiment.family.sample_tasks(rng, config.maml.meta_batch_size)
+        meta_batch = collect_meta_batch(sampler, experiment.policy, theta, tasks, config.maml)
+        sampled = time.perf_counter()
+        theta, metrics = algorithm.step(theta, meta_batch)
+        end = time.perf_counter()
+        print(f"iteration {iteration}: {end - start:.3f} s (sampling {sampled - start:.3f} s, "
+              f"update {end - sampled:.3f} s), return {meta_batch.returns[0]:.1f} -> "
+              f"{meta_batch.returns[-1]:.1f}, kl {metrics['kl']:.4f}", flush=True)
+        if iteration >= args.warmup:
+            totals.append(end - start)
+            samples.append(sampled - start)
+            steps.append(meta_batch.env_steps)
+    seconds = statistics.median(totals)
+    result = {
+        "benchmark": "maml_trpo_navigation",
+        "fvp_subsample": args.fvp_subsample,
+        "threads": args.threads,
+        "seconds_per_iteration": round(seconds, 4),
+        "sampling_seconds_per_iteration": round(statistics.median(samples), 4),
+        "env_steps_per_second": round(sum(steps) / sum(totals), 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "reference_seconds_per_iteration": REFERENCE_SECONDS,
+        "speedup_vs_reference": round(REFERENCE_SECONDS / seconds, 2),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

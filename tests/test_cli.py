@@ -1,0 +1,164 @@
+"""End-to-end runs of the ``fastadapt`` command and its handling of bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from fastadapt.cli import main
+from fastadapt.envs.navigation import BatchedNavigation, Navigation2D, NavigationTask
+from fastadapt.envs.registry import register_family
+from fastadapt.run.checkpoint import load_tensors
+
+CONFIG = "configs/maml-trpo/2d-navigation.yaml"
+TINY = [
+    "--set", "maml.meta_batch_size=3",
+    "--set", "maml.episodes_per_task=3",
+    "--set", "env.horizon=10",
+    "--set", "policy.hidden_sizes=[8, 8]",
+    "--set", "run.tensorboard=false",
+    "--set", "run.checkpoint_every=1",
+    "--set", "run.num_threads=1",
+    "--quiet",
+]
+
+
+def _train(run_dir: Path, *extra: str) -> int:
+    return main(["train", CONFIG, "--run-dir", str(run_dir), *TINY, *extra])
+
+
+def _error(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("fastadapt: error: "), err
+    assert "Traceback" not in err
+    assert len(err.splitlines()) == 1
+    return err
+
+
+def test_train_evaluate_plot_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                        ) -> None:
+    run = tmp_path / "run"
+    assert _train(run, "--iterations", "2") == 0
+    for name in ("config.yaml", "metrics.jsonl", "policy.safetensors", "report.png"):
+        assert (run / name).exists(), name
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in records] == [1, 2]
+    for key in ("seconds", "env_steps", "return_before", "return_after", "kl"):
+        assert all(np.isfinite(r[key]) for r in records), key
+    assert records[1]["env_steps"] > records[0]["env_steps"] > 0
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "iter_000001.json", "iter_000001.safetensors",
+        "iter_000002.json", "iter_000002.safetensors",
+    ]
+    assert main(["evaluate", str(run), "--tasks", "4", "--adaptation-steps", "2",
+                 "--episodes", "3"]) == 0
+    result = json.loads((run / "evaluation.json").read_text())
+    assert result["num_tasks"] == 4 and result["adaptation_steps"] == 2
+    assert len(result["returns_mean"]) == len(result["returns_ci95"]) == 3
+    assert np.array(result["per_task_returns"]).shape == (4, 3)
+    assert np.allclose(np.mean(result["per_task_returns"], axis=0), result["returns_mean"])
+    assert len(result["trajectories"]) == 4
+    (run / "report.png").unlink()
+    assert main(["plot", str(run)]) == 0
+    assert (run / "report.png").stat().st_size > 10_000
+    assert main(["envs"]) == 0
+    assert "Navigation2D" in capsys.readouterr().out
+
+
+def test_resume_is_bit_identical(tmp_path: Path) -> None:
+    assert _train(tmp_path / "straight", "--iterations", "3") == 0
+    assert _train(tmp_path / "resumed", "--iterations", "2") == 0
+    assert main(["train", "--resume", str(tmp_path / "resumed"), "--iterations", "3",
+                 "--quiet"]) == 0
+    straight, _ = load_tensors(tmp_path / "straight" / "policy.safetensors")
+    resumed, _ = load_tensors(tmp_path / "resumed" / "policy.safetensors")
+    for name, value in straight.items():
+        assert np.array_equal(value.numpy(), resumed[name].numpy()), name
+    lines = (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["iteration"] for line in lines] == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--set", "trpo.max_kll=0.1"], "did you mean 'trpo.max_kl'"),
+        (["--set", "maml.inner_lr=abc"], "'maml.inner_lr' must be a float"),
+        (["--set", "maml.meta_batch_size=0"], "maml.meta_batch_size must be >= 1"),
+        (["--set", "env.name=Navigaton2D"], "did you mean Navigation2D"),
+        (["--set", "trpo.fvp_subsample=2"], "trpo.fvp_subsample must be in (0, 1]"),
+        (["--set", "policy.activation=gelu"], "must be one of 'tanh', 'relu'"),
+        (["--set", "novalue"], "novalue"),
+    ],
+)
+def test_bad_config_is_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], expected: str
+) -> None:
+    assert _train(tmp_path / "run", *args) == 2
+    assert expected in _error(capsys)
+
+
+def test_missing_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", str(tmp_path / "nope.yaml")]) == 2
+    assert "nope.yaml" in _error(capsys)
+
+
+def test_missing_and_corrupt_run_dirs(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                      ) -> None:
+    assert main(["evaluate", str(tmp_path / "absent")]) == 2
+    assert "does not exist" in _error(capsys)
+    assert main(["plot", str(tmp_path)]) == 2
+    assert "metrics.jsonl" in _error(capsys)
+    run = tmp_path / "run"
+    assert _train(run, "--iterations", "1") == 0
+    (run / "policy.safetensors").write_bytes(b"\x00garbage" * 10)
+    assert main(["evaluate", str(run)]) == 2
+    assert "policy.safetensors" in _error(capsys)
+    assert main(["train", "--resume", str(run), "--quiet", "--set",
+                 "policy.hidden_sizes=[16, 16]"]) == 2
+    assert "does not match" in _error(capsys)
+
+
+def test_existing_run_is_never_overwritten(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                           ) -> None:
+    run = tmp_path / "run"
+    assert _train(run, "--iterations", "1") == 0
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert _train(run, "--iterations", "1") == 2
+    assert "--resume" in _error(capsys)
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+class _NaNNavigation(Navigation2D):
+    """Navigation whose rewards become NaN: a diverging simulator."""
+
+    name = "NaNNavigation"
+
+    def make_batched(self, tasks: list[NavigationTask], episodes_per_task: int,
+                     rng: np.random.Generator) -> BatchedNavigation:
+        env = super().make_batched(tasks, episodes_per_task, rng)
+        step = env.step
+
+        def nan_step(actions: np.ndarray) -> Any:
+            obs, rewards, terminated = step(actions)
+            return obs, rewards * np.nan, terminated
+
+        env.step = nan_step  # type: ignore[method-assign]
+        return env
+
+
+def test_nan_loss_stops_with_clear_error_and_keeps_parameters(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    register_family("NaNNavigation", _NaNNavigation)
+    run = tmp_path / "run"
+    assert _train(run, "--iterations", "5", "--set", "env.name=NaNNavigation") == 2
+    err = _error(capsys)
+    assert "NaN/inf for 3 consecutive iterations" in err
+    checkpoints = sorted((run / "checkpoints").glob("*.safetensors"))
+    assert checkpoints, "the last good parameters must be saved"
+    tensors, _ = load_tensors(checkpoints[-1])
+    assert all(np.isfinite(t.numpy()).all() for t in tensors.values())
