@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from fastadapt.cli import main
+from fastadapt.envs import registry
 from fastadapt.envs.navigation import BatchedNavigation, Navigation2D, NavigationTask
-from fastadapt.envs.registry import register_family
 from fastadapt.run.checkpoint import load_tensors
 
 CONFIG = "configs/maml-trpo/2d-navigation.yaml"
@@ -151,9 +151,9 @@ class _NaNNavigation(Navigation2D):
 
 
 def test_nan_loss_stops_with_clear_error_and_keeps_parameters(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    register_family("NaNNavigation", _NaNNavigation)
+    monkeypatch.setitem(registry._FAMILIES, "NaNNavigation", _NaNNavigation)
     run = tmp_path / "run"
     assert _train(run, "--iterations", "5", "--set", "env.name=NaNNavigation") == 2
     err = _error(capsys)

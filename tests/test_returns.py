@@ -3,6 +3,8 @@ identities (GAE at lambda = 1 and 0), on tiny float64 tensors."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch.testing import assert_close
 
@@ -17,10 +19,10 @@ from fastadapt.returns import (
 from fastadapt.types import Trajectories
 
 F64 = torch.float64
-T, E, H, O = 3, 4, 5, 2  # tasks, episodes per task, horizon, observation size
+T, E, H, OBS = 3, 4, 5, 2  # tasks, episodes per task, horizon, observation size
 
 
-def _tensor(values: list[float]) -> torch.Tensor:
+def _tensor(values: list[Any]) -> torch.Tensor:
     return torch.tensor(values, dtype=F64)
 
 
@@ -48,7 +50,8 @@ def test_discounted_returns_stop_at_the_end_of_the_episode() -> None:
 def test_discounted_returns_batched_over_leading_axes() -> None:
     rewards = torch.stack([_tensor([1, 2, 3]), _tensor([0, 0, 1])])  # [2, 3]
     returns = discounted_returns(rewards, torch.ones(2, 3, dtype=F64), gamma=0.9)
-    assert_close(returns, torch.stack([_tensor([1 + 1.8 + 2.43, 2 + 2.7, 3]), _tensor([0.81, 0.9, 1])]))
+    expected = _tensor([[1 + 1.8 + 2.43, 2 + 2.7, 3], [0.81, 0.9, 1]])
+    assert_close(returns, expected)
 
 
 # --- GAE --------------------------------------------------------------------------------------
@@ -104,7 +107,7 @@ def test_linear_baseline_features_hand_computed() -> None:
 
 def test_linear_baseline_recovers_an_exactly_linear_target_per_task() -> None:
     generator = torch.Generator().manual_seed(2)
-    observations = torch.randn(T, E, H, O, generator=generator, dtype=F64)
+    observations = torch.randn(T, E, H, OBS, generator=generator, dtype=F64)
     masks = _random_masks(generator)
     features = linear_baseline_features(observations, masks)  # [T, E, H, 2O + 4]
     weights = torch.randn(T, features.shape[-1], generator=generator, dtype=F64)  # one per task
@@ -116,7 +119,7 @@ def test_linear_baseline_recovers_an_exactly_linear_target_per_task() -> None:
 
 
 def test_linear_baseline_keeps_the_returns_dtype() -> None:
-    observations = torch.randn(T, E, H, O)
+    observations = torch.randn(T, E, H, OBS)
     values = fit_linear_baseline(observations, torch.randn(T, E, H), torch.ones(T, E, H))
     assert values.dtype == torch.float32
 
@@ -140,7 +143,7 @@ def test_normalize_advantages_per_task_over_unmasked_steps() -> None:
 def _trajectories(discrete: bool) -> Trajectories:
     generator = torch.Generator().manual_seed(4)
     masks = _random_masks(generator)
-    observations = torch.randn(T, E, H, O, generator=generator, dtype=F64)
+    observations = torch.randn(T, E, H, OBS, generator=generator, dtype=F64)
     if discrete:
         actions = torch.randint(0, 3, (T, E, H), generator=generator)
     else:
@@ -153,7 +156,7 @@ def test_process_trajectories_shapes_gaussian_and_categorical() -> None:
     for discrete in (False, True):
         trajectories = _trajectories(discrete)
         batch = process_trajectories(trajectories, gamma=0.99, gae_lambda=0.95)
-        assert batch.observations.shape == (T, E, H, O)
+        assert batch.observations.shape == (T, E, H, OBS)
         assert batch.actions.shape == trajectories.actions.shape
         assert batch.masks.shape == batch.advantages.shape == (T, E, H)
         assert torch.equal(batch.actions, trajectories.actions)

@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("train", help="meta-train from a YAML config")
-    p.add_argument("config", nargs="?", help="YAML config, e.g. configs/maml-trpo/2d-navigation.yaml")
+    p.add_argument("config", nargs="?", help="YAML config (configs/maml-trpo/*.yaml)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, dots for nesting (trpo.max_kl=0.02)")
     p.add_argument("--iterations", type=int, help="meta-iterations (run.iterations)")

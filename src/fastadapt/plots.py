@@ -9,12 +9,12 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
 
-from fastadapt.errors import CheckpointError  # noqa: E402
-from fastadapt.evaluate import EVALUATION_FILE  # noqa: E402
-from fastadapt.run.logging import read_metrics  # noqa: E402
+from fastadapt.errors import CheckpointError
+from fastadapt.evaluate import EVALUATION_FILE
+from fastadapt.run.logging import read_metrics
 
 REPORT_FILE = "report.png"
 

@@ -90,11 +90,12 @@ def fit_linear_baseline(
     gram = features.transpose(1, 2) @ features  # [T, F, F]
     rhs = features.transpose(1, 2) @ targets  # [T, F, 1]
     eye = torch.eye(gram.shape[-1], dtype=gram.dtype)
-    for _ in range(5):
-        weights = torch.linalg.solve(gram + reg_coeff * eye, rhs)
+    weights: Tensor = torch.linalg.solve(gram + reg_coeff * eye, rhs)
+    for _ in range(4):
         if torch.isfinite(weights).all():
             break
         reg_coeff *= 10
+        weights = torch.linalg.solve(gram + reg_coeff * eye, rhs)
     values = (features @ weights).squeeze(-1).reshape(returns.shape)
     return values.to(returns.dtype) * masks
 

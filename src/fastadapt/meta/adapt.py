@@ -16,9 +16,10 @@ from __future__ import annotations
 from typing import Protocol
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.func import functional_call, grad, jvp, vjp, vmap
 
+from fastadapt.policies.mlp import Policy
 from fastadapt.types import Batch, Params
 
 
@@ -30,13 +31,13 @@ class FunctionalPolicy(Protocol):
     def kl(self, old_out: Tensor, new_out: Tensor) -> Tensor: ...
 
 
-def policy_output(policy: nn.Module, params: Params, obs: Tensor) -> Tensor:
+def policy_output(policy: Policy, params: Params, obs: Tensor) -> Tensor:
     """Distribution parameters ``[..., D]`` of ``policy`` with shared ``params`` at ``obs``."""
     out: Tensor = functional_call(policy, params, (obs,))
     return out
 
 
-def per_task_output(policy: nn.Module, params: Params, obs: Tensor) -> Tensor:
+def per_task_output(policy: Policy, params: Params, obs: Tensor) -> Tensor:
     """Distribution parameters with per-task ``params`` (leading ``[T]``) at ``obs [T, ..., O]``.
 
     Returns:
@@ -51,7 +52,7 @@ def expand_to_tasks(params: Params, num_tasks: int) -> Params:
     return {name: p.expand(num_tasks, *p.shape) for name, p in params.items()}
 
 
-def inner_loss(policy: nn.Module, params: Params, batch: Batch) -> Tensor:
+def inner_loss(policy: Policy, params: Params, batch: Batch) -> Tensor:
     """REINFORCE loss of one task: ``-sum(m * log pi(a|s) * A) / sum(m)``.
 
     Args:
@@ -62,12 +63,12 @@ def inner_loss(policy: nn.Module, params: Params, batch: Batch) -> Tensor:
         A scalar.
     """
     out = policy_output(policy, params, batch.observations)
-    log_probs = policy.log_prob(out, batch.actions)  # type: ignore[operator]
+    log_probs = policy.log_prob(out, batch.actions)
     weighted = log_probs * batch.advantages * batch.masks
     return -weighted.sum() / batch.masks.sum().clamp(min=1.0)
 
 
-def inner_gradients(policy: nn.Module, params: Params, batch: Batch) -> Params:
+def inner_gradients(policy: Policy, params: Params, batch: Batch) -> Params:
     """Per-task gradients ``grad L_i(params_i)`` for all tasks at once.
 
     Args:
@@ -86,7 +87,7 @@ def inner_gradients(policy: nn.Module, params: Params, batch: Batch) -> Params:
 
 
 def adapt(
-    policy: nn.Module,
+    policy: Policy,
     params: Params,
     batch: Batch,
     inner_lr: float | Params,
@@ -115,7 +116,7 @@ def adapt(
 
 
 def adapt_steps(
-    policy: nn.Module,
+    policy: Policy,
     params: Params,
     batches: list[Batch],
     inner_lr: float | Params,
@@ -141,19 +142,20 @@ class OutputLinearization:
     mode through a graph kept from construction), used for Gauss-Newton products.
     """
 
-    def __init__(self, policy: nn.Module, params: Params, obs: Tensor) -> None:
+    def __init__(self, policy: Policy, params: Params, obs: Tensor) -> None:
         self._params = params
 
         def outputs(p: Params) -> Tensor:
             return per_task_output(policy, p, obs)
 
         self._fn = outputs
-        self.out, self._vjp = vjp(outputs, params)
+        linearized = vjp(outputs, params)
+        self.out: Tensor = linearized[0]
+        self._vjp = linearized[1]
 
     def jvp(self, tangents: Params) -> Tensor:
         """``[T, ..., D]`` directional derivative of the outputs along per-task ``tangents``."""
-        _, out_tangent = jvp(self._fn, (self._params,), (tangents,))
-        result: Tensor = out_tangent
+        result: Tensor = jvp(self._fn, (self._params,), (tangents,))[1]
         return result
 
     def vjp(self, cotangent: Tensor) -> Params:
@@ -164,9 +166,9 @@ class OutputLinearization:
 
 @torch.no_grad()
 def sample_actions(
-    policy: nn.Module, params: Params, obs: Tensor, generator: torch.Generator | None
+    policy: Policy, params: Params, obs: Tensor, generator: torch.Generator | None
 ) -> Tensor:
     """Actions for observations ``[T, E, O]`` from per-task ``params``; sampled outside vmap."""
     out = per_task_output(policy, params, obs)
-    actions: Tensor = policy.sample(out, generator)  # type: ignore[operator]
+    actions: Tensor = policy.sample(out, generator)
     return actions

@@ -21,9 +21,10 @@ task's ``H_i v`` at once.
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from fastadapt.meta.adapt import OutputLinearization, expand_to_tasks, inner_gradients
+from fastadapt.policies.mlp import Policy
 from fastadapt.types import Batch, Params
 
 
@@ -63,7 +64,7 @@ class InnerLoopJacobian:
 
     def __init__(
         self,
-        policy: nn.Module,
+        policy: Policy,
         theta: Params,
         batches: list[Batch],
         inner_lr: float | Params,
@@ -119,7 +120,7 @@ class KLHessian:
         batch: validation episodes ``[T, E, H, ...]`` whose states the KL averages over.
     """
 
-    def __init__(self, policy: nn.Module, adapted: Params, batch: Batch) -> None:
+    def __init__(self, policy: Policy, adapted: Params, batch: Batch) -> None:
         self._policy = policy
         self._linear = OutputLinearization(policy, adapted, batch.observations)
         masks = batch.masks
@@ -130,9 +131,7 @@ class KLHessian:
     def __call__(self, vectors: Params) -> Params:
         """``F_i u_i`` for per-task ``u [T, ...]``."""
         tangent = self._linear.jvp(vectors)
-        metric = self._policy.fisher_output_product(  # type: ignore[operator]
-            self._linear.out, tangent
-        )
+        metric = self._policy.fisher_output_product(self._linear.out, tangent)
         return self._linear.vjp(metric * self._weights)
 
 

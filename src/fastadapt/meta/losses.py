@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from fastadapt.meta.adapt import per_task_output
+from fastadapt.policies.mlp import Policy
 from fastadapt.types import Batch, Params
 
 
@@ -15,7 +16,7 @@ def masked_task_mean(values: Tensor, masks: Tensor) -> Tensor:
 
 
 def surrogate_loss(
-    policy: nn.Module, params: Params, batch: Batch, old_log_probs: Tensor
+    policy: Policy, params: Params, batch: Batch, old_log_probs: Tensor
 ) -> tuple[Tensor, Tensor]:
     """TRPO surrogate ``-E[pi_phi(a|s) / pi_old(a|s) * A]`` (Schulman et al. 2015, eq. 14).
 
@@ -29,16 +30,16 @@ def surrogate_loss(
         parameters ``[T, E, H, D]`` (for the KL).
     """
     out = per_task_output(policy, params, batch.observations)
-    log_probs = policy.log_prob(out, batch.actions)  # type: ignore[operator]
+    log_probs = policy.log_prob(out, batch.actions)
     ratio = (log_probs - old_log_probs).exp()
     return -masked_task_mean(ratio * batch.advantages, batch.masks), out
 
 
-def mean_kl(policy: nn.Module, old_out: Tensor, new_out: Tensor, masks: Tensor) -> Tensor:
+def mean_kl(policy: Policy, old_out: Tensor, new_out: Tensor, masks: Tensor) -> Tensor:
     """Mean over tasks of the mean over steps of ``KL(pi_old || pi_new)``.
 
     Args:
         old_out, new_out: ``[T, E, H, D]``. masks: ``[T, E, H]``.
     """
-    kl: Tensor = policy.kl(old_out, new_out)  # type: ignore[operator]
+    kl: Tensor = policy.kl(old_out, new_out)
     return masked_task_mean(kl, masks)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from fastadapt.errors import ConfigError
 from fastadapt.meta.adapt import adapt, adapt_steps, expand_to_tasks, per_task_output
@@ -31,6 +31,7 @@ from fastadapt.meta.trpo import (
     natural_step,
     unflatten,
 )
+from fastadapt.policies.mlp import Policy
 from fastadapt.returns import process_trajectories
 from fastadapt.types import Batch, Params, Trajectories
 
@@ -94,7 +95,7 @@ class MetaBatch(NamedTuple):
 @torch.no_grad()
 def collect_meta_batch(
     sampler: Sampler,
-    policy: nn.Module,
+    policy: Policy,
     theta: Params,
     tasks: list[Any],
     config: MAMLConfig,
@@ -124,7 +125,7 @@ def collect_meta_batch(
 class MAMLTRPO:
     """The MAML-TRPO meta-update ``theta -> theta'`` on one :class:`MetaBatch`."""
 
-    def __init__(self, policy: nn.Module, maml: MAMLConfig, trpo: TRPOConfig) -> None:
+    def __init__(self, policy: Policy, maml: MAMLConfig, trpo: TRPOConfig) -> None:
         self.policy = policy
         self.maml = maml
         self.trpo = trpo
@@ -167,7 +168,7 @@ class MAMLTRPO:
         )
         with torch.no_grad():
             old_out = per_task_output(policy, jacobian.adapted, valid.observations)
-            old_log_probs = policy.log_prob(old_out, valid.actions)  # type: ignore[operator]
+            old_log_probs = policy.log_prob(old_out, valid.actions)
         leaf = {n: p.detach().requires_grad_(True) for n, p in jacobian.adapted.items()}
         with torch.enable_grad():
             loss, _ = surrogate_loss(policy, leaf, valid, old_log_probs)

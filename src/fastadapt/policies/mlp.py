@@ -10,6 +10,7 @@ Actions are sampled outside any ``vmap`` from ``out``.
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Literal
 
@@ -23,7 +24,7 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
 def _mlp(sizes: list[int], activation: Activation) -> nn.Sequential:
     """Linear layers of ``sizes`` with ``activation`` between them; Xavier-uniform weights."""
     layers: list[nn.Module] = []
-    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+    for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
         linear = nn.Linear(fan_in, fan_out)
         nn.init.xavier_uniform_(linear.weight)
         nn.init.zeros_(linear.bias)
@@ -59,7 +60,7 @@ class GaussianMLPPolicy(nn.Module):
 
     def forward(self, obs: Tensor) -> Tensor:
         """``obs [..., O]`` -> ``out [..., 2A]`` (mean, then log standard deviation)."""
-        mean = self.mean(obs)
+        mean: Tensor = self.mean(obs)
         log_std = self.log_std.clamp(min=self.min_log_std).expand_as(mean)
         return torch.cat([mean, log_std], dim=-1)
 
@@ -119,7 +120,8 @@ class CategoricalMLPPolicy(nn.Module):
 
     def forward(self, obs: Tensor) -> Tensor:
         """``obs [..., O]`` -> logits ``[..., K]``."""
-        return self.logits(obs)
+        logits: Tensor = self.logits(obs)
+        return logits
 
     def log_prob(self, out: Tensor, actions: Tensor) -> Tensor:
         """``log pi(a|s)``: ``out [..., K]``, integer ``actions [...]`` -> ``[...]``."""

@@ -14,13 +14,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from fastadapt.envs.base import TaskFamily
 from fastadapt.envs.registry import make_family
 from fastadapt.errors import CheckpointError, NonFiniteError
 from fastadapt.meta.maml import MAMLTRPO, collect_meta_batch
-from fastadapt.policies.mlp import make_policy
+from fastadapt.policies.mlp import Policy, make_policy
 from fastadapt.run.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -46,7 +45,7 @@ class Experiment:
 
     config: TrainConfig
     family: TaskFamily[Any]
-    policy: nn.Module
+    policy: Policy
     horizon: int
 
     def initial_params(self) -> Params:

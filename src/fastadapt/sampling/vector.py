@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from fastadapt.envs.base import TaskFamily
 from fastadapt.meta.adapt import sample_actions
+from fastadapt.policies.mlp import Policy
 from fastadapt.types import Params, Trajectories
 
 
@@ -30,7 +30,7 @@ class VectorSampler:
         seed: seeds the env generator and the action generator.
     """
 
-    def __init__(self, family: TaskFamily[Any], policy: nn.Module, horizon: int, seed: int) -> None:
+    def __init__(self, family: TaskFamily[Any], policy: Policy, horizon: int, seed: int) -> None:
         self.family = family
         self.policy = policy
         self.horizon = horizon
