@@ -12,6 +12,7 @@ MAML-RL: Finn et al. 2017; the meta-Fisher identity is in ``fastadapt.meta.curva
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -26,8 +27,9 @@ from fastadapt.meta.adapt import adapt, adapt_steps, expand_to_tasks, per_task_o
 from fastadapt.meta.curvature import InnerLoopJacobian
 from fastadapt.meta.losses import mean_kl, surrogate_loss
 from fastadapt.meta.maml import MAMLTRPO, MAMLConfig, MetaBatch, collect_meta_batch
+from fastadapt.meta.mlp_products import mlp_forward
 from fastadapt.meta.trpo import TRPOConfig, flatten, unflatten
-from fastadapt.policies.mlp import CategoricalMLPPolicy, GaussianMLPPolicy
+from fastadapt.policies.mlp import CategoricalMLPPolicy, GaussianMLPPolicy, Policy
 from fastadapt.sampling.vector import VectorSampler
 from fastadapt.types import Batch, Params
 
@@ -420,15 +422,43 @@ def test_meta_fisher_adds_the_damping(float64: None) -> None:
     assert_close(_meta_fisher(problem, TRPOConfig(cg_damping=0.1))(v), undamped + 0.1 * v)
 
 
-def test_subsampled_meta_fisher_is_the_kl_hessian_of_the_first_episodes(float64: None) -> None:
+def test_subsampled_meta_fisher_estimates_curvature_on_the_first_episodes(float64: None) -> None:
+    """With ``fvp_subsample``, ``J_i`` uses inner Hessians of the first half of the episodes at
+    the points of the full-data inner loop, and ``F_i`` is the KL Hessian at the full-data
+    ``phi_i`` over the first half of the validation episodes (built here with explicit
+    matrices from ``torch.autograd.functional``)."""
     problem = Problem("gaussian", num_steps=2)
+    policy, half = problem.policy, E // 2
     fvp = _meta_fisher(problem, TRPOConfig(cg_damping=0.0, fvp_subsample=0.5))
-    half = E // 2
-    train = [Batch(*(x[:, :half] for x in b)) for b in problem.train]
-    valid = Batch(*(x[:, :half] for x in problem.valid))
-    vectors = [torch.randn(problem.flat_theta().shape, generator=torch.Generator().manual_seed(10))]
-    (expected,) = _hessian_vector_products(problem, vectors, train, valid)
-    assert_close(fvp(vectors[0]), expected, rtol=1e-6, atol=1e-10)
+
+    def first_half(batch: Batch) -> Batch:
+        return Batch(*(x[:, :half] for x in batch))
+
+    v = torch.randn(problem.flat_theta().shape, generator=torch.Generator().manual_seed(10))
+    expected = torch.zeros_like(v)
+    eye = torch.eye(v.numel(), dtype=F64)
+    for i in range(T):
+        point, jacobian = problem.flat_theta(), eye
+        for batch in problem.train:
+            full, sub = _task(batch, i), _task(first_half(batch), i)
+            hessian = torch.autograd.functional.hessian(
+                lambda f, b=sub: _reinforce_loss(policy, problem.from_flat(f), b), point
+            )
+            jacobian = (eye - INNER_LR * hessian) @ jacobian
+            gradient = torch.autograd.functional.jacobian(
+                lambda f, b=full: _reinforce_loss(policy, problem.from_flat(f), b), point
+            )
+            point = point - INNER_LR * gradient
+        valid = _task(first_half(problem.valid), i)
+        old = _distribution(policy, problem.from_flat(point), valid.observations)
+
+        def kl(f: Tensor, old: Any = old, valid: Batch = valid) -> Tensor:
+            new = _distribution(policy, problem.from_flat(f), valid.observations)
+            return (kl_divergence(old, new) * valid.masks).sum() / valid.masks.sum() / T
+
+        fisher = torch.autograd.functional.hessian(kl, point)
+        expected += jacobian.T @ fisher @ jacobian @ v
+    assert_close(fvp(v), expected, rtol=1e-6, atol=1e-10)
 
 
 # --- one MAML-TRPO step on Navigation2D (float32) -----------------------------------------------
@@ -522,3 +552,14 @@ def test_sampler_masks_steps_after_termination() -> None:
     assert trajectories.rewards[0, :, 0].abs().max() < 1e-4
     assert_close(trajectories.rewards[2, :, 0], torch.full((2,), -float(np.hypot(0.45, 0.5))))
     assert trajectories.num_env_steps == 2 * (1 + 5 + horizon)
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "categorical"])
+def test_fast_mlp_forward_equals_vmapped_functional_call(kind: str) -> None:
+    torch.manual_seed(0)
+    policy: Policy = GaussianMLPPolicy(2, 2, (8, 8))
+    if kind == "categorical":
+        policy = CategoricalMLPPolicy(2, 3, (8, 8))
+    params = {n: p.detach() + 0.1 * torch.randn(3, *p.shape) for n, p in policy.named_parameters()}
+    obs = torch.randn(3, 4, 5, 2)
+    assert_close(mlp_forward(policy, params, obs), per_task_output(policy, params, obs))

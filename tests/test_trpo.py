@@ -36,20 +36,20 @@ def _spd_system() -> tuple[torch.Tensor, torch.Tensor]:
 
 def test_conjugate_gradient_solves_a_known_spd_system() -> None:
     matrix, b = _spd_system()
-    x = conjugate_gradient(lambda v: matrix @ v, b, iterations=20)
+    x, _ = conjugate_gradient(lambda v: matrix @ v, b, iterations=20)
     assert_close(x, torch.linalg.solve(matrix, b), rtol=0, atol=1e-8)
     assert_close(matrix @ x, b, rtol=0, atol=1e-8)
 
 
 def test_conjugate_gradient_on_a_diagonal_system_is_exact() -> None:
     diagonal, b = torch.tensor([2.0, 4.0, 8.0], dtype=F64), torch.tensor([1.0, 1.0, 1.0], dtype=F64)
-    x = conjugate_gradient(lambda v: diagonal * v, b, iterations=3)
+    x, _ = conjugate_gradient(lambda v: diagonal * v, b, iterations=3)
     assert_close(x, torch.tensor([0.5, 0.25, 0.125], dtype=F64), rtol=0, atol=1e-12)
 
 
 def test_conjugate_gradient_first_iteration_is_the_steepest_descent_step() -> None:
     matrix, b = _spd_system()
-    x = conjugate_gradient(lambda v: matrix @ v, b, iterations=1)
+    x, _ = conjugate_gradient(lambda v: matrix @ v, b, iterations=1)
     assert_close(x, (b @ b) / (b @ matrix @ b) * b)
 
 
@@ -60,7 +60,7 @@ def test_conjugate_gradient_stops_at_zero_residual() -> None:
         calls.append(1)
         return v
 
-    x = conjugate_gradient(matvec, torch.zeros(4, dtype=F64), iterations=10)
+    x, _ = conjugate_gradient(matvec, torch.zeros(4, dtype=F64), iterations=10)
     assert calls == []
     assert torch.equal(x, torch.zeros(4, dtype=F64))
 
@@ -185,3 +185,14 @@ def test_flatten_unflatten_round_trip() -> None:
     restored = unflatten(flat, params)
     assert list(restored) == ["w", "b"]
     assert all(torch.equal(restored[n], params[n]) for n in params)
+
+
+def test_conjugate_gradient_residual_gives_the_curvature_without_a_product() -> None:
+    generator = torch.Generator().manual_seed(3)
+    factor = torch.randn(6, 6, dtype=F64, generator=generator)
+    matrix = factor @ factor.T + 6 * torch.eye(6, dtype=F64)
+    b = torch.randn(6, dtype=F64, generator=generator)
+    for iterations in (1, 3, 6):
+        x, residual = conjugate_gradient(lambda v: matrix @ v, b, iterations=iterations)
+        torch.testing.assert_close(residual, b - matrix @ x, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(x @ (b - residual), x @ matrix @ x, rtol=1e-10, atol=1e-10)

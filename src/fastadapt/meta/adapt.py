@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 from torch.func import functional_call, grad, jvp, vjp, vmap
 
+from fastadapt.meta.mlp_products import mlp_forward, supports_fast_products
 from fastadapt.policies.mlp import Policy
 from fastadapt.types import Batch, Params
 
@@ -169,6 +170,7 @@ def sample_actions(
     policy: Policy, params: Params, obs: Tensor, generator: torch.Generator | None
 ) -> Tensor:
     """Actions for observations ``[T, E, O]`` from per-task ``params``; sampled outside vmap."""
-    out = per_task_output(policy, params, obs)
+    fast = supports_fast_products(policy)
+    out = mlp_forward(policy, params, obs) if fast else per_task_output(policy, params, obs)
     actions: Tensor = policy.sample(out, generator)
     return actions

@@ -20,10 +20,18 @@ task's ``H_i v`` at once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
-from fastadapt.meta.adapt import OutputLinearization, expand_to_tasks, inner_gradients
+from fastadapt.meta.adapt import (
+    OutputLinearization,
+    adapt,
+    expand_to_tasks,
+    inner_gradients,
+)
+from fastadapt.meta.mlp_products import HessianProducts, MLPProducts, supports_fast_products
 from fastadapt.policies.mlp import Policy
 from fastadapt.types import Batch, Params
 
@@ -48,6 +56,27 @@ def _vjp(outputs: Params, inputs: Params, vectors: Params) -> Params:
     }
 
 
+def inner_loss_hessian(policy: Policy, params: Params, batch: Batch) -> Callable[[Params], Params]:
+    """``u -> H_i u_i``: the Hessian of each task's inner loss at its ``params [T, ...]``.
+
+    MLP policies use the cached R-operator products of :mod:`fastadapt.meta.mlp_products`;
+    other policies a kept double-backward graph of :func:`inner_gradients`.
+    """
+    if supports_fast_products(policy):
+        mlp = MLPProducts(policy, params, batch.observations)
+        out = mlp.out.detach().requires_grad_(True)
+        with torch.enable_grad():
+            log_probs = policy.log_prob(out.view(*batch.masks.shape, -1), batch.actions)
+            weights = batch.advantages * batch.masks
+            per_task = -(log_probs * weights).sum((1, 2)) / batch.masks.sum((1, 2)).clamp(min=1)
+            (loss_grad,) = torch.autograd.grad(per_task.sum(), out, create_graph=True)
+        return HessianProducts(mlp, out, loss_grad)
+    leaf = _leaf(params)
+    with torch.enable_grad():
+        grads = inner_gradients(policy, leaf, batch)
+    return lambda u: _vjp(grads, leaf, u)
+
+
 class InnerLoopJacobian:
     """Products with ``J = d phi / d theta`` through ``K`` inner steps, all tasks at once.
 
@@ -56,7 +85,9 @@ class InnerLoopJacobian:
         theta: shared meta-parameters.
         batches: the training batches of the ``K`` inner steps, ``[T, E, H, ...]`` each.
         inner_lr: alpha (float, or per-parameter tensors for Meta-SGD).
-        first_order: ``J = I`` (FOMAML); no graph is kept.
+        first_order: ``J = I`` (FOMAML); no Hessian is built.
+        hessian_fraction: build each step's Hessian on the first ``ceil(fraction * E)``
+            episodes only (an unbiased estimate; the inner steps themselves use all episodes).
 
     Attributes:
         adapted: the adapted per-task parameters ``phi [T, ...]`` (detached).
@@ -69,21 +100,23 @@ class InnerLoopJacobian:
         batches: list[Batch],
         inner_lr: float | Params,
         first_order: bool = False,
+        hessian_fraction: float = 1.0,
     ) -> None:
         self.inner_lr = inner_lr
-        self.first_order = first_order
-        self._levels: list[tuple[Params, Params]] = []
-        current = expand_to_tasks(theta, batches[0].masks.shape[0])
+        num_tasks = batches[0].masks.shape[0]
+        current = {n: p.detach() for n, p in expand_to_tasks(theta, num_tasks).items()}
+        points: list[Params] = []  # phi^(k), where step k's Hessian is taken
         for batch in batches:
-            leaf = _leaf(current)
-            with torch.enable_grad():
-                grads = inner_gradients(policy, leaf, batch)
-            if not first_order:
-                self._levels.append((leaf, grads))
-            current = {
-                n: leaf[n].detach() - self._lr(n) * grads[n].detach() for n in leaf
-            }
+            points.append(current)
+            with torch.no_grad():
+                current = adapt(policy, current, batch, inner_lr, first_order=True)
         self.adapted: Params = current
+        self._hessians: list[Callable[[Params], Params]] = []
+        if not first_order:
+            self._hessians = [
+                inner_loss_hessian(policy, point, subsample_episodes(batch, hessian_fraction))
+                for point, batch in zip(points, batches, strict=True)
+            ]
 
     def _lr(self, name: str) -> float | Tensor:
         return self.inner_lr[name] if isinstance(self.inner_lr, dict) else self.inner_lr
@@ -92,16 +125,16 @@ class InnerLoopJacobian:
         """``J_i v`` for every task: shared ``v`` -> per-task ``[T, ...]``."""
         num_tasks = next(iter(self.adapted.values())).shape[0]
         u = {n: v.expand(num_tasks, *v.shape) for n, v in vector.items()}
-        for leaf, grads in self._levels:
-            hu = _vjp(grads, leaf, u)  # H symmetric: H u = u^T H
+        for hessian in self._hessians:
+            hu = hessian(u)
             u = {n: u[n] - self._lr(n) * hu[n] for n in u}
         return u
 
     def vjp(self, vectors: Params) -> Params:
         """``sum_i J_i^T w_i``: per-task ``w [T, ...]`` -> shared."""
         w = vectors
-        for leaf, grads in reversed(self._levels):
-            hw = _vjp(grads, leaf, {n: self._lr(n) * w[n] for n in w})
+        for hessian in reversed(self._hessians):  # H symmetric: J^T w = w - H (lr * w)
+            hw = hessian({n: self._lr(n) * w[n] for n in w})
             w = {n: w[n] - hw[n] for n in w}
         return {n: x.sum(0) for n, x in w.items()}
 
@@ -122,15 +155,22 @@ class KLHessian:
 
     def __init__(self, policy: Policy, adapted: Params, batch: Batch) -> None:
         self._policy = policy
-        self._linear = OutputLinearization(policy, adapted, batch.observations)
         masks = batch.masks
         # mean over each task's unmasked steps, then over tasks (as mean_kl)
-        self._weights = (masks / masks.sum((1, 2), keepdim=True).clamp(min=1.0)
-                         / masks.shape[0]).unsqueeze(-1)
+        weights = masks / masks.sum((1, 2), keepdim=True).clamp(min=1.0) / masks.shape[0]
+        self._linear: MLPProducts | OutputLinearization
+        if supports_fast_products(policy):
+            self._linear = MLPProducts(policy, adapted, batch.observations)
+            self._weights = weights.reshape(masks.shape[0], -1, 1)
+        else:
+            self._linear = OutputLinearization(policy, adapted, batch.observations)
+            self._weights = weights.unsqueeze(-1)
 
     def __call__(self, vectors: Params) -> Params:
         """``F_i u_i`` for per-task ``u [T, ...]``."""
         tangent = self._linear.jvp(vectors)
+        if isinstance(tangent, tuple):  # MLPProducts also returns hidden-layer tangents
+            tangent = tangent[0]
         metric = self._policy.fisher_output_product(self._linear.out, tangent)
         return self._linear.vjp(metric * self._weights)
 

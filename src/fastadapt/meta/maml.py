@@ -132,16 +132,18 @@ class MAMLTRPO:
 
     def _meta_fisher(self, theta: Params, meta_batch: MetaBatch, jacobian: InnerLoopJacobian
                      ) -> Callable[[Tensor], Tensor]:
-        """Damped meta-Fisher-vector product ``v -> (sum_i J_i^T F_i J_i + d I) v``."""
+        """Damped meta-Fisher-vector product ``v -> (sum_i J_i^T F_i J_i + d I) v``.
+
+        With ``trpo.fvp_subsample < 1`` the inner Hessians in ``J_i`` and the Fisher ``F_i``
+        (still at the adapted ``phi_i``) are estimated on that fraction of the episodes.
+        """
         fraction = self.trpo.fvp_subsample
         if fraction < 1.0:
-            train = [subsample_episodes(b, fraction) for b in meta_batch.train]
-            valid = subsample_episodes(meta_batch.valid, fraction)
             jacobian = InnerLoopJacobian(
-                self.policy, theta, train, self.maml.inner_lr, self.maml.first_order
+                self.policy, theta, meta_batch.train, self.maml.inner_lr,
+                self.maml.first_order, hessian_fraction=fraction,
             )
-        else:
-            valid = meta_batch.valid
+        valid = subsample_episodes(meta_batch.valid, fraction)
         fisher = KLHessian(self.policy, jacobian.adapted, valid)
 
         def fvp(vector: Tensor) -> Tensor:

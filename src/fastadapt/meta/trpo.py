@@ -62,7 +62,7 @@ def unflatten(vector: Tensor, like: Params) -> Params:
 
 def conjugate_gradient(
     matvec: Callable[[Tensor], Tensor], b: Tensor, iterations: int, tol: float = 1e-10
-) -> Tensor:
+) -> tuple[Tensor, Tensor]:
     """Approximately solve ``A x = b`` for symmetric positive-definite ``A`` given ``A v``.
 
     Args:
@@ -72,7 +72,8 @@ def conjugate_gradient(
         tol: stop once the squared residual norm is below it.
 
     Returns:
-        ``x [P]``.
+        ``(x [P], residual r = b - A x [P])``. Since ``A x = b - r``, ``x^T A x = x^T (b - r)``
+        comes without another product.
     """
     x = torch.zeros_like(b)
     r = b.clone()
@@ -88,7 +89,7 @@ def conjugate_gradient(
         new_r_dot = r @ r
         p = r + (new_r_dot / r_dot) * p
         r_dot = new_r_dot
-    return x
+    return x, r
 
 
 def natural_step(
@@ -103,8 +104,8 @@ def natural_step(
     Returns:
         ``(step [P], predicted KL of the full step)``.
     """
-    direction = conjugate_gradient(fvp, gradient, config.cg_iterations)
-    shs = 0.5 * (direction @ fvp(direction))
+    direction, residual = conjugate_gradient(fvp, gradient, config.cg_iterations)
+    shs = 0.5 * (direction @ (gradient - residual))  # = x^T F x / 2, no extra product
     scale = torch.sqrt(config.max_kl / shs.clamp(min=1e-30))
     return direction * scale, float(shs * scale**2)
 
