@@ -20,6 +20,7 @@ task's ``H_i v`` at once.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 import torch
@@ -111,12 +112,24 @@ class InnerLoopJacobian:
             with torch.no_grad():
                 current = adapt(policy, current, batch, inner_lr, first_order=True)
         self.adapted: Params = current
+        self._policy, self._points, self._batches = policy, points, batches
         self._hessians: list[Callable[[Params], Params]] = []
         if not first_order:
-            self._hessians = [
-                inner_loss_hessian(policy, point, subsample_episodes(batch, hessian_fraction))
-                for point, batch in zip(points, batches, strict=True)
-            ]
+            self._hessians = self._build_hessians(hessian_fraction)
+
+    def _build_hessians(self, fraction: float) -> list[Callable[[Params], Params]]:
+        return [
+            inner_loss_hessian(self._policy, point, subsample_episodes(batch, fraction))
+            for point, batch in zip(self._points, self._batches, strict=True)
+        ]
+
+    def subsampled(self, fraction: float) -> InnerLoopJacobian:
+        """The same inner loop with Hessians estimated on a fraction of the episodes."""
+        if fraction >= 1.0 or not self._hessians:
+            return self
+        other = copy.copy(self)
+        other._hessians = self._build_hessians(fraction)
+        return other
 
     def _lr(self, name: str) -> float | Tensor:
         return self.inner_lr[name] if isinstance(self.inner_lr, dict) else self.inner_lr

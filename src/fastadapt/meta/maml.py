@@ -138,11 +138,7 @@ class MAMLTRPO:
         (still at the adapted ``phi_i``) are estimated on that fraction of the episodes.
         """
         fraction = self.trpo.fvp_subsample
-        if fraction < 1.0:
-            jacobian = InnerLoopJacobian(
-                self.policy, theta, meta_batch.train, self.maml.inner_lr,
-                self.maml.first_order, hessian_fraction=fraction,
-            )
+        jacobian = jacobian.subsampled(fraction)
         valid = subsample_episodes(meta_batch.valid, fraction)
         fisher = KLHessian(self.policy, jacobian.adapted, valid)
 
