@@ -10,10 +10,11 @@ export OMP_NUM_THREADS ?= 2
 
 install: $(STAMP)
 
+# [ray]: the Ray sampler's tests run in `make test` (an ~80 MB wheel, ~15 s to install).
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,ray]"
 	touch $(STAMP)
 
 # The demo owns $(DEMO_DIR): it is replaced on every run. fvp_subsample=0.1 computes TRPO's
@@ -34,6 +35,7 @@ lint: install
 
 bench: install
 	$(BIN)/python benchmarks/maml_trpo_navigation.py
+	$(BIN)/python benchmarks/sampler_scaling.py
 
 clean:
 	rm -rf $(VENV) runs

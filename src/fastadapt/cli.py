@@ -1,4 +1,4 @@
-"""The ``fastadapt`` command: ``train``, ``evaluate``, ``plot``, ``envs``.
+"""The ``fastadapt`` command: ``train``, ``evaluate``, ``plot``, ``compare``, ``envs``.
 
 Errors a user can cause print one line (``fastadapt: error: ...``) and exit with code 2;
 ``--debug`` shows the traceback instead.
@@ -26,6 +26,10 @@ def _train(args: argparse.Namespace) -> None:
         overrides.append(f"run.iterations={args.iterations}")
     if args.seed is not None:
         overrides.append(f"run.seed={args.seed}")
+    if args.sampler is not None:
+        overrides.append(f"run.sampler={args.sampler}")
+    if args.workers is not None:
+        overrides.append(f"run.workers={args.workers}")
     if args.resume is not None:
         run_dir = Path(args.resume)
         load_run_config(run_dir)  # clear error if it is not a run directory
@@ -52,11 +56,14 @@ def _evaluate(args: argparse.Namespace) -> None:
     import json
 
     result = json.loads(path.read_text())
+    rl2 = result.get("algorithm") == "rl2"
+    unit = "trials per task" if rl2 else "episodes per step"
     print(f"meta-test on {result['num_tasks']} held-out tasks of {result['env']} "
-          f"({result['episodes_per_task']} episodes per step)")
+          f"({result['episodes_per_task']} {unit})")
     for k, (mean, ci) in enumerate(zip(result["returns_mean"], result["returns_ci95"],
                                        strict=True)):
-        print(f"  after {k} step{'s' if k != 1 else ''}: return {mean:9.2f} ± {ci:.2f}")
+        point = f"episode {k + 1} of the trial" if rl2 else f"after {k} step{'s' * (k != 1)}"
+        print(f"  {point}: return {mean:9.2f} ± {ci:.2f}")
     print(f"written: {path}")
 
 
@@ -64,6 +71,14 @@ def _plot(args: argparse.Namespace) -> None:
     from fastadapt.plots import plot_run
 
     print(f"report: {plot_run(Path(args.run_dir))}")
+
+
+def _compare(args: argparse.Namespace) -> None:
+    from fastadapt.plots import compare_runs
+
+    figure, table = compare_runs([Path(run) for run in args.run_dirs], Path(args.output))
+    print(table)
+    print(f"figure: {figure}")
 
 
 def _envs(args: argparse.Namespace) -> None:
@@ -88,11 +103,16 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("train", help="meta-train from a YAML config")
-    p.add_argument("config", nargs="?", help="YAML config (configs/maml-trpo/*.yaml)")
+    p.add_argument("config", nargs="?", help="YAML config (configs/<algorithm>/*.yaml)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, dots for nesting (trpo.max_kl=0.02)")
     p.add_argument("--iterations", type=int, help="meta-iterations (run.iterations)")
     p.add_argument("--seed", type=int, help="run.seed")
+    # Checked by the config (one-line errors), not by argparse:
+    p.add_argument("--sampler", metavar="{vector,process,ray}",
+                   help="run.sampler: in-process (default), worker processes or Ray actors")
+    p.add_argument("--workers", metavar="N",
+                   help="run.workers: worker processes / Ray actors of --sampler process|ray")
     p.add_argument("--run-dir", help="output directory (default runs/<config>-<time>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -109,6 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("plot", help="draw RUN_DIR/report.png")
     p.add_argument("run_dir")
     p.set_defaults(func=_plot)
+
+    p = commands.add_parser(
+        "compare", help="adaptation curves of evaluated runs in one PNG and a markdown table"
+    )
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                   help="evaluated runs; runs of one algorithm and env are pooled")
+    p.add_argument("--output", default="compare.png", help="PNG to write (default compare.png)")
+    p.set_defaults(func=_compare)
 
     p = commands.add_parser("envs", help="list the task families")
     p.set_defaults(func=_envs)

@@ -30,3 +30,15 @@ class CheckpointError(FastAdaptError):
 
 class NonFiniteError(FastAdaptError):
     """The loss or the gradient stayed NaN/inf; the last good checkpoint is kept."""
+
+
+class SamplerError(FastAdaptError):
+    """A sampler cannot be built (unknown kind, missing Ray) or cannot finish a batch."""
+
+
+class WorkerError(SamplerError):
+    """A sampler worker raised; the message names the worker and the original exception."""
+
+
+class WorkerDiedError(SamplerError):
+    """A sampler worker process died (e.g. killed) and could not be restarted."""

@@ -5,6 +5,10 @@ algorithm): sample ``E`` episodes with ``theta``, take an inner step on them, sa
 episodes with the adapted policy, and so on for ``K`` steps (Finn et al. 2017, §5.3).
 ``returns_mean[k]`` is the mean over tasks of the mean episode return after ``k`` steps;
 ``returns_ci95[k]`` is the half-width of its normal 95% confidence interval over tasks.
+The transfer baselines (``finetune``, ``random-init``, ``oracle``) are fine-tuned by the same
+steps with ``finetune.inner_lr``; RL² reports the ``k``-th episode of a trial instead
+(:func:`fastadapt.run.rl2_runner.meta_test_rl2`). ``episodes_per_step`` is how many episodes
+of experience on the task each step adds (the x-axis of ``fastadapt compare``).
 """
 
 from __future__ import annotations
@@ -16,9 +20,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from fastadapt.meta.maml import MetaBatch, collect_meta_batch
-from fastadapt.run.train import Experiment, build_experiment, load_policy_params, load_run_config
+from fastadapt.run.train import (
+    Experiment,
+    build_experiment,
+    load_policy_params,
+    load_run_config,
+    sampling_config,
+)
 from fastadapt.sampling.vector import VectorSampler
 from fastadapt.types import Params
 
@@ -45,28 +56,39 @@ def meta_test(
     family = experiment.family
     tasks = family.test_tasks(num_tasks)
     maml = replace(
-        experiment.config.maml, meta_batch_size=num_tasks, episodes_per_task=episodes_per_task
+        sampling_config(experiment.config), meta_batch_size=num_tasks,
+        episodes_per_task=episodes_per_task,
     )
     with VectorSampler(family, experiment.policy, experiment.horizon, seed) as sampler:
         meta_batch = collect_meta_batch(
             sampler, experiment.policy, theta, tasks, maml, adaptation_steps
         )
     per_task = torch.stack(meta_batch.task_returns, dim=1).double()  # [N, K + 1]
-    std = per_task.std(dim=0, unbiased=True) if num_tasks > 1 else torch.zeros(per_task.shape[1])
     result: dict[str, Any] = {
         "env": family.name,
         "num_tasks": num_tasks,
         "adaptation_steps": adaptation_steps,
         "episodes_per_task": episodes_per_task,
+        "episodes_per_step": episodes_per_task,
         "seed": seed,
-        "returns_mean": per_task.mean(dim=0).tolist(),
-        "returns_ci95": (1.96 * std / math.sqrt(num_tasks)).tolist(),
-        "per_task_returns": per_task.tolist(),
+        **summarize_returns(per_task),
         "tasks": [family.task_to_dict(task) for task in tasks],
     }
     if family.name == "Navigation2D":
         result["trajectories"] = _navigation_trajectories(meta_batch, result["tasks"])
     return result
+
+
+def summarize_returns(per_task: Tensor) -> dict[str, list[Any]]:
+    """``returns_mean``, ``returns_ci95`` (normal 95% half-width over tasks) and
+    ``per_task_returns`` of per-task returns ``[N, K + 1]``."""
+    num_tasks = per_task.shape[0]
+    std = per_task.std(dim=0, unbiased=True) if num_tasks > 1 else torch.zeros(per_task.shape[1])
+    return {
+        "returns_mean": per_task.mean(dim=0).tolist(),
+        "returns_ci95": (1.96 * std / math.sqrt(num_tasks)).tolist(),
+        "per_task_returns": per_task.tolist(),
+    }
 
 
 def _navigation_trajectories(meta_batch: MetaBatch, tasks: list[dict[str, Any]]
@@ -78,7 +100,7 @@ def _navigation_trajectories(meta_batch: MetaBatch, tasks: list[dict[str, Any]]
         paths = []
         for batch in (batches[0], batches[-1]):
             steps = int(batch.masks[i, 0].sum())
-            paths.append(batch.observations[i, 0, :steps].tolist())
+            paths.append(batch.observations[i, 0, :steps, :2].tolist())  # oracle: + goal
         examples.append({"task": task, "before": paths[0], "after": paths[1]})
     return examples
 
@@ -92,21 +114,25 @@ def evaluate_run(
 ) -> Path:
     """Meta-test a run's final parameters; writes and returns ``run_dir/evaluation.json``.
 
-    Unset arguments take the run config's ``evaluate`` section.
+    Unset arguments take the run config's ``evaluate`` section (RL²: ``adaptation_steps``
+    defaults to ``rl2.episodes_per_trial - 1``, see :func:`~fastadapt.run.rl2_runner.
+    evaluate_rl2`). The result also records the run's ``algorithm``.
     """
     config = load_run_config(run_dir)
-    experiment = build_experiment(config)
     torch.set_num_threads(config.run.num_threads)
-    theta = load_policy_params(run_dir, experiment)
     defaults = config.evaluate
-    result = meta_test(
-        experiment,
-        theta,
-        num_tasks or defaults.num_tasks,
-        defaults.adaptation_steps if adaptation_steps is None else adaptation_steps,
-        episodes_per_task or defaults.episodes_per_task,
-        seed,
-    )
+    tasks = num_tasks or defaults.num_tasks
+    episodes = episodes_per_task or defaults.episodes_per_task
+    if config.algorithm == "rl2":
+        from fastadapt.run.rl2_runner import evaluate_rl2
+
+        result = evaluate_rl2(config, run_dir, tasks, adaptation_steps, episodes, seed)
+    else:
+        experiment = build_experiment(config)
+        theta = load_policy_params(run_dir, experiment)
+        steps = defaults.adaptation_steps if adaptation_steps is None else adaptation_steps
+        result = meta_test(experiment, theta, tasks, steps, episodes, seed)
+    result = {"algorithm": config.algorithm, **result}
     path = run_dir / EVALUATION_FILE
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(result, indent=1))

@@ -1,12 +1,15 @@
-"""``report.png``: learning curve, adaptation curve with CI, and navigation trajectories."""
+"""``report.png`` of a run (learning curve, adaptation curve with CI, navigation trajectories)
+and ``fastadapt compare``: the adaptation curves of several runs in one figure and a table."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -31,9 +34,10 @@ def _adaptation_curve(ax: Axes, evaluation: dict[str, Any]) -> None:
     steps = list(range(evaluation["adaptation_steps"] + 1))
     mean, ci = evaluation["returns_mean"], evaluation["returns_ci95"]
     ax.errorbar(steps, mean, yerr=ci, marker="o", capsize=4)
+    rl2 = evaluation.get("algorithm") == "rl2"
     ax.set(
         title=f"meta-test: {evaluation['num_tasks']} held-out tasks (95% CI)",
-        xlabel="inner gradient steps",
+        xlabel="episode of the trial - 1" if rl2 else "inner gradient steps",
         ylabel="mean episode return",
         xticks=steps,
     )
@@ -74,3 +78,116 @@ def plot_run(run_dir: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+# --------------------------------------------------------------------------- compare
+
+COMPARE_FILE = "compare.png"
+
+
+@dataclass
+class CurveGroup:
+    """The evaluations of runs with the same algorithm, env and protocol, pooled.
+
+    Attributes:
+        per_task: returns ``[R * N, K + 1]``: every run's per-task returns, stacked.
+        experience: episodes of experience on the task before each point ``[K + 1]``
+            (MAML and fine-tuning: ``k * episodes_per_task``; RL²: ``k``).
+    """
+
+    algorithm: str
+    env: str
+    runs: list[str]
+    experience: list[int]
+    per_task: np.ndarray
+
+    @property
+    def label(self) -> str:
+        """``algorithm`` (and the number of runs pooled when more than one)."""
+        runs = len(self.runs)
+        return self.algorithm if runs == 1 else f"{self.algorithm} ({runs} runs)"
+
+    def mean_ci(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and normal 95% half-width over the pooled (run, task) pairs, ``[K + 1]`` each."""
+        n = self.per_task.shape[0]
+        std = self.per_task.std(axis=0, ddof=1) if n > 1 else np.zeros(self.per_task.shape[1])
+        return self.per_task.mean(axis=0), 1.96 * std / np.sqrt(n)
+
+
+def _load_evaluation(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / EVALUATION_FILE
+    if not path.exists():
+        raise CheckpointError(f"{run_dir} has no {EVALUATION_FILE}: run `fastadapt evaluate "
+                              f"{run_dir}` first")
+    evaluation: dict[str, Any] = json.loads(path.read_text())
+    if "algorithm" not in evaluation:  # written before evaluations recorded it
+        from fastadapt.run.train import load_run_config
+
+        evaluation["algorithm"] = load_run_config(run_dir).algorithm
+    return evaluation
+
+
+def group_runs(run_dirs: list[Path]) -> list[CurveGroup]:
+    """Read the runs' ``evaluation.json`` and pool those with the same algorithm, env, number
+    of points and episodes per point (e.g. the seeds of one benchmark entry), in first-seen
+    order.
+
+    Raises:
+        CheckpointError: a run has no ``evaluation.json``.
+    """
+    groups: dict[tuple[str, str, int, int], CurveGroup] = {}
+    for run_dir in run_dirs:
+        evaluation = _load_evaluation(run_dir)
+        per_step = int(evaluation.get("episodes_per_step", evaluation["episodes_per_task"]))
+        points = len(evaluation["returns_mean"])
+        key = (evaluation["algorithm"], evaluation["env"], points, per_step)
+        per_task = np.asarray(evaluation["per_task_returns"], dtype=np.float64)
+        if key in groups:
+            group = groups[key]
+            group.runs.append(str(run_dir))
+            group.per_task = np.concatenate([group.per_task, per_task])
+        else:
+            experience = [k * per_step for k in range(points)]
+            groups[key] = CurveGroup(key[0], key[1], [str(run_dir)], experience, per_task)
+    return list(groups.values())
+
+
+def comparison_table(groups: list[CurveGroup]) -> str:
+    """A markdown table: algorithm, env, runs, return before adaptation and after the last
+    point (mean ± 95% CI over run x task pairs), and the episodes of experience it took."""
+    lines = [
+        "| algorithm | env | runs | return before | return after | episodes used |",
+        "|---|---|---|---|---|---|",
+    ]
+    for group in groups:
+        mean, ci = group.mean_ci()
+        lines.append(
+            f"| {group.algorithm} | {group.env} | {len(group.runs)} "
+            f"| {mean[0]:.2f} ± {ci[0]:.2f} | {mean[-1]:.2f} ± {ci[-1]:.2f} "
+            f"| {group.experience[-1]} |"
+        )
+    return "\n".join(lines)
+
+
+def plot_comparison(groups: list[CurveGroup], output: Path) -> Path:
+    """Adaptation curves (return vs. episodes of experience on the new task) with 95% CI."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for group in groups:
+        mean, ci = group.mean_ci()
+        ax.errorbar(group.experience, mean, yerr=ci, marker="o", capsize=3,
+                    label=f"{group.label}, {group.env}")
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set(title="meta-test on held-out tasks (95% CI)",
+           xlabel="episodes of experience on the new task", ylabel="mean episode return")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(output, dpi=110)
+    plt.close(fig)
+    return output
+
+
+def compare_runs(run_dirs: list[Path], output: Path) -> tuple[Path, str]:
+    """``fastadapt compare``: write the figure to ``output``; return it and the table."""
+    groups = group_runs(run_dirs)
+    return plot_comparison(groups, output), comparison_table(groups)

@@ -131,3 +131,32 @@ def process_trajectories(
     if normalize:
         advantages = normalize_advantages(advantages, masks)
     return Batch(obs, actions, masks, advantages.detach())
+
+
+def gae_skipping_masked(
+    rewards: Tensor, values: Tensor, masks: Tensor, gamma: float, lam: float
+) -> Tensor:
+    """GAE along a sequence whose masked steps are holes to skip, not episode ends.
+
+    An RL² trial (Duan et al. 2016, §2.2) is one RL episode made of several env episodes; an
+    env episode that terminates early leaves masked steps inside the trial. Masked steps are
+    removed before the recursion of :func:`gae` (Schulman et al. 2016, eq. 16): ``V(s_{t+1})``
+    is the value of the next *unmasked* step (0 after the last one) and the discount counts
+    unmasked steps only. Without holes this equals :func:`gae` over the whole sequence.
+
+    Args:
+        rewards, values, masks: ``[..., L]``.
+
+    Returns:
+        Advantages ``[..., L]``, zero where masked.
+    """
+    advantages = torch.zeros_like(rewards)
+    running = torch.zeros_like(rewards[..., 0])
+    next_value = torch.zeros_like(rewards[..., 0])
+    for t in reversed(range(rewards.shape[-1])):
+        alive = masks[..., t] > 0
+        delta = rewards[..., t] + gamma * next_value - values[..., t]
+        running = torch.where(alive, delta + gamma * lam * running, running)
+        next_value = torch.where(alive, values[..., t], next_value)
+        advantages[..., t] = running * masks[..., t]
+    return advantages

@@ -18,7 +18,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from fastadapt.envs.base import BatchedEnv, TaskFamily
+from fastadapt.envs.base import BatchedEnv, RandomStreams, TaskFamily, TaskRandom
 from fastadapt.errors import ConfigError, TaskError
 
 MEAN_LOW, MEAN_HIGH = 0.0, 1.0
@@ -36,11 +36,11 @@ class BatchedBandit(BatchedEnv):
     """``[T, E]`` bandit episodes; each step pulls one arm in every episode as one array op."""
 
     def __init__(
-        self, tasks: list[BanditTask], episodes_per_task: int, rng: np.random.Generator
+        self, tasks: list[BanditTask], episodes_per_task: int, rng: RandomStreams
     ) -> None:
         self.num_tasks, self.episodes_per_task = len(tasks), episodes_per_task
         self._means = np.array([t.means for t in tasks], dtype=np.float64)  # [T, K]
-        self._rng = rng
+        self._random = TaskRandom(rng, self.num_tasks)
         self._observations = np.zeros((self.num_tasks, episodes_per_task, 1), dtype=np.float32)
 
     def reset(self) -> np.ndarray:
@@ -50,7 +50,7 @@ class BatchedBandit(BatchedEnv):
         """Pull arms ``actions [T, E]`` (int). Rewards ``[T, E]`` float32 in ``{0, 1}``."""
         task_index = np.arange(self.num_tasks)[:, None]  # [T, 1]
         means = self._means[task_index, np.asarray(actions, dtype=np.int64)]  # [T, E]
-        uniforms = self._rng.random(means.shape)
+        uniforms = self._random.random((self.episodes_per_task,))  # [T, E]
         rewards = (uniforms < means).astype(np.float32)
         terminated = np.zeros(means.shape, dtype=bool)
         return self._observations.copy(), rewards, terminated
@@ -99,7 +99,7 @@ class BernoulliBandit(TaskFamily[BanditTask]):
                 )
 
     def make_batched(
-        self, tasks: list[BanditTask], episodes_per_task: int, rng: np.random.Generator
+        self, tasks: list[BanditTask], episodes_per_task: int, rng: RandomStreams
     ) -> BatchedBandit:
         for task in tasks:
             self.validate_task(task)

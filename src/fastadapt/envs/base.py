@@ -6,7 +6,10 @@ A *task family* is a distribution over tasks (Finn et al. 2017, §2.1). Each fam
 - ``sample_tasks(rng, n)``: training tasks drawn with an explicit ``np.random.Generator``,
 - ``test_tasks(n)``: a fixed held-out split, the same for every run and every algorithm,
 - ``make_batched(tasks, episodes_per_task, rng)``: a :class:`BatchedEnv` stepping all
-  ``[T, E]`` episodes in one array operation (what the samplers use),
+  ``[T, E]`` episodes in one array operation (what the samplers use). ``rng`` is one
+  ``np.random.Generator`` shared by all tasks, or one generator per task: then a task's
+  episodes do not depend on which other tasks share the batch, which is what lets samplers
+  split tasks over any number of workers and still return the same batch,
 - ``make_env(task)``: a gymnasium 1.x env with ``set_task`` (for users, checks and tests); it
   runs the same batched code with ``T = E = 1``, so both give identical trajectories.
 """
@@ -14,6 +17,7 @@ A *task family* is a distribution over tasks (Finn et al. 2017, §2.1). Each fam
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
 import gymnasium as gym
@@ -23,6 +27,48 @@ TaskT = TypeVar("TaskT")
 
 _TEST_SPLIT_ENTROPY = 0x5EED_7E57
 """Entropy of the held-out split's seed sequence; its spawn key differs from any user seed's."""
+
+
+RandomStreams = np.random.Generator | Sequence[np.random.Generator]
+"""What ``make_batched`` takes: one generator shared by all tasks, or one generator per task."""
+
+
+class TaskRandom:
+    """The env randomness of ``T`` tasks, drawn as ``[T, ...]`` arrays.
+
+    With one shared generator a draw is one call (``rng.random((T, *shape))``); with one
+    generator per task, row ``i`` comes from task ``i``'s generator. Rows are filled in task
+    order either way, so a shared generator gives the same numbers as before per-task streams.
+
+    Args:
+        rng: one generator, or a sequence of ``num_tasks`` generators.
+        num_tasks: ``T``.
+    """
+
+    def __init__(self, rng: RandomStreams, num_tasks: int) -> None:
+        self.num_tasks = num_tasks
+        self._shared: np.random.Generator | None = None
+        self._per_task: list[np.random.Generator] = []
+        if isinstance(rng, np.random.Generator):
+            self._shared = rng
+        else:
+            self._per_task = list(rng)
+            if len(self._per_task) != num_tasks:
+                raise ValueError(
+                    f"got {len(self._per_task)} random generators for {num_tasks} tasks"
+                )
+
+    def random(self, shape: tuple[int, ...]) -> np.ndarray:
+        """Uniforms in ``[0, 1)``, ``[T, *shape]`` float64."""
+        if self._shared is not None:
+            return self._shared.random((self.num_tasks, *shape))
+        return np.stack([g.random(shape) for g in self._per_task])
+
+    def standard_normal(self, shape: tuple[int, ...]) -> np.ndarray:
+        """Standard normals, ``[T, *shape]`` float64."""
+        if self._shared is not None:
+            return self._shared.standard_normal((self.num_tasks, *shape))
+        return np.stack([g.standard_normal(shape) for g in self._per_task])
 
 
 class BatchedEnv(ABC):
@@ -75,9 +121,14 @@ class TaskFamily(ABC, Generic[TaskT]):
 
     @abstractmethod
     def make_batched(
-        self, tasks: list[TaskT], episodes_per_task: int, rng: np.random.Generator
+        self, tasks: list[TaskT], episodes_per_task: int, rng: RandomStreams
     ) -> BatchedEnv:
-        """A batched simulator of ``len(tasks)`` tasks × ``episodes_per_task`` episodes."""
+        """A batched simulator of ``len(tasks)`` tasks × ``episodes_per_task`` episodes.
+
+        Args:
+            rng: the env randomness: one generator shared by all tasks, or one per task
+                (wrap it in :class:`TaskRandom`).
+        """
 
     @abstractmethod
     def task_to_dict(self, task: TaskT) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from fastadapt.envs.base import BatchedEnv, TaskFamily
+from fastadapt.envs.base import BatchedEnv, RandomStreams, TaskFamily
 from fastadapt.errors import TaskError
 
 GOAL_LOW, GOAL_HIGH = -0.5, 0.5
@@ -83,7 +83,7 @@ class Navigation2D(TaskFamily[NavigationTask]):
                 )
 
     def make_batched(
-        self, tasks: list[NavigationTask], episodes_per_task: int, rng: np.random.Generator
+        self, tasks: list[NavigationTask], episodes_per_task: int, rng: RandomStreams
     ) -> BatchedNavigation:
         for task in tasks:
             self.validate_task(task)

@@ -10,13 +10,19 @@ import gymnasium as gym
 
 from fastadapt.envs.bandit import BernoulliBandit
 from fastadapt.envs.base import TaskEnv, TaskFamily
+from fastadapt.envs.locomotion import AntDir, AntGoal, AntVel, HalfCheetahDir, HalfCheetahVel
 from fastadapt.envs.navigation import Navigation2D
 from fastadapt.envs.tabular_mdp import TabularMDP
-from fastadapt.errors import UnknownEnvError
+from fastadapt.errors import ConfigError, UnknownEnvError
 
 FamilyFactory = Callable[..., TaskFamily[Any]]
 
 _FAMILIES: dict[str, FamilyFactory] = {
+    "HalfCheetahVel": HalfCheetahVel,
+    "HalfCheetahDir": HalfCheetahDir,
+    "AntVel": AntVel,
+    "AntDir": AntDir,
+    "AntGoal": AntGoal,
     "Navigation2D": Navigation2D,
     "Bandit": BernoulliBandit,
     "TabularMDP": TabularMDP,
@@ -39,12 +45,16 @@ def make_family(name: str, **kwargs: Any) -> TaskFamily[Any]:
 
     Raises:
         UnknownEnvError: ``name`` is not registered (the message suggests the closest names).
+        ConfigError: an unknown keyword or a value of the wrong type (``env.kwargs``).
     """
     if name not in _FAMILIES:
         close = difflib.get_close_matches(name, list(_FAMILIES), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise UnknownEnvError(f"unknown env {name!r}{hint} (known: {', '.join(family_names())})")
-    return _FAMILIES[name](**kwargs)
+    try:
+        return _FAMILIES[name](**kwargs)
+    except TypeError as err:  # unknown keyword, or e.g. '<' between a str and an int
+        raise ConfigError(f"env.kwargs {kwargs} do not fit env {name!r}: {err}") from err
 
 
 def gym_id(name: str) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from fastadapt.envs.base import BatchedEnv, TaskFamily
+from fastadapt.envs.base import BatchedEnv, RandomStreams, TaskFamily, TaskRandom
 from fastadapt.errors import ConfigError, TaskError
 
 REWARD_MEAN, REWARD_STD = 1.0, 1.0
@@ -76,7 +76,7 @@ class BatchedTabularMDP(BatchedEnv):
     """``[T, E]`` walks on their task's MDP, stepped as one array op (no loop over episodes)."""
 
     def __init__(
-        self, tasks: list[TabularMDPTask], episodes_per_task: int, rng: np.random.Generator
+        self, tasks: list[TabularMDPTask], episodes_per_task: int, rng: RandomStreams
     ) -> None:
         self.num_tasks, self.episodes_per_task = len(tasks), episodes_per_task
         tables = [task.arrays() for task in tasks]
@@ -86,7 +86,7 @@ class BatchedTabularMDP(BatchedEnv):
         # total makes the last entry exactly 1, so s' < S and zero-probability states are skipped.
         cdf = np.cumsum(transitions, axis=-1)
         self._cdf = cdf / cdf[..., -1:]  # [T, S, A, S]
-        self._rng = rng
+        self._random = TaskRandom(rng, self.num_tasks)
         self._one_hot = np.eye(transitions.shape[-1], dtype=np.float32)  # [S, S]
         self._task_index = np.arange(self.num_tasks)[:, None]  # [T, 1]
         self._states = np.full((self.num_tasks, episodes_per_task), START_STATE, dtype=np.int64)
@@ -103,9 +103,11 @@ class BatchedTabularMDP(BatchedEnv):
         """
         actions = np.asarray(actions, dtype=np.int64)
         means = self._mean_rewards[self._task_index, self._states, actions]  # [T, E]
-        rewards = self._rng.normal(means, REWARD_NOISE_STD).astype(np.float32)
+        episodes = (self.episodes_per_task,)
+        noise = self._random.standard_normal(episodes)  # [T, E]
+        rewards = (means + REWARD_NOISE_STD * noise).astype(np.float32)
         cdf = self._cdf[self._task_index, self._states, actions]  # [T, E, S]
-        uniforms = self._rng.random((*actions.shape, 1))  # [T, E, 1]
+        uniforms = self._random.random(episodes)[..., None]  # [T, E, 1]
         self._states = (cdf <= uniforms).sum(axis=-1)
         terminated = np.zeros(actions.shape, dtype=bool)
         return self._one_hot[self._states], rewards, terminated
@@ -181,7 +183,7 @@ class TabularMDP(TaskFamily[TabularMDPTask]):
             )
 
     def make_batched(
-        self, tasks: list[TabularMDPTask], episodes_per_task: int, rng: np.random.Generator
+        self, tasks: list[TabularMDPTask], episodes_per_task: int, rng: RandomStreams
     ) -> BatchedTabularMDP:
         for task in tasks:
             self.validate_task(task)

@@ -89,6 +89,8 @@ class InnerLoopJacobian:
         first_order: ``J = I`` (FOMAML); no Hessian is built.
         hessian_fraction: build each step's Hessian on the first ``ceil(fraction * E)``
             episodes only (an unbiased estimate; the inner steps themselves use all episodes).
+        num_tasks: ``T``; needed only without inner steps (``batches == []``: ``J = I``,
+            multi-task training of one shared policy).
 
     Attributes:
         adapted: the adapted per-task parameters ``phi [T, ...]`` (detached).
@@ -102,9 +104,12 @@ class InnerLoopJacobian:
         inner_lr: float | Params,
         first_order: bool = False,
         hessian_fraction: float = 1.0,
+        num_tasks: int | None = None,
     ) -> None:
         self.inner_lr = inner_lr
-        num_tasks = batches[0].masks.shape[0]
+        num_tasks = batches[0].masks.shape[0] if batches else num_tasks
+        if num_tasks is None:
+            raise ValueError("InnerLoopJacobian without inner steps needs num_tasks")
         current = {n: p.detach() for n, p in expand_to_tasks(theta, num_tasks).items()}
         points: list[Params] = []  # phi^(k), where step k's Hessian is taken
         for batch in batches:

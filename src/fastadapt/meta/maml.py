@@ -162,7 +162,8 @@ class MAMLTRPO:
         """
         policy, valid = self.policy, meta_batch.valid
         jacobian = InnerLoopJacobian(
-            policy, theta, meta_batch.train, self.maml.inner_lr, self.maml.first_order
+            policy, theta, meta_batch.train, self.maml.inner_lr, self.maml.first_order,
+            num_tasks=valid.masks.shape[0],
         )
         with torch.no_grad():
             old_out = per_task_output(policy, jacobian.adapted, valid.observations)

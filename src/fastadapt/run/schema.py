@@ -10,7 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from fastadapt.errors import ConfigError
+from fastadapt.meta.finetune import FinetuneConfig
 from fastadapt.meta.maml import MAMLConfig
+from fastadapt.meta.ppo import PPOConfig
+from fastadapt.meta.rl2 import RL2Config
 from fastadapt.meta.trpo import TRPOConfig
 
 
@@ -48,6 +51,10 @@ class PolicyConfig:
             raise ConfigError(f"policy.init_std must be > 0, got {self.init_std}")
 
 
+MAX_WORKERS = 1024
+"""Upper bound of ``run.workers`` (a typo guard, not a resource limit)."""
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Length, seeding, resources and outputs of a run."""
@@ -66,11 +73,27 @@ class RunConfig:
     """Consecutive iterations with a NaN/inf loss or gradient before the run stops."""
     tensorboard: bool = True
     """Write TensorBoard events next to ``metrics.jsonl``."""
+    sampler: Literal["vector", "process", "ray"] = "vector"
+    """Who steps the envs: ``vector`` (in-process, one array op for all tasks), ``process``
+    (``run.workers`` worker processes) or ``ray`` (``run.workers`` Ray actors; needs
+    ``fastadapt[ray]``). All give the same batches for the same seed."""
+    workers: int = 2
+    """Worker processes or Ray actors of the ``process``/``ray`` samplers (1 to
+    ``MAX_WORKERS``; each runs one torch thread); ignored by ``vector``."""
+    ray_address: str | None = None
+    """Ray cluster to join (``"auto"``, ``"host:port"``); ``null`` starts a local Ray instance
+    on 127.0.0.1 with the dashboard off."""
 
     def __post_init__(self) -> None:
         for key in ("iterations", "num_threads", "checkpoint_every", "keep_checkpoints"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"run.{key} must be >= 1, got {getattr(self, key)}")
+        if self.seed < 0:
+            raise ConfigError(f"run.seed must be >= 0, got {self.seed}")
+        if not 1 <= self.workers <= MAX_WORKERS:
+            raise ConfigError(f"run.workers must be in [1, {MAX_WORKERS}], got {self.workers}")
+        if self.ray_address is not None and not self.ray_address.strip():
+            raise ConfigError("run.ray_address must be null or a non-empty address")
 
 
 @dataclass(frozen=True)
@@ -80,20 +103,34 @@ class EvalConfig:
     num_tasks: int = 40
     """Held-out tasks."""
     adaptation_steps: int = 3
-    """Inner gradient steps measured (returns are reported after 0..K steps)."""
+    """Inner gradient steps measured (returns are reported after 0..K steps). RL² ignores
+    it: its points are the ``rl2.episodes_per_trial`` episodes of a trial."""
     episodes_per_task: int = 20
-    """Episodes sampled per task at each adaptation step."""
+    """Episodes sampled per task at each adaptation step (RL²: trials per task)."""
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """A whole run: ``fastadapt train CONFIG.yaml``."""
 
-    algorithm: Literal["maml-trpo"] = "maml-trpo"
-    """The meta-learning algorithm."""
+    algorithm: Literal["maml-trpo", "rl2", "finetune", "random-init", "oracle"] = "maml-trpo"
+    """The meta-learning algorithm, and which sections it reads:
+
+    - ``maml-trpo``: MAML with TRPO (``maml:``, ``trpo:``, ``policy:``);
+    - ``rl2``: RL², a GRU policy trained with PPO over trials (``rl2:``, ``ppo:``; of
+      ``policy:`` only ``init_std``);
+    - ``finetune``: one policy pretrained on all training tasks by multi-task TRPO, fine-tuned
+      on each held-out task at meta-test (``finetune:``, ``trpo:``, ``policy:``);
+    - ``random-init``: the same fine-tuning from the seeded initial policy (no pretraining:
+      ``train`` runs one iteration that only measures the initial policy);
+    - ``oracle``: ``finetune`` on observations that include the task's parameters.
+    """
     env: EnvConfig = field(default_factory=EnvConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     maml: MAMLConfig = field(default_factory=MAMLConfig)
     trpo: TRPOConfig = field(default_factory=TRPOConfig)
+    rl2: RL2Config = field(default_factory=RL2Config)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     run: RunConfig = field(default_factory=RunConfig)
     evaluate: EvalConfig = field(default_factory=EvalConfig)

@@ -8,7 +8,8 @@ Checkpoints carry the parameters and every random stream, so ``--resume`` contin
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,9 @@ import torch
 from fastadapt.envs.base import TaskFamily
 from fastadapt.envs.registry import make_family
 from fastadapt.errors import CheckpointError, NonFiniteError
-from fastadapt.meta.maml import MAMLTRPO, collect_meta_batch
+from fastadapt.meta.finetune import NoUpdate, pretrainer
+from fastadapt.meta.maml import MAMLTRPO, MAMLConfig, collect_meta_batch
+from fastadapt.meta.oracle import OracleFamily
 from fastadapt.policies.mlp import Policy, make_policy
 from fastadapt.run.checkpoint import (
     latest_checkpoint,
@@ -30,8 +33,9 @@ from fastadapt.run.checkpoint import (
 from fastadapt.run.config import load_config, save_config
 from fastadapt.run.logging import METRICS_FILE, MetricsLogger, truncate_metrics
 from fastadapt.run.progress import TrainProgress
-from fastadapt.run.schema import TrainConfig
-from fastadapt.sampling.vector import VectorSampler
+from fastadapt.run.schema import RunConfig, TrainConfig
+from fastadapt.sampling import SeededSampler, make_sampler
+from fastadapt.sampling.base import check_sampler_state
 from fastadapt.types import Params
 
 CONFIG_FILE = "config.yaml"
@@ -56,6 +60,8 @@ class Experiment:
 def build_experiment(config: TrainConfig) -> Experiment:
     """Build the family and the policy of ``config`` (policy weights seeded by ``run.seed``)."""
     family = make_family(config.env.name, **config.env.kwargs)
+    if config.algorithm == "oracle":
+        family = OracleFamily(family)
     torch.manual_seed(config.run.seed)
     obs_dim = int(np.prod(family.observation_space.shape))
     policy = make_policy(
@@ -101,6 +107,11 @@ def check_params(params: Params, expected: Params, source: Path) -> Params:
 
 def load_policy_params(run_dir: Path, experiment: Experiment) -> Params:
     """Final meta-parameters of a run (``policy.safetensors``, else the latest checkpoint)."""
+    return load_params(run_dir, experiment.initial_params())
+
+
+def load_params(run_dir: Path, expected: Params) -> Params:
+    """Final parameters of a run, checked against (and ordered like) ``expected``."""
     path = run_dir / POLICY_FILE
     if path.exists():
         params, _ = load_tensors(path)
@@ -111,7 +122,7 @@ def load_policy_params(run_dir: Path, experiment: Experiment) -> Params:
         tensors, _ = load_checkpoint(marker)
         params = _strip(tensors)
         path = marker
-    return check_params(params, experiment.initial_params(), path)
+    return check_params(params, expected, path)
 
 
 def _strip(tensors: dict[str, torch.Tensor]) -> Params:
@@ -129,42 +140,63 @@ class _State:
         self.iteration = 0
         self.env_steps = 0
         self.task_rng = np.random.default_rng([seed, 0])
-        self.sampler = VectorSampler(experiment.family, experiment.policy, experiment.horizon, seed)
+        self.sampler_state: dict[str, int] = {"seed": seed, "calls": 0}
+        """The sampler's random state (its seed and call counter; the same for every kind)."""
 
-    def save(self, run_dir: Path, keep_last: int) -> Path:
+    def save(self, run_dir: Path, keep_last: int, sampler: SeededSampler) -> Path:
+        self.sampler_state = sampler.state_dict()
         tensors = {_PARAM_PREFIX + n: p for n, p in self.theta.items()}
-        tensors["rng/actions"] = self.sampler.generator.get_state()
         meta = {
             "env_steps": self.env_steps,
             "task_rng": self.task_rng.bit_generator.state,
-            "env_rng": self.sampler.env_rng.bit_generator.state,
+            "sampler": self.sampler_state,
         }
         return save_checkpoint(run_dir / "checkpoints", self.iteration, tensors, meta, keep_last)
 
     def restore(self, marker: Path, experiment: Experiment) -> None:
         tensors, meta = load_checkpoint(marker)
         params = check_params(_strip(tensors), experiment.initial_params(), marker)
+        if "sampler" not in meta and "env_rng" in meta:
+            raise CheckpointError(
+                f"{marker} was written by an older fastadapt (per-sampler random streams); "
+                "it cannot be resumed bit-exactly: start a new run"
+            )
         try:
             self.task_rng.bit_generator.state = meta["task_rng"]
-            self.sampler.env_rng.bit_generator.state = meta["env_rng"]
-            self.sampler.generator.set_state(tensors["rng/actions"])
+            self.sampler_state = check_sampler_state(meta["sampler"])
             self.iteration, self.env_steps = int(meta["iteration"]), int(meta["env_steps"])
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
             raise CheckpointError(f"{marker} is incomplete or corrupt: {err}") from err
         self.theta = params
 
 
-def _prepare_run_dir(config: TrainConfig, run_dir: Path, resume: bool) -> None:
-    if resume:
-        save_config(config, run_dir / CONFIG_FILE)  # e.g. a raised run.iterations
-        return
+def _prepare_run_dir(config: TrainConfig, run_dir: Path) -> None:
     if (run_dir / METRICS_FILE).exists() or (run_dir / "checkpoints").exists():
         raise CheckpointError(
             f"{run_dir} already holds a run; pass --resume to continue it or choose "
             "another --run-dir (nothing was changed)"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise CheckpointError(f"cannot create run directory {run_dir}: {err.strerror}") from err
     save_config(config, run_dir / CONFIG_FILE)
+
+
+def _resume(state: _State, experiment: Experiment, run_dir: Path) -> None:
+    """Restore the latest checkpoint; only then rewrite the config and the metrics file, so a
+    refused resume (corrupt checkpoint, other architecture) leaves the run as it was."""
+    checkpoints = run_dir / "checkpoints"
+    marker = latest_checkpoint(checkpoints)
+    if marker is not None:
+        state.restore(marker, experiment)
+    elif checkpoints.is_dir() and any(checkpoints.glob("iter_*.json")):
+        raise CheckpointError(
+            f"no loadable checkpoint in {checkpoints}: every iter_*.json is corrupt "
+            "(nothing was changed)"
+        )
+    save_config(experiment.config, run_dir / CONFIG_FILE)  # e.g. a raised run.iterations
+    truncate_metrics(run_dir, state.iteration)
 
 
 def train(config: TrainConfig, run_dir: Path, resume: bool = False, show_progress: bool = True
@@ -178,58 +210,103 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, show_progres
             iterations (the current, finite parameters are checkpointed first).
     """
     torch.set_num_threads(config.run.num_threads)
-    _prepare_run_dir(config, run_dir, resume)
-    experiment = build_experiment(config)
+    if config.algorithm == "rl2":
+        from fastadapt.run.rl2_runner import train_rl2
+
+        return train_rl2(config, run_dir, resume, show_progress)
+    if config.algorithm == "random-init":  # nothing to train: one iteration measures theta_0
+        config = replace(config, run=replace(config.run, iterations=1))
+    experiment = build_experiment(config)  # a bad env or policy fails before any file is made
+    if not resume:
+        _prepare_run_dir(config, run_dir)
     state = _State(experiment)
     if resume:
-        marker = latest_checkpoint(run_dir / "checkpoints")
-        if marker is not None:
-            state.restore(marker, experiment)
-        truncate_metrics(run_dir, state.iteration)
-    algorithm = MAMLTRPO(experiment.policy, config.maml, config.trpo)
-    with MetricsLogger(run_dir, config.run.tensorboard) as logger, TrainProgress(
-        config.run.iterations, state.iteration, enabled=show_progress
+        _resume(state, experiment, run_dir)
+    algorithm = (MAMLTRPO(experiment.policy, config.maml, config.trpo)
+                 if config.algorithm == "maml-trpo"
+                 else pretrainer(config.algorithm, experiment.policy, config.finetune, config.trpo))
+    run = config.run
+    with make_sampler(
+        run.sampler, experiment.family, experiment.policy, experiment.horizon, run.seed,
+        run.workers, run.ray_address,
+    ) as sampler, MetricsLogger(run_dir, run.tensorboard) as logger, TrainProgress(
+        run.iterations, state.iteration, enabled=show_progress
     ) as progress:
-        _loop(experiment, algorithm, state, run_dir, logger, progress)
+        sampler.load_state_dict(state.sampler_state)
+        _loop(experiment, algorithm, state, sampler, run_dir, logger, progress)
     save_tensors(run_dir / POLICY_FILE, state.theta, {"iteration": str(state.iteration)})
     return run_dir / POLICY_FILE
 
 
-def _loop(experiment: Experiment, algorithm: MAMLTRPO, state: _State, run_dir: Path,
-          logger: MetricsLogger, progress: TrainProgress) -> None:
+def sampling_config(config: TrainConfig) -> MAMLConfig:
+    """How episodes are sampled and adapted: ``maml:`` for MAML, ``finetune:`` for the
+    transfer baselines (their fine-tuning is MAML's inner step, first-order)."""
+    return config.maml if config.algorithm == "maml-trpo" else config.finetune.adaptation_config()
+
+
+def _loop(experiment: Experiment, algorithm: MAMLTRPO | NoUpdate, state: _State,
+          sampler: SeededSampler, run_dir: Path, logger: MetricsLogger, progress: TrainProgress
+          ) -> None:
     config = experiment.config
+    sampling = sampling_config(config)
+    inner_steps = None if config.algorithm == "maml-trpo" else 0  # pretraining: no adaptation
     nonfinite_streak = 0
     while state.iteration < config.run.iterations:
         start = time.perf_counter()
-        tasks = experiment.family.sample_tasks(state.task_rng, config.maml.meta_batch_size)
+        tasks = experiment.family.sample_tasks(state.task_rng, sampling.meta_batch_size)
         meta_batch = collect_meta_batch(
-            state.sampler, experiment.policy, state.theta, tasks, config.maml
+            sampler, experiment.policy, state.theta, tasks, sampling, inner_steps
         )
         state.theta, metrics = algorithm.step(state.theta, meta_batch)
         seconds = time.perf_counter() - start
         state.iteration += 1
         state.env_steps += meta_batch.env_steps
-        returns = meta_batch.returns
-        record = {
-            "iteration": state.iteration,
-            "seconds": seconds,
-            "env_steps": state.env_steps,
-            "env_steps_per_second": meta_batch.env_steps / seconds,
-            "return_before": returns[0],
-            "return_after": returns[-1],
-            "returns": returns,
-            **metrics,
-        }
-        logger.log(record)
-        progress.update(record)
-        nonfinite_streak = nonfinite_streak + 1 if metrics["nonfinite"] else 0
-        if nonfinite_streak >= config.run.max_nonfinite_iterations:
-            marker = state.save(run_dir, config.run.keep_checkpoints)
-            raise NonFiniteError(
-                f"loss or gradient was NaN/inf for {nonfinite_streak} consecutive iterations "
-                f"(up to iteration {state.iteration}); no update was applied; the last good "
-                f"parameters are in {marker.with_suffix('.safetensors')}"
-            )
-        last = state.iteration == config.run.iterations
-        if last or state.iteration % config.run.checkpoint_every == 0:
-            state.save(run_dir, config.run.keep_checkpoints)
+        record = iteration_record(state.iteration, seconds, state.env_steps,
+                                  meta_batch.env_steps, meta_batch.returns, metrics)
+        nonfinite_streak = log_and_checkpoint(
+            config.run, record, nonfinite_streak,
+            lambda: state.save(run_dir, config.run.keep_checkpoints, sampler), logger, progress,
+        )
+
+
+def iteration_record(iteration: int, seconds: float, env_steps: int, new_env_steps: int,
+                     returns: list[float], metrics: dict[str, float]) -> dict[str, Any]:
+    """One line of ``metrics.jsonl``: ``returns`` are the mean episode returns along the
+    adaptation (MAML: after 0..K inner steps; RL²: episodes 1..N of a trial)."""
+    return {
+        "iteration": iteration,
+        "seconds": seconds,
+        "env_steps": env_steps,
+        "env_steps_per_second": new_env_steps / seconds,
+        "return_before": returns[0],
+        "return_after": returns[-1],
+        "returns": returns,
+        **metrics,
+    }
+
+
+def log_and_checkpoint(run: RunConfig, record: dict[str, Any], nonfinite_streak: int,
+                       save: Callable[[], Path], logger: MetricsLogger, progress: TrainProgress
+                       ) -> int:
+    """Log an iteration's ``record``, then checkpoint with ``save`` when one is due.
+
+    Returns:
+        The updated count of consecutive iterations with ``record["nonfinite"]``.
+
+    Raises:
+        NonFiniteError: that count reached ``run.max_nonfinite_iterations`` (saved first).
+    """
+    logger.log(record)
+    progress.update(record)
+    iteration = record["iteration"]
+    nonfinite_streak = nonfinite_streak + 1 if record["nonfinite"] else 0
+    if nonfinite_streak >= run.max_nonfinite_iterations:
+        marker = save()
+        raise NonFiniteError(
+            f"loss or gradient was NaN/inf for {nonfinite_streak} consecutive iterations "
+            f"(up to iteration {iteration}); no update was applied; the last good "
+            f"parameters are in {marker.with_suffix('.safetensors')}"
+        )
+    if iteration == run.iterations or iteration % run.checkpoint_every == 0:
+        save()
+    return nonfinite_streak

@@ -1,0 +1,145 @@
+"""PPO's losses as pure functions (Schulman et al. 2017), for recurrent policies over trials.
+
+The clipped surrogate (Schulman et al. 2017, eq. 7) with ``r = pi(a|h) / pi_old(a|h)``::
+
+    L_clip = -E[min(r A, clip(r, 1 - eps, 1 + eps) A)]
+
+plus ``value_coef * E[(V - R)^2] / 2 - entropy_coef * E[entropy]``. Means are over unmasked
+steps. For RL² a minibatch is a set of whole trials: :func:`recurrent_ppo_loss` recomputes
+every hidden state from the trial's start with the current parameters, so the gradient flows
+through the whole trial (truncated BPTT is never used).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from fastadapt.errors import ConfigError
+from fastadapt.policies.recurrent import RecurrentPolicy
+from fastadapt.types import Params
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """PPO settings (defaults: CleanRL's ``ppo.py`` where they apply)."""
+
+    learning_rate: float = 3e-4
+    """Adam step size."""
+    clip_ratio: float = 0.2
+    """``eps``: the probability ratio is clipped to ``[1 - eps, 1 + eps]``."""
+    epochs: int = 4
+    """Passes over each iteration's trials."""
+    minibatches: int = 4
+    """Minibatches per epoch; each holds whole trials (at most the number of trials)."""
+    value_coef: float = 0.5
+    """Weight of the value loss."""
+    entropy_coef: float = 0.0
+    """Weight of the entropy bonus."""
+    max_grad_norm: float = 0.5
+    """Gradients are clipped to this global norm."""
+    normalize_advantages: bool = True
+    """Standardise the advantages over the iteration's unmasked steps."""
+
+    def __post_init__(self) -> None:
+        if self.learning_rate <= 0 or self.max_grad_norm <= 0:
+            raise ConfigError("ppo.learning_rate and ppo.max_grad_norm must be > 0, got "
+                              f"{self.learning_rate} and {self.max_grad_norm}")
+        if not 0 < self.clip_ratio < 1:
+            raise ConfigError(f"ppo.clip_ratio must be in (0, 1), got {self.clip_ratio}")
+        for key in ("epochs", "minibatches"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"ppo.{key} must be >= 1, got {getattr(self, key)}")
+        if self.value_coef < 0 or self.entropy_coef < 0:
+            raise ConfigError("ppo.value_coef and ppo.entropy_coef must be >= 0")
+
+
+class TrialBatch(NamedTuple):
+    """Whole trials ready for the PPO loss; ``N`` trials (tasks x trials flattened).
+
+    Attributes:
+        inputs: GRU inputs ``[N, L, I]``.
+        actions: ``[N, L, A]`` or ``[N, L]``.
+        masks: ``[N, L]``.
+        old_log_probs: ``log pi_old(a|h)`` ``[N, L]``.
+        advantages: ``[N, L]``, zero where masked.
+        returns: value targets ``[N, L]`` (advantages + old values).
+    """
+
+    inputs: Tensor
+    actions: Tensor
+    masks: Tensor
+    old_log_probs: Tensor
+    advantages: Tensor
+    returns: Tensor
+
+
+def masked_mean(values: Tensor, masks: Tensor) -> Tensor:
+    """Mean of ``values`` over the unmasked entries (any shape)."""
+    return (values * masks).sum() / masks.sum().clamp(min=1.0)
+
+
+def clipped_surrogate(log_probs: Tensor, old_log_probs: Tensor, advantages: Tensor,
+                      masks: Tensor, clip_ratio: float) -> tuple[Tensor, Tensor]:
+    """PPO's clipped surrogate loss (Schulman et al. 2017, eq. 7), to be minimised.
+
+    Args:
+        log_probs, old_log_probs, advantages, masks: same shape, e.g. ``[N, L]``.
+        clip_ratio: ``eps``.
+
+    Returns:
+        ``(loss, clip_fraction)``: ``-mean(min(r A, clip(r) A))`` and the fraction of steps
+        whose ratio lies outside ``[1 - eps, 1 + eps]``.
+    """
+    ratio = (log_probs - old_log_probs).exp()
+    clipped = ratio.clamp(1.0 - clip_ratio, 1.0 + clip_ratio)
+    objective = torch.minimum(ratio * advantages, clipped * advantages)
+    outside = ((ratio - 1.0).abs() > clip_ratio).float()
+    return -masked_mean(objective, masks), masked_mean(outside, masks)
+
+
+def value_loss(values: Tensor, returns: Tensor, masks: Tensor) -> Tensor:
+    """``mean((V - R)^2) / 2`` over unmasked steps."""
+    return 0.5 * masked_mean((values - returns).pow(2), masks)
+
+
+def approximate_kl(log_probs: Tensor, old_log_probs: Tensor, masks: Tensor) -> Tensor:
+    """``KL(pi_old || pi)`` estimated as ``E[(r - 1) - log r]`` (unbiased, >= 0)."""
+    log_ratio = log_probs - old_log_probs
+    return masked_mean(log_ratio.exp() - 1.0 - log_ratio, masks)
+
+
+def recurrent_ppo_loss(policy: RecurrentPolicy, params: Params, batch: TrialBatch,
+                       config: PPOConfig) -> tuple[Tensor, dict[str, Tensor]]:
+    """The PPO loss of whole trials, hidden states recomputed from each trial's start.
+
+    Args:
+        policy: the recurrent policy (its own parameters are ignored).
+        params: the parameters being optimised.
+        batch: ``N`` whole trials.
+        config: clip ratio and loss weights.
+
+    Returns:
+        ``(loss, metrics)``: the scalar loss and detached scalars ``policy_loss``,
+        ``value_loss``, ``entropy``, ``kl`` (approximate) and ``clip_fraction``.
+    """
+    hidden = policy.initial_hidden(batch.masks.shape[0])
+    unroll = policy.unroll(params, batch.inputs, batch.masks, hidden)
+    log_probs = policy.log_prob(unroll.out, batch.actions)
+    surrogate, clip_fraction = clipped_surrogate(
+        log_probs, batch.old_log_probs, batch.advantages, batch.masks, config.clip_ratio
+    )
+    critic = value_loss(unroll.values, batch.returns, batch.masks)
+    entropy = masked_mean(policy.entropy(unroll.out), batch.masks)
+    loss = surrogate + config.value_coef * critic - config.entropy_coef * entropy
+    metrics = {
+        "policy_loss": surrogate.detach(),
+        "value_loss": critic.detach(),
+        "entropy": entropy.detach(),
+        "kl": approximate_kl(log_probs.detach(), batch.old_log_probs, batch.masks),
+        "clip_fraction": clip_fraction,
+    }
+    return loss, metrics

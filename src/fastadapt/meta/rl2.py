@@ -1,0 +1,171 @@
+"""RL² (Duan et al. 2016; Wang et al. 2016): a GRU policy meta-trained with PPO over trials.
+
+One meta-iteration:
+
+1. sample ``T`` training tasks and ``B`` trials of each (:class:`TrialSampler`): ``N``
+   episodes per trial with the hidden state kept between them;
+2. GAE over each whole trial, the trial being the RL episode (Duan et al. 2016, §2.2), with
+   the values the policy predicted while sampling (:func:`gae_skipping_masked`);
+3. ``ppo.epochs`` passes of Adam over minibatches of whole trials
+   (:func:`~fastadapt.meta.ppo.recurrent_ppo_loss`).
+
+Meta-testing needs no gradient step: the policy adapts inside its hidden state, so the return
+of the ``k``-th episode of a trial on a held-out task is the adaptation curve.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from fastadapt.errors import ConfigError
+from fastadapt.meta.ppo import PPOConfig, TrialBatch, masked_mean, recurrent_ppo_loss
+from fastadapt.meta.rl2_sampling import Trials
+from fastadapt.policies.recurrent import RecurrentPolicy
+from fastadapt.returns import gae_skipping_masked
+from fastadapt.types import Params
+
+_ADAM_PREFIX = "adam/"
+
+
+@dataclass(frozen=True)
+class RL2Config:
+    """Trials and returns of RL² (the policy's size is ``hidden_size``)."""
+
+    tasks_per_iteration: int = 20
+    """Training tasks ``T`` sampled per meta-iteration."""
+    trials_per_task: int = 4
+    """Trials ``B`` of each task per meta-iteration."""
+    episodes_per_trial: int = 2
+    """Episodes ``N`` of one task in a trial, hidden state kept between them (bandits: pulls,
+    with ``env.kwargs.num_pulls: 1``)."""
+    hidden_size: int = 64
+    """GRU units."""
+    gamma: float = 0.99
+    """Discount across the whole trial."""
+    gae_lambda: float = 0.95
+    """GAE lambda across the whole trial."""
+    reward_scale: float = 1.0
+    """Rewards are multiplied by this for the update (value targets and advantages) only;
+    logged and evaluated returns are unscaled (rllab's ``scale_reward``)."""
+
+    def __post_init__(self) -> None:
+        for key in ("tasks_per_iteration", "trials_per_task", "episodes_per_trial",
+                    "hidden_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"rl2.{key} must be >= 1, got {getattr(self, key)}")
+        if self.reward_scale <= 0:
+            raise ConfigError(f"rl2.reward_scale must be > 0, got {self.reward_scale}")
+        if not 0 < self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
+            raise ConfigError("rl2.gamma must be in (0, 1] and rl2.gae_lambda in [0, 1], got "
+                              f"{self.gamma} and {self.gae_lambda}")
+
+
+def trial_batch(trials: Trials, config: RL2Config, normalize: bool) -> TrialBatch:
+    """Flatten ``[T, B]`` into ``N`` trials and compute GAE advantages and value targets.
+
+    Args:
+        trials: ``[T, B, L, ...]`` from :class:`TrialSampler`.
+        normalize: standardise the advantages over all unmasked steps.
+
+    Returns:
+        A :class:`TrialBatch` of ``N = T * B`` trials.
+    """
+    def flat(x: Tensor) -> Tensor:
+        return x.flatten(0, 1)
+
+    masks, values = flat(trials.masks), flat(trials.values)
+    rewards = flat(trials.rewards) * config.reward_scale
+    advantages = gae_skipping_masked(rewards, values, masks, config.gamma, config.gae_lambda)
+    returns = (advantages + values) * masks
+    if normalize:
+        mean = masked_mean(advantages, masks)
+        std = masked_mean((advantages - mean).pow(2), masks).sqrt()
+        advantages = (advantages - mean) / (std + 1e-8) * masks
+    return TrialBatch(flat(trials.inputs), flat(trials.actions), masks, flat(trials.log_probs),
+                      advantages, returns)
+
+
+class RL2PPO:
+    """The RL² update: PPO with Adam on whole trials. Owns the parameters and Adam's state.
+
+    Args:
+        policy: the recurrent policy.
+        params: initial parameters (copied).
+        config: trial settings. ppo: PPO settings.
+        seed: seeds the generator that shuffles trials into minibatches.
+    """
+
+    def __init__(self, policy: RecurrentPolicy, params: Params, config: RL2Config,
+                 ppo: PPOConfig, seed: int) -> None:
+        self.policy, self.config, self.ppo = policy, config, ppo
+        self.params = {n: p.detach().clone().requires_grad_(True) for n, p in params.items()}
+        self.optimizer = torch.optim.Adam(self.params.values(), lr=ppo.learning_rate, eps=1e-5)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def step(self, trials: Trials) -> dict[str, float]:
+        """``ppo.epochs`` passes over ``trials`` in ``ppo.minibatches`` minibatches.
+
+        Returns:
+            Means over the minibatches of the loss terms, ``kl`` and ``clip_fraction`` of
+            the last epoch, ``grad_norm``, and ``nonfinite`` (1.0 if any minibatch had a
+            non-finite loss or gradient; such minibatches are skipped).
+        """
+        batch = trial_batch(trials, self.config, self.ppo.normalize_advantages)
+        num_trials = batch.masks.shape[0]
+        nonfinite, count = 0.0, 0
+        totals: dict[str, float] = {}
+        for _ in range(self.ppo.epochs):
+            totals, count = {}, 0
+            order = torch.randperm(num_trials, generator=self.generator)
+            for index in order.chunk(min(self.ppo.minibatches, num_trials)):
+                minibatch = TrialBatch(*(x[index] for x in batch))
+                loss, metrics = recurrent_ppo_loss(self.policy, self.params, minibatch, self.ppo)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()  # type: ignore[no-untyped-call]
+                norm = torch.nn.utils.clip_grad_norm_(self.params.values(), self.ppo.max_grad_norm)
+                if not (torch.isfinite(loss) and torch.isfinite(norm)):
+                    nonfinite = 1.0
+                    continue
+                self.optimizer.step()
+                metrics = {**metrics, "loss": loss.detach(), "grad_norm": norm}
+                for key, value in metrics.items():
+                    totals[key] = totals.get(key, 0.0) + float(value)
+                count += 1
+        result = {key: value / max(count, 1) for key, value in totals.items()}
+        result.setdefault("kl", 0.0)
+        return {**result, "nonfinite": nonfinite}
+
+    def current_params(self) -> Params:
+        """Detached copies of the parameters."""
+        return {n: p.detach().clone() for n, p in self.params.items()}
+
+    def state_tensors(self) -> dict[str, Tensor]:
+        """Adam's moments and step counts and the shuffling generator, for a checkpoint."""
+        tensors = {f"{_ADAM_PREFIX}generator": self.generator.get_state()}
+        for name, param in self.params.items():
+            for key, value in self.optimizer.state.get(param, {}).items():
+                tensors[f"{_ADAM_PREFIX}{name}/{key}"] = value
+        return tensors
+
+    def load_state_tensors(self, tensors: dict[str, Tensor]) -> None:
+        """Restore what :meth:`state_tensors` saved (parameters are set separately).
+
+        Raises:
+            KeyError: the shuffling generator's state is missing.
+        """
+        self.generator.set_state(tensors[f"{_ADAM_PREFIX}generator"])
+        for name, param in self.params.items():
+            prefix = f"{_ADAM_PREFIX}{name}/"
+            state = {k[len(prefix):]: v.clone() for k, v in tensors.items()
+                     if k.startswith(prefix)}
+            if state:
+                self.optimizer.state[param] = state
+
+    def load_params(self, params: Params) -> None:
+        """Overwrite the parameters in place (Adam keeps referring to the same tensors)."""
+        with torch.no_grad():
+            for name, value in params.items():
+                self.params[name].copy_(value)

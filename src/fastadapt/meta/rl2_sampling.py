@@ -1,0 +1,125 @@
+"""RL² trials: ``episodes_per_trial`` consecutive episodes of one task, hidden state kept.
+
+Duan et al. 2016, §2.2: a *trial* is a fixed number ``N`` of episodes of one MDP; the GRU's
+hidden state carries over between its episodes and is reset (to zero) between trials. The
+sampler steps all ``[T tasks, B trials]`` at once on the family's
+:class:`~fastadapt.envs.base.BatchedEnv` (its episode axis holds the trials), resetting the env
+(not the GRU) at every episode boundary. Shapes: ``L = N * H`` steps per trial.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from fastadapt.envs.base import TaskFamily
+from fastadapt.policies.recurrent import RecurrentPolicy
+from fastadapt.types import Params
+
+
+class Trials(NamedTuple):
+    """``T`` tasks x ``B`` trials of ``L = N * H`` steps, as the sampling policy saw them.
+
+    Attributes:
+        inputs: GRU inputs ``[T, B, L, I]`` (observation, previous action, previous reward,
+            new-episode flag), see :meth:`RecurrentPolicy.encode`.
+        actions: ``[T, B, L, A]`` float or ``[T, B, L]`` int64.
+        rewards: ``[T, B, L]``, zero where masked.
+        masks: ``[T, B, L]``, 0.0 after an episode terminated until the next episode starts.
+        log_probs: ``log pi(a|h)`` of the sampling parameters ``[T, B, L]``.
+        values: ``V(h)`` of the sampling parameters ``[T, B, L]``.
+        hidden: GRU state after each step ``[T, B, L, S]``.
+    """
+
+    inputs: Tensor
+    actions: Tensor
+    rewards: Tensor
+    masks: Tensor
+    log_probs: Tensor
+    values: Tensor
+    hidden: Tensor
+
+    def episode_returns(self, episodes_per_trial: int) -> Tensor:
+        """Undiscounted return of each episode of each trial, ``[T, B, N]``."""
+        num_tasks, num_trials, length = self.rewards.shape
+        per_step = (self.rewards * self.masks).view(
+            num_tasks, num_trials, episodes_per_trial, length // episodes_per_trial
+        )
+        return per_step.sum(-1)
+
+    @property
+    def num_env_steps(self) -> int:
+        """Environment steps actually taken (masked steps excluded)."""
+        return int(self.masks.sum().item())
+
+
+class TrialSampler:
+    """Samples RL² trials with the family's batched simulator.
+
+    Args:
+        family: the task family.
+        policy: the recurrent policy (called with the parameters given to :meth:`sample`).
+        horizon: steps per episode ``H``.
+        episodes_per_trial: ``N``.
+        seed: seeds the env generator and the action generator (both are public attributes,
+            so a checkpoint can store and restore them).
+    """
+
+    def __init__(self, family: TaskFamily[Any], policy: RecurrentPolicy, horizon: int,
+                 episodes_per_trial: int, seed: int) -> None:
+        self.family, self.policy = family, policy
+        self.horizon, self.episodes_per_trial = horizon, episodes_per_trial
+        self.env_rng = np.random.default_rng(seed)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    @torch.no_grad()
+    def sample(self, params: Params, tasks: list[Any], trials_per_task: int) -> Trials:
+        """Roll out ``trials_per_task`` trials of each task with shared ``params``.
+
+        Returns:
+            :class:`Trials` ``[T, B, L, ...]`` with ``B = trials_per_task``.
+        """
+        policy, horizon = self.policy, self.horizon
+        env = self.family.make_batched(tasks, trials_per_task, self.env_rng)
+        shape = (len(tasks), trials_per_task)
+        n = shape[0] * shape[1]
+        hidden = policy.initial_hidden(n)
+        prev_actions = torch.zeros(n, policy.action_features)
+        prev_rewards, first = torch.zeros(n), torch.zeros(n)
+        steps: list[tuple[Tensor, ...]] = []
+        for _ in range(self.episodes_per_trial):
+            obs = torch.from_numpy(env.reset()).reshape(n, -1)
+            alive = torch.ones(n)
+            for _ in range(horizon):
+                inputs = policy.encode(obs, prev_actions, prev_rewards, first)
+                unroll = policy.unroll(params, inputs[:, None], alive[:, None], hidden)
+                hidden, out = unroll.hidden[:, 0], unroll.out[:, 0]
+                actions = policy.sample(out, self.generator)
+                env_actions = actions.reshape(*shape, *actions.shape[1:]).numpy()
+                next_obs, reward, terminated = env.step(env_actions)
+                rewards = torch.from_numpy(reward.astype(np.float32)).reshape(n) * alive
+                steps.append((inputs, actions, rewards, alive, policy.log_prob(out, actions),
+                              unroll.values[:, 0], hidden))
+                kept = alive[:, None] > 0
+                prev_actions = torch.where(kept, policy.action_encoding(actions), prev_actions)
+                prev_rewards = torch.where(alive > 0, rewards, prev_rewards)
+                first = torch.where(alive > 0, 0.0, first)
+                alive = alive * torch.from_numpy(~terminated).reshape(n).float()
+                obs = torch.from_numpy(next_obs).reshape(n, -1)
+            first = torch.ones(n)
+        columns = [torch.stack(column, dim=1) for column in zip(*steps, strict=True)]
+        return Trials(*(c.reshape(*shape, *c.shape[1:]) for c in columns))
+
+    def close(self) -> None:
+        """Nothing to release; present for the sampler interface."""
+
+    def __enter__(self) -> TrialSampler:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()

@@ -1,0 +1,177 @@
+"""GRU policies of RL² (Duan et al. 2016, §2.2; Wang et al. 2016), called with explicit params.
+
+At every step the network reads ``x_t = [s_t, a_{t-1}, r_{t-1}, d_t]``: the observation, the
+previous action (one-hot for discrete actions, the raw sample for continuous ones), the
+previous reward and a flag that is 1.0 on the first step of every episode but the trial's
+first. The hidden state ``h`` is carried across the episodes of one trial (one task) and
+starts at zero for every trial, so the activations are the "fast" learner's memory.
+
+GRU update (Cho et al. 2014; the gate layout of ``torch.nn.GRUCell``)::
+
+    r = sigmoid(W_ir x + b_ir + W_hr h + b_hr)
+    z = sigmoid(W_iz x + b_iz + W_hz h + b_hz)
+    n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
+    h' = (1 - z) * n + z * h
+
+``h'`` feeds a distribution head (``out [..., D]``, see :mod:`fastadapt.policies.distributions`)
+and a value head ``V(h')``. A step whose mask is 0 (after its episode terminated) leaves ``h``
+unchanged, so the sampler and the PPO update see the same hidden states. The recurrence runs
+in ``torch.gru`` (the kernel of ``torch.nn.GRU``, about 4x faster on a CPU than a Python loop
+over steps); a masked step gets an extra input that saturates its update gate
+(:data:`FREEZE_LOGIT`), which is how the kernel keeps ``h`` unchanged. Tests compare it with
+``torch.nn.GRUCell`` stepped by hand.
+
+Shapes: ``N`` sequences (flattened tasks x trials), ``L`` steps, ``I`` input size, ``S`` GRU
+units, ``D`` distribution parameters.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import gymnasium as gym
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from fastadapt.policies.distributions import CategoricalLogits, DiagonalGaussian
+from fastadapt.types import Params
+
+FREEZE_LOGIT = 1e4
+"""Added to the update gate's pre-activation on masked steps: ``z = sigmoid(.)`` is then 1.0
+exactly (float32 and float64), so ``h' = n + z (h - n) = h`` up to one rounding (the kernel's
+form of the update) and no gradient flows through the gate."""
+HEAD_INIT_SCALE = 0.01
+"""The distribution head's initial weights are scaled by this: a near-uniform first policy."""
+
+
+class Unroll(NamedTuple):
+    """What the GRU computes along sequences.
+
+    Attributes:
+        out: distribution parameters ``[N, L, D]``.
+        values: state values ``V(h_t)`` ``[N, L]``.
+        hidden: hidden state after each step, ``[N, L, S]`` (``hidden[:, -1]`` continues).
+    """
+
+    out: Tensor
+    values: Tensor
+    hidden: Tensor
+
+
+class _GRUCore(nn.Module):
+    """GRU trunk with distribution and value heads; subclasses add the distribution."""
+
+    def __init__(self, obs_dim: int, action_features: int, head_dim: int, hidden_size: int
+                 ) -> None:
+        super().__init__()
+        self.obs_dim, self.action_features, self.hidden_size = obs_dim, action_features, hidden_size
+        self.input_size = obs_dim + action_features + 2
+        self.gru_input = nn.Linear(self.input_size, 3 * hidden_size)
+        self.gru_hidden = nn.Linear(hidden_size, 3 * hidden_size)
+        bound = 1.0 / math.sqrt(hidden_size)  # torch.nn.GRU's initialisation
+        for layer in (self.gru_input, self.gru_hidden):
+            nn.init.uniform_(layer.weight, -bound, bound)
+            nn.init.uniform_(layer.bias, -bound, bound)
+        self.head = nn.Linear(hidden_size, head_dim)
+        with torch.no_grad():
+            self.head.weight.mul_(HEAD_INIT_SCALE)
+            self.head.bias.zero_()
+        self.value = nn.Linear(hidden_size, 1)
+
+    def initial_hidden(self, num_sequences: int) -> Tensor:
+        """The state every trial starts from: zeros ``[N, S]``."""
+        return torch.zeros(num_sequences, self.hidden_size)
+
+    def action_encoding(self, actions: Tensor) -> Tensor:
+        """Actions as network inputs: ``[N, A]`` float (identity) or ``[N]`` int -> one-hot."""
+        if not actions.is_floating_point():
+            return F.one_hot(actions.long(), self.action_features).to(torch.float32)
+        return actions.to(torch.float32)
+
+    def encode(self, obs: Tensor, prev_actions: Tensor, prev_rewards: Tensor, first: Tensor
+               ) -> Tensor:
+        """The input ``x = [s, a_prev, r_prev, d]`` ``[N, I]``.
+
+        Args:
+            obs: ``[N, O]``.
+            prev_actions: encoded previous actions ``[N, action_features]`` (zeros at the
+                start of a trial), see :meth:`action_encoding`.
+            prev_rewards: ``[N]`` (zero at the start of a trial).
+            first: ``[N]``, 1.0 on the first step of an episode other than the trial's first.
+        """
+        return torch.cat([obs, prev_actions, prev_rewards[:, None], first[:, None]], dim=-1)
+
+    def _distribution_out(self, params: Params, hidden: Tensor) -> Tensor:
+        out: Tensor = F.linear(hidden, params["head.weight"], params["head.bias"])
+        return out
+
+    def unroll(self, params: Params, inputs: Tensor, masks: Tensor, hidden: Tensor) -> Unroll:
+        """Run the GRU over sequences with explicit ``params`` (named as ``named_parameters``).
+
+        Args:
+            inputs: ``[N, L, I]`` from :meth:`encode`.
+            masks: ``[N, L]``; where 0 the hidden state is carried over unchanged.
+            hidden: the state before the first step, ``[N, S]``.
+
+        Returns:
+            :class:`Unroll` with outputs, values and hidden states of every step.
+        """
+        size = self.hidden_size
+        gate = torch.zeros(3 * size, 1, dtype=inputs.dtype)
+        gate[size : 2 * size] = FREEZE_LOGIT  # the update gate's rows
+        weights = [torch.cat([params["gru_input.weight"], gate], dim=1),
+                   params["gru_hidden.weight"], params["gru_input.bias"],
+                   params["gru_hidden.bias"]]
+        frozen = (masks <= 0).to(inputs.dtype).unsqueeze(-1)  # [N, L, 1]
+        stacked, _ = torch.gru(torch.cat([inputs, frozen], dim=-1), hidden[None], weights,
+                               True, 1, 0.0, True, False, True)
+        return self._heads(params, stacked)
+
+    def _heads(self, params: Params, hidden: Tensor) -> Unroll:
+        """Distribution parameters and values of hidden states ``[N, L, S]``."""
+        values = F.linear(hidden, params["value.weight"], params["value.bias"]).squeeze(-1)
+        return Unroll(self._distribution_out(params, hidden), values, hidden)
+
+    def params(self) -> Params:
+        """The module's own parameters as a detached ``Params`` dict (a fresh initialisation)."""
+        return {name: p.detach().clone() for name, p in self.named_parameters()}
+
+
+class CategoricalGRUPolicy(CategoricalLogits, _GRUCore):
+    """GRU policy over ``K`` discrete actions; ``out`` are the logits ``[..., K]``."""
+
+    def __init__(self, obs_dim: int, num_actions: int, hidden_size: int = 64) -> None:
+        super().__init__(obs_dim, num_actions, num_actions, hidden_size)
+        self.num_actions = num_actions
+
+
+class GaussianGRUPolicy(DiagonalGaussian, _GRUCore):
+    """GRU policy with a diagonal Gaussian head and state-independent ``log sigma``;
+    ``out = [mu, log sigma]`` ``[..., 2A]``."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden_size: int = 64,
+                 init_std: float = 1.0, min_std: float = 1e-6) -> None:
+        super().__init__(obs_dim, action_dim, action_dim, hidden_size)
+        self.action_dim = action_dim
+        self.log_std = nn.Parameter(torch.full((action_dim,), math.log(init_std)))
+        self.min_log_std = math.log(min_std)
+
+    def _distribution_out(self, params: Params, hidden: Tensor) -> Tensor:
+        mean = F.linear(hidden, params["head.weight"], params["head.bias"])
+        log_std = params["log_std"].clamp(min=self.min_log_std).expand_as(mean)
+        return torch.cat([mean, log_std], dim=-1)
+
+
+RecurrentPolicy = CategoricalGRUPolicy | GaussianGRUPolicy
+
+
+def make_recurrent_policy(obs_dim: int, action_space: gym.spaces.Space[Any], hidden_size: int,
+                          init_std: float) -> RecurrentPolicy:
+    """A categorical GRU policy for a ``Discrete`` action space, Gaussian for a ``Box``."""
+    if isinstance(action_space, gym.spaces.Discrete):
+        return CategoricalGRUPolicy(obs_dim, int(action_space.n), hidden_size)
+    if isinstance(action_space, gym.spaces.Box):
+        return GaussianGRUPolicy(obs_dim, int(action_space.shape[0]), hidden_size, init_std)
+    raise TypeError(f"unsupported action space {action_space!r}")

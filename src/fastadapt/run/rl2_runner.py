@@ -1,0 +1,218 @@
+"""``fastadapt train`` / ``evaluate`` for RL²: the run loop, checkpoints and the meta-test.
+
+The run directory has the same layout as a MAML run (``config.yaml``, ``metrics.jsonl``,
+``checkpoints/``, ``policy.safetensors``, ``evaluation.json``). A checkpoint stores the GRU's
+parameters, Adam's moments, the minibatch-shuffling generator and every random stream of the
+sampler and the task sampler, so ``--resume`` continues bit-exactly.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fastadapt.envs.base import TaskFamily
+from fastadapt.envs.registry import make_family
+from fastadapt.errors import CheckpointError, ConfigError
+from fastadapt.meta.rl2 import RL2PPO
+from fastadapt.meta.rl2_sampling import Trials, TrialSampler
+from fastadapt.policies.recurrent import RecurrentPolicy, make_recurrent_policy
+from fastadapt.run.checkpoint import latest_checkpoint, load_checkpoint, save_tensors
+from fastadapt.run.checkpoint import save_checkpoint as write_checkpoint
+from fastadapt.run.config import save_config
+from fastadapt.run.logging import MetricsLogger, truncate_metrics
+from fastadapt.run.progress import TrainProgress
+from fastadapt.run.schema import TrainConfig
+from fastadapt.run.train import (
+    _PARAM_PREFIX,
+    CONFIG_FILE,
+    POLICY_FILE,
+    _prepare_run_dir,
+    _strip,
+    check_params,
+    iteration_record,
+    log_and_checkpoint,
+)
+from fastadapt.types import Params
+
+_ACTIONS_KEY = "rng/actions"
+_TRAJECTORY_TASKS = 4
+
+
+@dataclass
+class RL2Setup:
+    """What an RL² config describes: the task family, the GRU policy and the episode length."""
+
+    config: TrainConfig
+    family: TaskFamily[Any]
+    policy: RecurrentPolicy
+    horizon: int
+
+    def initial_params(self) -> Params:
+        """Freshly initialised parameters (seeded by ``run.seed``)."""
+        return self.policy.params()
+
+
+def build_rl2(config: TrainConfig) -> RL2Setup:
+    """Build the family and the GRU policy of ``config`` (weights seeded by ``run.seed``)."""
+    family = make_family(config.env.name, **config.env.kwargs)
+    torch.manual_seed(config.run.seed)
+    obs_dim = int(np.prod(family.observation_space.shape))
+    policy = make_recurrent_policy(obs_dim, family.action_space, config.rl2.hidden_size,
+                                   config.policy.init_std)
+    return RL2Setup(config, family, policy, config.env.horizon or family.horizon)
+
+
+class _RL2State:
+    """Everything that changes during an RL² run (what a checkpoint stores)."""
+
+    def __init__(self, setup: RL2Setup) -> None:
+        config = setup.config
+        seed = config.run.seed
+        self.setup = setup
+        self.iteration, self.env_steps = 0, 0
+        self.task_rng = np.random.default_rng([seed, 0])
+        self.sampler = TrialSampler(setup.family, setup.policy, setup.horizon,
+                                    config.rl2.episodes_per_trial, seed)
+        self.algorithm = RL2PPO(setup.policy, setup.initial_params(), config.rl2, config.ppo,
+                                seed)
+
+    def save(self, run_dir: Path, keep_last: int) -> Path:
+        tensors = {_PARAM_PREFIX + n: p for n, p in self.algorithm.current_params().items()}
+        tensors.update(self.algorithm.state_tensors())
+        tensors[_ACTIONS_KEY] = self.sampler.generator.get_state()
+        meta = {
+            "env_steps": self.env_steps,
+            "task_rng": self.task_rng.bit_generator.state,
+            "env_rng": self.sampler.env_rng.bit_generator.state,
+        }
+        return write_checkpoint(run_dir / "checkpoints", self.iteration, tensors, meta, keep_last)
+
+    def restore(self, marker: Path) -> None:
+        tensors, meta = load_checkpoint(marker)
+        params = check_params(_strip(tensors), self.setup.initial_params(), marker)
+        try:
+            self.task_rng.bit_generator.state = meta["task_rng"]
+            self.sampler.env_rng.bit_generator.state = meta["env_rng"]
+            self.sampler.generator.set_state(tensors[_ACTIONS_KEY])
+            self.algorithm.load_state_tensors(tensors)
+            self.iteration, self.env_steps = int(meta["iteration"]), int(meta["env_steps"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise CheckpointError(f"{marker} is incomplete or corrupt: {err}") from err
+        self.algorithm.load_params(params)
+
+    def resume(self, run_dir: Path) -> None:
+        """Restore the latest checkpoint, then rewrite the config and trim the metrics."""
+        marker = latest_checkpoint(run_dir / "checkpoints")
+        if marker is not None:
+            self.restore(marker)
+        save_config(self.setup.config, run_dir / CONFIG_FILE)
+        truncate_metrics(run_dir, self.iteration)
+
+
+def mean_episode_returns(trials: Trials, episodes_per_trial: int) -> list[float]:
+    """Mean return of the ``k``-th episode of a trial over tasks and trials, ``k = 1..N``."""
+    returns = trials.episode_returns(episodes_per_trial)  # [T, B, N]
+    return [float(r) for r in returns.mean(dim=(0, 1))]
+
+
+def train_rl2(config: TrainConfig, run_dir: Path, resume: bool, show_progress: bool) -> Path:
+    """Meta-train RL² into ``run_dir`` (see :func:`fastadapt.run.train.train`)."""
+    setup = build_rl2(config)
+    if not resume:
+        _prepare_run_dir(config, run_dir)
+    state = _RL2State(setup)
+    if resume:
+        state.resume(run_dir)
+    rl2, run = config.rl2, config.run
+    with MetricsLogger(run_dir, run.tensorboard) as logger, TrainProgress(
+        run.iterations, state.iteration, enabled=show_progress
+    ) as progress:
+        streak = 0
+        while state.iteration < run.iterations:
+            start = time.perf_counter()
+            tasks = setup.family.sample_tasks(state.task_rng, rl2.tasks_per_iteration)
+            trials = state.sampler.sample(state.algorithm.params, tasks, rl2.trials_per_task)
+            metrics = state.algorithm.step(trials)
+            state.iteration += 1
+            state.env_steps += trials.num_env_steps
+            record = iteration_record(
+                state.iteration, time.perf_counter() - start, state.env_steps,
+                trials.num_env_steps, mean_episode_returns(trials, rl2.episodes_per_trial),
+                metrics,
+            )
+            streak = log_and_checkpoint(
+                run, record, streak, lambda: state.save(run_dir, run.keep_checkpoints), logger,
+                progress,
+            )
+    params = state.algorithm.current_params()
+    save_tensors(run_dir / POLICY_FILE, params, {"iteration": str(state.iteration)})
+    return run_dir / POLICY_FILE
+
+
+def meta_test_rl2(setup: RL2Setup, params: Params, num_tasks: int, episodes_per_trial: int,
+                  trials_per_task: int, seed: int) -> dict[str, Any]:
+    """RL²'s adaptation curve on the held-out tasks: no gradient step, only the hidden state.
+
+    ``per_task_returns[i][k]`` is the mean over ``trials_per_task`` trials of task ``i`` of the
+    return of their ``k``-th episode; ``adaptation_steps = episodes_per_trial - 1`` and every
+    step is one episode of experience (``episodes_per_step = 1``).
+
+    Returns:
+        The dict :func:`fastadapt.evaluate.meta_test` returns, with the same keys.
+    """
+    from fastadapt.evaluate import summarize_returns
+
+    family = setup.family
+    tasks = family.test_tasks(num_tasks)
+    with TrialSampler(family, setup.policy, setup.horizon, episodes_per_trial, seed) as sampler:
+        trials = sampler.sample(params, tasks, trials_per_task)
+    per_task = trials.episode_returns(episodes_per_trial).mean(dim=1).double()  # [N, K + 1]
+    result: dict[str, Any] = {
+        "env": family.name,
+        "num_tasks": num_tasks,
+        "adaptation_steps": episodes_per_trial - 1,
+        "episodes_per_task": trials_per_task,
+        "episodes_per_step": 1,
+        "seed": seed,
+        **summarize_returns(per_task),
+        "tasks": [family.task_to_dict(task) for task in tasks],
+    }
+    if family.name == "Navigation2D":
+        result["trajectories"] = _navigation_trajectories(trials, result["tasks"], setup)
+    return result
+
+
+def _navigation_trajectories(trials: Trials, tasks: list[dict[str, Any]], setup: RL2Setup
+                             ) -> list[dict[str, Any]]:
+    """Positions in the first and the last episode of the first trial of the first tasks."""
+    horizon = setup.horizon
+    episodes = trials.masks.shape[2] // horizon
+    examples = []
+    for i, task in enumerate(tasks[:_TRAJECTORY_TASKS]):
+        paths = []
+        for episode in (0, episodes - 1):
+            steps = slice(episode * horizon, (episode + 1) * horizon)
+            alive = int(trials.masks[i, 0, steps].sum())
+            paths.append(trials.inputs[i, 0, steps][:alive, :2].tolist())
+        examples.append({"task": task, "before": paths[0], "after": paths[1]})
+    return examples
+
+
+def evaluate_rl2(config: TrainConfig, run_dir: Path, num_tasks: int,
+                 adaptation_steps: int | None, episodes_per_task: int, seed: int
+                 ) -> dict[str, Any]:
+    """Meta-test an RL² run; ``adaptation_steps`` defaults to ``rl2.episodes_per_trial - 1``."""
+    from fastadapt.run.train import load_params
+
+    setup = build_rl2(config)
+    params = load_params(run_dir, setup.initial_params())
+    steps = config.rl2.episodes_per_trial - 1 if adaptation_steps is None else adaptation_steps
+    if steps < 0:
+        raise ConfigError(f"adaptation steps must be >= 0, got {steps}")
+    return meta_test_rl2(setup, params, num_tasks, steps + 1, episodes_per_task, seed)

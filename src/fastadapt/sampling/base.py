@@ -1,0 +1,122 @@
+"""The sampler interface, and what every sampler shares: its seed, call counter and lifecycle.
+
+A sampler is ``sample(params, tasks, episodes_per_task) -> Trajectories`` with explicit
+per-task parameters ``[T, ...]``, a context manager whose ``close()`` releases every worker it
+started, and ``state_dict()`` / ``load_state_dict()`` for checkpoints. Its random state is the
+pair (seed, number of ``sample`` calls so far): see :mod:`fastadapt.sampling.rollout`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from types import TracebackType
+from typing import Any, Protocol, TypeVar
+
+from fastadapt.errors import CheckpointError, ConfigError
+from fastadapt.types import Params, Trajectories
+
+
+class Sampler(Protocol):
+    """What training and evaluation need from a sampler (all kinds implement it)."""
+
+    def sample(self, params: Params, tasks: list[Any], episodes_per_task: int) -> Trajectories:
+        """Episodes ``[T, E, H, ...]`` of ``tasks`` with per-task ``params [T, ...]``."""
+        ...
+
+    def state_dict(self) -> dict[str, int]:
+        """The random state, JSON-serialisable."""
+        ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a :meth:`state_dict`."""
+        ...
+
+    def close(self) -> None:
+        """Release workers; idempotent."""
+        ...
+
+    def __enter__(self) -> Sampler: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+_S = TypeVar("_S", bound="SeededSampler")
+
+
+def check_sampler_state(state: Any) -> dict[str, int]:
+    """``{"seed": s, "calls": c}`` from a checkpoint, checked.
+
+    Raises:
+        CheckpointError: ``state`` lacks ``seed``/``calls`` or they are not integers >= 0.
+    """
+    values = [state.get(key) if isinstance(state, dict) else None for key in ("seed", "calls")]
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
+        raise CheckpointError(f"invalid sampler state {state!r}: want integers seed, calls >= 0")
+    return {"seed": int(state["seed"]), "calls": int(state["calls"])}
+
+
+class SeededSampler(ABC):
+    """Seed, call counter, checkpoint state and context-manager plumbing of every sampler.
+
+    Args:
+        seed: seeds every random stream (``>= 0``).
+    """
+
+    def __init__(self, seed: int) -> None:
+        if seed < 0:
+            raise ConfigError(f"sampler seed must be >= 0, got {seed}")
+        self.seed = seed
+        self.calls = 0
+        """Number of :meth:`next_call` so far: the ``c`` of the per-task streams."""
+
+    @abstractmethod
+    def sample(self, params: Params, tasks: list[Any], episodes_per_task: int) -> Trajectories:
+        """Episodes ``[T, E, H, ...]`` of ``tasks`` with per-task ``params [T, ...]``."""
+
+    def next_call(self, params: Params, tasks: list[Any]) -> int:
+        """The counter value of this ``sample`` call (then increments it).
+
+        Raises:
+            ValueError: the parameters' leading ``[T]`` axis does not match ``len(tasks)``.
+        """
+        sizes = {name: value.shape[0] if value.dim() else 0 for name, value in params.items()}
+        if any(size != len(tasks) for size in sizes.values()):
+            raise ValueError(
+                f"sample got parameters for {sorted(set(sizes.values()))} tasks, but "
+                f"{len(tasks)} tasks (per-task parameters need a leading [T] axis)"
+            )
+        call = self.calls
+        self.calls += 1
+        return call
+
+    def state_dict(self) -> dict[str, int]:
+        """``{"seed": s, "calls": c}``: everything that decides the next batches' randomness."""
+        return {"seed": self.seed, "calls": self.calls}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict` (of this or any other sampler kind).
+
+        Raises:
+            CheckpointError: ``state`` lacks ``seed``/``calls`` or they are not integers >= 0.
+        """
+        checked = check_sampler_state(state)
+        self.seed, self.calls = checked["seed"], checked["calls"]
+
+    def close(self) -> None:  # noqa: B027 - in-process samplers hold nothing to release
+        """Release workers (nothing to release here)."""
+
+    def __enter__(self: _S) -> _S:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

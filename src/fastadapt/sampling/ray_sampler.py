@@ -1,0 +1,213 @@
+"""Ray sampler: the tasks of each ``sample`` call split across Ray actors.
+
+Install with ``pip install 'fastadapt[ray]'``. Without ``ray_address`` the sampler starts a
+local Ray instance (``ray.init(num_cpus=workers)``, dashboard off, its socket files in a short
+temporary directory, the node address pinned to the loopback interface) and shuts it down on
+``close()``; with ``ray_address`` (``run.ray_address``, e.g. ``"auto"`` or ``"10.0.0.5:6379"``)
+it joins that cluster and only kills its own actors. A Ray instance already initialised in the
+process is reused and left running.
+
+Each actor holds the family and the policy, runs one torch thread and answers a
+:class:`~fastadapt.sampling.work.WorkItem` per call with numpy arrays, exactly as the process
+sampler's workers do, so the batches equal the in-process sampler's. An actor that dies
+(``RayActorError``) is replaced and its item re-run, at most ``max_restarts`` times per call,
+then :class:`~fastadapt.errors.WorkerDiedError`; an exception inside an actor becomes
+:class:`~fastadapt.errors.WorkerError` with the original message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import time
+from typing import Any
+
+import torch
+
+from fastadapt.envs.base import TaskFamily
+from fastadapt.errors import SamplerError, WorkerDiedError, WorkerError
+from fastadapt.policies.mlp import Policy
+from fastadapt.sampling.work import (
+    ArrayTrajectories,
+    WorkerPoolSampler,
+    WorkItem,
+    first_line,
+    run_item,
+)
+
+_POLL_SECONDS = 1.0
+_START_SECONDS = 120.0
+_LOOPBACK = "127.0.0.1"
+
+
+_LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+"""Ray reads it once, at import: ``0`` makes a local instance resolve its node address to the
+loopback interface, so GCS, raylet and workers listen on 127.0.0.1 only (Ray's default on
+Linux is the machine's address)."""
+
+
+def import_ray(local: bool = False) -> Any:
+    """The ``ray`` module.
+
+    Args:
+        local: a local instance will be started: unless set already, :data:`_LOCAL_ONLY_ENV`
+            is set to ``0`` before Ray is first imported, so it binds to 127.0.0.1.
+
+    Raises:
+        SamplerError: Ray is not installed (the message says how to install it).
+    """
+    if local:
+        os.environ.setdefault(_LOCAL_ONLY_ENV, "0")
+    try:
+        import ray
+    except ImportError as err:
+        raise SamplerError(
+            "the 'ray' sampler needs Ray: pip install 'fastadapt[ray]' "
+            f"(or choose --sampler process) [{err}]"
+        ) from None
+    return ray
+
+
+class RayWorker:
+    """The actor: family, policy and horizon, one torch thread; answers work items."""
+
+    def __init__(self, family: TaskFamily[Any], policy: Policy, horizon: int) -> None:
+        torch.set_num_threads(1)
+        self.family, self.policy, self.horizon = family, policy, horizon
+
+    def pid(self) -> int:
+        """The actor's process id (tests kill it)."""
+        return os.getpid()
+
+    def sample(self, item: WorkItem) -> ArrayTrajectories:
+        """Episodes of the item's tasks as numpy arrays."""
+        return run_item(self.family, self.policy, self.horizon, item)
+
+
+class RaySampler(WorkerPoolSampler):
+    """Samples with ``workers`` Ray actors; same batches as :class:`VectorSampler`.
+
+    Args:
+        family, policy, horizon, seed: as for :class:`~fastadapt.sampling.vector.VectorSampler`.
+        workers: number of actors (``>= 1``), one CPU each.
+        address: a Ray cluster to join; ``None`` starts a local instance.
+        max_restarts: actor replacements allowed per ``sample`` call before it raises.
+
+    Raises:
+        ConfigError: ``workers < 1``.
+        SamplerError: Ray is missing or cannot start / connect.
+    """
+
+    kind = "Ray"
+
+    def __init__(
+        self,
+        family: TaskFamily[Any],
+        policy: Policy,
+        horizon: int,
+        seed: int,
+        workers: int = 2,
+        address: str | None = None,
+        max_restarts: int = 2,
+    ) -> None:
+        super().__init__(seed, workers, max_restarts)
+        self._ray = import_ray(local=address is None)
+        self._temp_dir: str | None = None
+        self._owns_ray = False
+        self._actors: list[Any] = []
+        self._init_ray(address)
+        try:
+            self._actor_class = self._ray.remote(num_cpus=1, max_restarts=0)(RayWorker)
+            self._args = (self._ray.put(family), self._ray.put(policy), horizon)
+            self._actors = [self._new_actor() for _ in range(workers)]
+            self._ray.get([a.pid.remote() for a in self._actors], timeout=_START_SECONDS)
+        except BaseException as err:
+            self.close()
+            if isinstance(err, Exception) and not isinstance(err, SamplerError):
+                raise SamplerError(f"cannot start Ray actors: {first_line(err)}") from err
+            raise
+
+    def _init_ray(self, address: str | None) -> None:
+        ray = self._ray
+        if ray.is_initialized():
+            return
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+        if address is None:
+            # A short path: Ray's AF_UNIX sockets live under it (about 100 bytes at most).
+            self._temp_dir = tempfile.mkdtemp(prefix="fa-ray-", dir="/tmp")
+            kwargs.update(num_cpus=self.num_workers, _temp_dir=self._temp_dir,
+                          _node_ip_address=_LOOPBACK)
+        try:
+            ray.init(address=address, **kwargs)
+        except Exception as err:
+            self._remove_temp_dir()
+            where = f"connect to Ray at {address!r}" if address else "start a local Ray instance"
+            raise SamplerError(f"cannot {where}: {first_line(err)}") from err
+        self._owns_ray = True
+
+    def _new_actor(self) -> Any:
+        return self._actor_class.remote(*self._args)
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the actors (tests kill them)."""
+        pids: list[int] = self._ray.get([a.pid.remote() for a in self._actors])
+        return pids
+
+    @property
+    def closed(self) -> bool:
+        return not self._actors
+
+    def _run(self, items: list[WorkItem], call: int) -> list[ArrayTrajectories]:
+        """Item ``k`` on actor ``k``; replace dead actors and re-run their items."""
+        exceptions = self._ray.exceptions
+        pending = {self._actors[k].sample.remote(item): k for k, item in enumerate(items)}
+        results: dict[int, ArrayTrajectories] = {}
+        restarts_left = self.max_restarts
+        while pending:
+            ready, _ = self._ray.wait(list(pending), num_returns=1, timeout=_POLL_SECONDS)
+            for ref in ready:
+                k = pending.pop(ref)
+                doing = f"while sampling {items[k].describe()}"
+                try:
+                    results[k] = self._ray.get(ref)
+                except exceptions.RayActorError as err:
+                    if restarts_left <= 0:
+                        raise WorkerDiedError(
+                            f"sampler worker {k} (Ray actor) died {doing}: {first_line(err)}"
+                        ) from None
+                    restarts_left -= 1
+                    pending[self._replace(k).sample.remote(items[k])] = k
+                except exceptions.RayTaskError as err:
+                    cause = getattr(err, "cause", None) or err
+                    raise WorkerError(
+                        f"sampler worker {k} (Ray actor) failed {doing}: {first_line(cause)}"
+                    ) from None
+        return [results[k] for k in range(len(items))]
+
+    def _replace(self, index: int) -> Any:
+        with contextlib.suppress(Exception):
+            self._ray.kill(self._actors[index])
+        self._actors[index] = self._new_actor()
+        self.restarts += 1
+        return self._actors[index]
+
+    def close(self) -> None:
+        """Kill the actors; shut Ray down if this sampler started it. Idempotent."""
+        actors, self._actors = self._actors, []
+        for actor in actors:
+            with contextlib.suppress(Exception):
+                self._ray.kill(actor)
+        if self._owns_ray:
+            self._owns_ray = False
+            self._ray.shutdown()
+            deadline = time.monotonic() + 10.0
+            while self._ray.is_initialized() and time.monotonic() < deadline:
+                time.sleep(0.1)
+        self._remove_temp_dir()
+
+    def _remove_temp_dir(self) -> None:
+        if self._temp_dir is not None:
+            shutil.rmtree(self._temp_dir, ignore_errors=True)
+            self._temp_dir = None

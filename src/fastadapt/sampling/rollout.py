@@ -1,0 +1,137 @@
+"""The one rollout routine every sampler runs, and the per-task random streams it draws from.
+
+Random streams. Call ``c`` (0, 1, 2, ... counted by the sampler) of a sampler seeded ``s``
+gives task ``i`` (its index in the ``tasks`` list passed to ``sample``) two numpy generators:
+
+- actions: ``default_rng(SeedSequence(s, spawn_key=(c, i, 0)))``; all the call's action noise
+  of the task, ``[H, E, A]`` standard normals (Gaussian) or ``[H, E]`` uniforms (categorical,
+  inverse CDF), is drawn up front in one op;
+- env: ``default_rng(SeedSequence(s, spawn_key=(c, i, 1)))``, handed to the task family's
+  batched simulator as that task's own stream.
+
+A task's episodes therefore depend only on ``(s, c, i)``, its parameters and the task itself,
+never on which other tasks are stepped with it: the in-process sampler and worker processes or
+Ray actors holding any split of the tasks return the same batch, bit for bit, and a sampler's
+whole random state is the pair ``(s, c)`` (what a checkpoint stores).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from fastadapt.envs.base import TaskFamily
+from fastadapt.meta.adapt import per_task_output
+from fastadapt.meta.mlp_products import mlp_forward, supports_fast_products
+from fastadapt.policies.mlp import GaussianMLPPolicy, Policy
+from fastadapt.types import Params, Trajectories
+
+ACTION_STREAM, ENV_STREAM = 0, 1
+"""Last spawn-key entry of a task's action-noise and env streams."""
+
+
+def task_generators(
+    seed: int, call: int, task_indices: Sequence[int], stream: int
+) -> list[np.random.Generator]:
+    """One generator per task: ``default_rng(SeedSequence(seed, spawn_key=(call, i, stream)))``.
+
+    Args:
+        seed: the sampler's seed (``>= 0``).
+        call: the sampler's call counter.
+        task_indices: global task indices ``i`` (positions in the batch's task list).
+        stream: :data:`ACTION_STREAM` or :data:`ENV_STREAM`.
+    """
+    return [
+        np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(call, i, stream)))
+        for i in task_indices
+    ]
+
+
+def draw_noise(policy: Policy, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """A task's action noise for a whole call: ``[*shape, A]`` standard normals (Gaussian
+    policy) or ``[*shape]`` uniforms in ``[0, 1)`` (categorical), float32, in one draw."""
+    if isinstance(policy, GaussianMLPPolicy):
+        return rng.standard_normal((*shape, policy.action_dim), dtype=np.float32)
+    return rng.random(shape, dtype=np.float32)
+
+
+def actions_from_noise(policy: Policy, out: Tensor, noise: Tensor) -> Tensor:
+    """Actions from distribution parameters and pre-drawn noise (:func:`draw_noise`).
+
+    Gaussian: ``mu + sigma * noise`` with ``out = [mu, log sigma] [..., 2A]``, ``noise [..., A]``.
+    Categorical: inverse CDF ``a = #{k : cdf[k] <= u}`` with logits ``out [..., K]``,
+    uniforms ``noise [...]``, clamped to ``K - 1`` against rounding of the last ``cdf`` entry.
+
+    Returns:
+        ``[..., A]`` float or ``[...]`` int64.
+    """
+    if isinstance(policy, GaussianMLPPolicy):
+        action_dim = policy.action_dim
+        return out[..., :action_dim] + noise * torch.exp(out[..., action_dim:])
+    cdf = torch.softmax(out, dim=-1).cumsum(dim=-1)
+    draws = (cdf <= noise.unsqueeze(-1)).sum(dim=-1)
+    return draws.clamp(max=out.shape[-1] - 1)
+
+
+def _outputs(policy: Policy, params: Params, obs: Tensor) -> Tensor:
+    """Distribution parameters ``[T, E, D]`` of per-task ``params`` at ``obs [T, E, O]``."""
+    if supports_fast_products(policy):
+        return mlp_forward(policy, params, obs)
+    return per_task_output(policy, params, obs)
+
+
+@torch.no_grad()
+def rollout(
+    family: TaskFamily[Any],
+    policy: Policy,
+    horizon: int,
+    params: Params,
+    tasks: list[Any],
+    episodes_per_task: int,
+    seed: int,
+    call: int,
+    first_task: int = 0,
+) -> Trajectories:
+    """Roll out ``E`` episodes of ``H`` steps for each of ``T`` tasks, all stepped together.
+
+    Args:
+        family: the task family (its batched simulator steps every episode at once).
+        policy: the policy module, called with ``params``.
+        horizon: ``H``.
+        params: per-task parameters ``[T, ...]``.
+        tasks: the ``T`` tasks.
+        episodes_per_task: ``E``.
+        seed, call: the sampler's seed and call counter (see the module docstring).
+        first_task: global index of ``tasks[0]`` (a worker holding tasks ``j..k`` passes ``j``).
+
+    Returns:
+        :class:`Trajectories` ``[T, E, H, ...]``; steps after an episode terminated are masked
+        out (their rewards are zero).
+    """
+    num_tasks, episodes = len(tasks), episodes_per_task
+    indices = range(first_task, first_task + num_tasks)
+    action_rngs = task_generators(seed, call, indices, ACTION_STREAM)
+    noise_per_task = [draw_noise(policy, g, (horizon, episodes)) for g in action_rngs]
+    noise = torch.from_numpy(np.stack(noise_per_task, axis=1))  # [H, T, E, ...]
+    env = family.make_batched(tasks, episodes, task_generators(seed, call, indices, ENV_STREAM))
+    obs = torch.from_numpy(env.reset())
+    shape = (num_tasks, episodes, horizon)
+    observations = torch.zeros(*shape, obs.shape[-1])
+    rewards = torch.zeros(shape)
+    masks = torch.zeros(shape)
+    alive = torch.ones(num_tasks, episodes)
+    actions_t: list[Tensor] = []
+    for t in range(horizon):
+        actions = actions_from_noise(policy, _outputs(policy, params, obs), noise[t])
+        next_obs, reward, terminated = env.step(actions.numpy())
+        observations[:, :, t] = obs
+        rewards[:, :, t] = torch.from_numpy(reward.astype(np.float32)) * alive
+        masks[:, :, t] = alive
+        actions_t.append(actions)
+        alive = alive * torch.from_numpy(~terminated).float()
+        obs = torch.from_numpy(next_obs)
+    return Trajectories(observations, torch.stack(actions_t, dim=2), rewards, masks)

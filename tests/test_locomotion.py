@@ -1,0 +1,126 @@
+"""MuJoCo locomotion families: exact agreement with gymnasium's v5 envs, checks, bad input."""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from fastadapt.envs.locomotion import (
+    AntDir,
+    AntGoal,
+    AntVel,
+    DirectionTask,
+    GoalTask,
+    HalfCheetahDir,
+    HalfCheetahVel,
+    VelocityTask,
+)
+from fastadapt.envs.mujoco_batched import load_model
+from fastadapt.errors import ConfigError, TaskError
+
+pytest.importorskip("mujoco")
+
+FAMILIES = [HalfCheetahVel, HalfCheetahDir, AntVel, AntDir, AntGoal]
+
+
+@pytest.mark.parametrize(
+    ("family", "gym_id", "task"),
+    [
+        (HalfCheetahVel(), "HalfCheetah-v5", VelocityTask(1.3)),
+        (AntVel(), "Ant-v5", VelocityTask(0.7)),
+    ],
+)
+def test_same_trajectories_as_gymnasium_v5(family: HalfCheetahVel, gym_id: str,
+                                           task: VelocityTask) -> None:
+    """Same seed and actions: identical observations, velocities and terminations."""
+    reference = gym.make(gym_id).unwrapped
+    ours = family.make_env(task, horizon=60)
+    ref_obs, _ = reference.reset(seed=5)
+    obs, _ = ours.reset(seed=5)
+    np.testing.assert_array_equal(obs, ref_obs.astype(np.float32))
+    actions = np.random.default_rng(0).uniform(-1, 1, (60, family.action_space.shape[0]))
+    for action in actions.astype(np.float32):
+        ref_obs, _, ref_terminated, _, info = reference.step(action)
+        obs, reward, terminated, _, _ = ours.step(action)
+        np.testing.assert_array_equal(obs, ref_obs.astype(np.float32))
+        expected = -abs(info["x_velocity"] - task.goal_velocity) - 0.05 * np.square(action).sum()
+        if family.ant:  # survive bonus while healthy, and Ant v5's contact cost
+            expected += float(not ref_terminated) + info["reward_contact"]
+        assert reward == pytest.approx(expected, rel=1e-5, abs=1e-5)
+        assert terminated == ref_terminated
+        if terminated:
+            break
+
+
+@pytest.mark.parametrize("family_cls", FAMILIES)
+def test_check_env_and_rewards_are_finite(family_cls: type[HalfCheetahVel]) -> None:
+    family = family_cls()
+    for task in family.sample_tasks(np.random.default_rng(1), 2):
+        env = family.make_env(task, horizon=20)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*(infinity|render).*")
+            check_env(env, skip_render_check=True)
+        env.reset(seed=0)
+        for _ in range(20):
+            _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+            assert np.isfinite(reward)
+            if terminated or truncated:
+                break
+
+
+def test_batched_shapes_and_task_dependent_rewards() -> None:
+    family = HalfCheetahDir()
+    tasks = [DirectionTask(1.0), DirectionTask(-1.0)]
+    env = family.make_batched(tasks, 3, np.random.default_rng(0))
+    obs = env.reset()
+    assert obs.shape == (2, 3, 17) and obs.dtype == np.float32
+    actions = np.zeros((2, 3, 6), dtype=np.float32)
+    xy = env.xy.copy()
+    _, rewards, terminated = env.step(actions)
+    velocity = (env.xy[:, 0] - xy[:, 0]).reshape(2, 3) / env.dt
+    np.testing.assert_allclose(rewards, np.array([[1.0], [-1.0]]) * velocity, rtol=1e-5)
+    assert not terminated.any()
+
+
+def test_ant_goal_distribution_is_uniform_in_the_disc() -> None:
+    tasks = AntGoal().sample_tasks(np.random.default_rng(0), 4000)
+    radii = np.array([np.hypot(t.goal_x, t.goal_y) for t in tasks])
+    assert radii.max() <= 3.0
+    assert np.mean(radii < 1.5) == pytest.approx(0.25, abs=0.03)  # area fraction (1.5/3)^2
+
+
+@pytest.mark.parametrize(
+    ("family", "task", "message"),
+    [
+        (HalfCheetahVel(), VelocityTask(2.5), "outside [0, 2.0]"),
+        (AntVel(), VelocityTask(-0.1), "outside [0, 3.0]"),
+        (HalfCheetahDir(), DirectionTask(0.5), "direction must be -1 or +1"),
+        (AntGoal(), GoalTask(3.0, 3.0), "outside radius 3"),
+        (HalfCheetahVel(), DirectionTask(1.0), "expects a VelocityTask"),
+    ],
+)
+def test_invalid_tasks_are_rejected(family: HalfCheetahVel, task: object, message: str) -> None:
+    with pytest.raises(TaskError, match=re.escape(message)):
+        family.make_batched([task], 1, np.random.default_rng(0))  # type: ignore[list-item]
+
+
+def test_model_that_fails_to_load() -> None:
+    with pytest.raises(ConfigError, match="failed to load"):
+        load_model("/nonexistent/model.xml")
+
+
+def test_physics_blow_up_ends_the_episode_and_is_counted() -> None:
+    env = HalfCheetahVel().make_batched([VelocityTask(1.0)], 2, np.random.default_rng(0))
+    env.reset()
+    for _ in range(3):
+        env.step(np.zeros((1, 2, 6), dtype=np.float32))
+    env.datas[1].qvel[:] = np.nan  # MuJoCo resets it inside the next mj_step
+    obs, rewards, terminated = env.step(np.zeros((1, 2, 6), dtype=np.float32))
+    assert terminated.tolist() == [[False, True]]
+    assert rewards[0, 1] == 0.0 and np.isfinite(obs).all()
+    assert env.unstable.tolist() == [[False, True]]

@@ -1,0 +1,221 @@
+"""RL²: hidden-state handling of the trial sampler and the PPO update, learning, CLI runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from fastadapt.cli import main
+from fastadapt.envs import registry
+from fastadapt.envs.bandit import BanditTask, BernoulliBandit
+from fastadapt.envs.navigation import BatchedNavigation, Navigation2D, NavigationTask
+from fastadapt.meta.rl2_sampling import Trials, TrialSampler
+from fastadapt.policies.recurrent import RecurrentPolicy, make_recurrent_policy
+from fastadapt.run.checkpoint import load_tensors
+
+HORIZON, EPISODES = 6, 3
+
+
+class _EarlyEndNavigation(Navigation2D):
+    """Navigation whose episodes of task 0 terminate after 2 steps: holes inside trials."""
+
+    name = "EarlyEndNavigation"
+
+    def make_batched(self, tasks: list[NavigationTask], episodes_per_task: int,
+                     rng: Any) -> BatchedNavigation:
+        env = super().make_batched(tasks, episodes_per_task, rng)
+        step, reset, counter = env.step, env.reset, [0]
+
+        def early_step(actions: np.ndarray) -> Any:
+            obs, rewards, terminated = step(actions)
+            counter[0] += 1
+            terminated = terminated.copy()
+            terminated[0] |= counter[0] >= 2
+            return obs, rewards, terminated
+
+        def counting_reset() -> np.ndarray:
+            counter[0] = 0
+            return reset()
+
+        env.step, env.reset = early_step, counting_reset  # type: ignore[method-assign]
+        return env
+
+
+def _sample(family: Any, calls: int = 1) -> tuple[RecurrentPolicy, list[Trials]]:
+    """``calls`` successive samples of 3 tasks x 2 trials with one sampler."""
+    torch.manual_seed(0)
+    policy = make_recurrent_policy(2, family.action_space, hidden_size=8, init_std=0.5)
+    sampler = TrialSampler(family, policy, HORIZON, EPISODES, seed=0)
+    tasks = family.sample_tasks(np.random.default_rng(0), 3)
+    return policy, [sampler.sample(policy.params(), tasks, 2) for _ in range(calls)]
+
+
+def test_recomputed_hidden_states_equal_the_rollout_for_any_minibatch() -> None:
+    policy, (trials,) = _sample(_EarlyEndNavigation())
+    masks = trials.masks.flatten(0, 1)
+    assert masks[:2].sum() < masks[2:4].sum(), "task 0 must have holes"
+    for index in (torch.arange(6), torch.tensor([4, 0]), torch.tensor([3])):
+        inputs = trials.inputs.flatten(0, 1)[index]
+        unroll = policy.unroll(policy.params(), inputs, masks[index],
+                               policy.initial_hidden(len(index)))
+        assert torch.allclose(unroll.hidden, trials.hidden.flatten(0, 1)[index], atol=1e-6)
+        log_probs = policy.log_prob(unroll.out, trials.actions.flatten(0, 1)[index])
+        assert torch.allclose(log_probs, trials.log_probs.flatten(0, 1)[index], atol=1e-5)
+
+
+def test_sampler_keeps_hidden_state_across_episodes_and_resets_it_between_trials() -> None:
+    policy, (trials, again) = _sample(Navigation2D(), calls=2)
+    params, n = policy.params(), 6
+    inputs, hidden = trials.inputs.flatten(0, 1), trials.hidden.flatten(0, 1)
+    ones = torch.ones(n, 1)
+    # every trial starts from h = 0 (also those of a second call to sample)
+    first = policy.unroll(params, inputs[:, :1], ones, policy.initial_hidden(n)).hidden[:, 0]
+    assert torch.allclose(hidden[:, 0], first, atol=1e-6)
+    first = policy.unroll(params, again.inputs.flatten(0, 1)[:, :1], ones,
+                          policy.initial_hidden(n)).hidden[:, 0]
+    assert torch.allclose(again.hidden.flatten(0, 1)[:, 0], first, atol=1e-6)
+    for start in range(HORIZON, EPISODES * HORIZON, HORIZON):
+        # episode k > 0 continues from the previous episode's last state, not from zero
+        carried = policy.unroll(params, inputs[:, start:start + 1], ones,
+                                hidden[:, start - 1]).hidden[:, 0]
+        fresh = policy.unroll(params, inputs[:, start:start + 1], ones,
+                              policy.initial_hidden(n)).hidden[:, 0]
+        assert torch.allclose(hidden[:, start], carried, atol=1e-6)
+        assert not torch.allclose(hidden[:, start], fresh, atol=1e-3)
+    flags = inputs[..., -1]  # 1.0 exactly on the first step of episodes 2..N
+    expected = torch.zeros(EPISODES * HORIZON)
+    expected[HORIZON::HORIZON] = 1.0
+    assert torch.equal(flags, expected.expand_as(flags))
+
+
+def test_unroll_equals_gru_cell_stepped_by_hand_skipping_masked_steps() -> None:
+    torch.manual_seed(0)
+    policy = make_recurrent_policy(3, Navigation2D().action_space, hidden_size=8, init_std=1.0)
+    params = policy.params()
+    cell = torch.nn.GRUCell(policy.input_size, 8)
+    cell.load_state_dict({
+        "weight_ih": params["gru_input.weight"], "weight_hh": params["gru_hidden.weight"],
+        "bias_ih": params["gru_input.bias"], "bias_hh": params["gru_hidden.bias"],
+    })
+    inputs = torch.randn(4, 7, policy.input_size)
+    masks = (torch.rand(4, 7) > 0.3).float()
+    unroll = policy.unroll(params, inputs, masks, policy.initial_hidden(4))
+    hidden = policy.initial_hidden(4)
+    with torch.no_grad():
+        for t in range(7):
+            alive = masks[:, t, None] > 0
+            hidden = torch.where(alive, cell(inputs[:, t], hidden), hidden)
+            assert torch.allclose(unroll.hidden[:, t], hidden, atol=1e-6)
+    # a masked step keeps the state (up to float32 rounding)
+    frozen = masks[:, 1:] == 0
+    assert frozen.any()
+    assert torch.allclose(unroll.hidden[:, 1:][frozen], unroll.hidden[:, :-1][frozen], atol=1e-6)
+
+
+def test_masked_steps_freeze_the_hidden_state_and_inputs_carry_the_last_real_step() -> None:
+    _, (trials,) = _sample(_EarlyEndNavigation())
+    hidden, masks, inputs = trials.hidden[0, 0], trials.masks[0, 0], trials.inputs[0, 0]
+    assert masks[:HORIZON].tolist() == [1, 1, 0, 0, 0, 0]
+    assert torch.allclose(hidden[2:HORIZON], hidden[1].expand(HORIZON - 2, -1), atol=1e-6)
+    # the next episode's first input holds the last real action and reward (step 1)
+    assert torch.allclose(inputs[HORIZON, 2:4], trials.actions[0, 0, 1])
+    assert inputs[HORIZON, 4] == trials.rewards[0, 0, 1]
+    assert trials.rewards[0, 0, 2:HORIZON].abs().sum() == 0
+
+
+class _TwoArm(BernoulliBandit):
+    """2-armed bandits whose good arm (p = 0.9 vs 0.1) is drawn at random per task."""
+
+    name = "TwoArm"
+
+    def __init__(self, num_arms: int = 2, num_pulls: int = 1) -> None:
+        super().__init__(2, num_pulls)
+
+    def _draw_tasks(self, rng: np.random.Generator, num_tasks: int) -> list[BanditTask]:
+        flips = rng.random(num_tasks) < 0.5
+        return [BanditTask((0.9, 0.1) if flip else (0.1, 0.9)) for flip in flips]
+
+
+RL2_TINY = [
+    "--set", "algorithm=rl2",
+    "--set", "run.tensorboard=false",
+    "--set", "run.num_threads=1",
+    "--quiet",
+]
+
+
+def test_rl2_finds_the_good_arm_within_a_trial(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(registry._FAMILIES, "TwoArm", _TwoArm)
+    run = tmp_path / "run"
+    assert main(["train", "configs/rl2/bandit-k5.yaml", "--run-dir", str(run), *RL2_TINY,
+                 "--set", "env.name=TwoArm", "--set", "env.kwargs={}",
+                 "--set", "rl2.tasks_per_iteration=16", "--set", "rl2.trials_per_task=4",
+                 "--set", "rl2.episodes_per_trial=5", "--set", "rl2.hidden_size=16",
+                 "--set", "ppo.learning_rate=0.01", "--set", "ppo.minibatches=2",
+                 "--set", "run.checkpoint_every=100", "--iterations", "60"]) == 0
+    assert main(["evaluate", str(run), "--tasks", "100", "--episodes", "4"]) == 0
+    result = json.loads((run / "evaluation.json").read_text())
+    assert result["algorithm"] == "rl2" and result["episodes_per_step"] == 1
+    first, last = result["returns_mean"][0], result["returns_mean"][-1]
+    # a random (or any non-adaptive) policy gets 0.5 per pull; the first pull cannot know
+    assert last > 0.75, result["returns_mean"]
+    assert last > first + 0.15, result["returns_mean"]
+
+
+def test_rl2_cli_train_evaluate_and_bit_identical_resume(tmp_path: Path) -> None:
+    tiny = ["configs/rl2/2d-navigation.yaml", *RL2_TINY, "--set", "env.horizon=5",
+            "--set", "rl2.tasks_per_iteration=3", "--set", "rl2.trials_per_task=2",
+            "--set", "rl2.hidden_size=8", "--set", "run.checkpoint_every=1",
+            "--set", "ppo.minibatches=2"]
+    assert main(["train", *tiny, "--run-dir", str(tmp_path / "straight"),
+                 "--iterations", "3"]) == 0
+    assert main(["train", *tiny, "--run-dir", str(tmp_path / "resumed"),
+                 "--iterations", "2"]) == 0
+    assert main(["train", "--resume", str(tmp_path / "resumed"), "--iterations", "3",
+                 "--quiet"]) == 0
+    straight, _ = load_tensors(tmp_path / "straight" / "policy.safetensors")
+    resumed, _ = load_tensors(tmp_path / "resumed" / "policy.safetensors")
+    assert straight.keys() == resumed.keys()
+    for name, value in straight.items():
+        assert torch.equal(value, resumed[name]), name
+    records = [json.loads(line) for line in
+               (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in records] == [1, 2, 3]
+    for key in ("seconds", "env_steps", "return_before", "return_after", "kl"):
+        assert all(np.isfinite(r[key]) for r in records), key
+    assert records[0]["env_steps"] == 3 * 2 * 2 * 5  # tasks x trials x episodes x steps
+    run = tmp_path / "straight"
+    assert main(["evaluate", str(run), "--tasks", "3", "--episodes", "2"]) == 0
+    result = json.loads((run / "evaluation.json").read_text())
+    assert result["adaptation_steps"] == 1 and len(result["returns_mean"]) == 2
+    assert np.array(result["per_task_returns"]).shape == (3, 2)
+    assert len(result["trajectories"]) == 3
+    assert main(["plot", str(run)]) == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--set", "rl2.episodes_per_trail=2"], "did you mean 'rl2.episodes_per_trial'"),
+        (["--set", "rl2.hidden_size=0"], "rl2.hidden_size must be >= 1"),
+        (["--set", "rl2.gae_lambda=1.5"], "rl2.gae_lambda in [0, 1]"),
+        (["--set", "ppo.clip_ratio=1.5"], "ppo.clip_ratio must be in (0, 1)"),
+        (["--set", "ppo.epochs=many"], "'ppo.epochs' must be an int"),
+        (["--set", "ppo.entropy=0.1"], "did you mean 'ppo.entropy_coef'"),
+        (["--set", "algorithm=rl3"], "must be one of 'maml-trpo', 'rl2'"),
+    ],
+)
+def test_bad_rl2_config_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                          args: list[str], expected: str) -> None:
+    code = main(["train", "configs/rl2/bandit-k5.yaml", "--run-dir", str(tmp_path / "run"),
+                 "--quiet", *args])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("fastadapt: error: ") and len(err.splitlines()) == 1
+    assert expected in err
+    assert not (tmp_path / "run").exists()
