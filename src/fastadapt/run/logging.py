@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from types import TracebackType
 from typing import Any
+
+from fastadapt.closing import Closeable
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -32,7 +33,7 @@ def truncate_metrics(run_dir: Path, last_iteration: int) -> None:
     (run_dir / METRICS_FILE).write_text(text)
 
 
-class MetricsLogger:
+class MetricsLogger(Closeable):
     """Appends one line per iteration to ``metrics.jsonl``; mirrors scalars to TensorBoard."""
 
     def __init__(self, run_dir: Path, tensorboard: bool = True) -> None:
@@ -57,14 +58,3 @@ class MetricsLogger:
         self._file.close()
         if self._writer is not None:
             self._writer.close()
-
-    def __enter__(self) -> MetricsLogger:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

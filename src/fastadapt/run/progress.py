@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from types import TracebackType
 from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from fastadapt.closing import Closeable
 
-class TrainProgress:
+
+class TrainProgress(Closeable):
     """Rich progress bar; a no-op when ``enabled`` is false."""
 
     def __init__(self, total_iterations: int, completed: int, enabled: bool = True) -> None:
@@ -39,11 +40,7 @@ class TrainProgress:
             self._progress.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
+        """Stop drawing the bar."""
         if self._progress is not None:
             self._progress.stop()

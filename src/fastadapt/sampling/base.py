@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from types import TracebackType
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
+from fastadapt.closing import Closeable
 from fastadapt.errors import CheckpointError, ConfigError
 from fastadapt.types import Params, Trajectories
 
@@ -45,7 +46,6 @@ class Sampler(Protocol):
     ) -> None: ...
 
 
-_S = TypeVar("_S", bound="SeededSampler")
 
 
 def check_sampler_state(state: Any) -> dict[str, int]:
@@ -60,7 +60,7 @@ def check_sampler_state(state: Any) -> dict[str, int]:
     return {"seed": int(state["seed"]), "calls": int(state["calls"])}
 
 
-class SeededSampler(ABC):
+class SeededSampler(Closeable, ABC):
     """Seed, call counter, checkpoint state and context-manager plumbing of every sampler.
 
     Args:
@@ -107,16 +107,5 @@ class SeededSampler(ABC):
         checked = check_sampler_state(state)
         self.seed, self.calls = checked["seed"], checked["calls"]
 
-    def close(self) -> None:  # noqa: B027 - in-process samplers hold nothing to release
+    def close(self) -> None:
         """Release workers (nothing to release here)."""
-
-    def __enter__(self: _S) -> _S:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
