@@ -1,0 +1,61 @@
+"""``kill -9`` a real training process, then resume: same final parameters as a straight run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fastadapt.cli import main
+from fastadapt.run.checkpoint import latest_checkpoint, load_checkpoint, load_tensors
+
+CONFIG = "configs/maml-trpo/2d-navigation.yaml"
+TINY = [
+    "--set", "maml.meta_batch_size=3", "--set", "maml.episodes_per_task=3",
+    "--set", "env.horizon=10", "--set", "policy.hidden_sizes=[8, 8]",
+    "--set", "run.tensorboard=false", "--set", "run.checkpoint_every=1",
+    "--set", "run.num_threads=1", "--quiet",
+]
+ITERATIONS = 6
+
+
+def _iterations_logged(run: Path) -> int:
+    path = run / "metrics.jsonl"
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def test_kill_9_then_resume_gives_the_straight_run(tmp_path: Path) -> None:
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    assert main(["train", CONFIG, "--run-dir", str(straight), "--iterations", str(ITERATIONS),
+                 *TINY]) == 0
+    command = [sys.executable, "-m", "fastadapt.cli", "train", CONFIG, "--run-dir", str(killed),
+               "--iterations", "1000", *TINY]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while _iterations_logged(killed) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)  # at an arbitrary point, possibly mid-checkpoint
+    process.wait()
+    assert _iterations_logged(killed) >= 3, "the training process did not get going"
+
+    marker = latest_checkpoint(killed / "checkpoints")
+    assert marker is not None
+    load_checkpoint(marker)  # the newest complete checkpoint is intact
+    done = json.loads(marker.read_text())["iteration"]
+    assert done >= 2
+    # continue to the straight run's length (resume truncates metrics past the checkpoint)
+    assert main(["train", "--resume", str(killed), "--iterations", str(ITERATIONS),
+                 "--quiet"]) == 0
+    expected, _ = load_tensors(straight / "policy.safetensors")
+    resumed, _ = load_tensors(killed / "policy.safetensors")
+    for name, value in expected.items():
+        assert np.array_equal(value.numpy(), resumed[name].numpy()), name
+    iterations = [json.loads(line)["iteration"]
+                  for line in (killed / "metrics.jsonl").read_text().splitlines()]
+    assert iterations == list(range(1, ITERATIONS + 1))
