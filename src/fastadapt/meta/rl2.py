@@ -2,7 +2,7 @@
 
 One meta-iteration:
 
-1. sample ``T`` training tasks and ``B`` trials of each (:class:`TrialSampler`): ``N``
+1. sample ``T`` training tasks and ``B`` trials of each (:class:`TrialSampler`): ``n``
    episodes per trial with the hidden state kept between them;
 2. GAE over each whole trial, the trial being the RL episode (Duan et al. 2016, §2.2), with
    the values the policy predicted while sampling (:func:`gae_skipping_masked`);
@@ -39,7 +39,7 @@ class RL2Config:
     trials_per_task: int = 4
     """Trials ``B`` of each task per meta-iteration."""
     episodes_per_trial: int = 2
-    """Episodes ``N`` of one task in a trial, hidden state kept between them (bandits: pulls,
+    """Episodes ``n`` of one task in a trial, hidden state kept between them (bandits: pulls,
     with ``env.kwargs.num_pulls: 1``)."""
     hidden_size: int = 64
     """GRU units."""

@@ -1,10 +1,10 @@
 """RL² trials: ``episodes_per_trial`` consecutive episodes of one task, hidden state kept.
 
-Duan et al. 2016, §2.2: a *trial* is a fixed number ``N`` of episodes of one MDP; the GRU's
+Duan et al. 2016, §2.2: a *trial* is a fixed number ``n`` of episodes of one MDP; the GRU's
 hidden state carries over between its episodes and is reset (to zero) between trials. The
 sampler steps all ``[T tasks, B trials]`` at once on the family's
 :class:`~fastadapt.envs.base.BatchedEnv` (its episode axis holds the trials), resetting the env
-(not the GRU) at every episode boundary. Shapes: ``L = N * H`` steps per trial.
+(not the GRU) at every episode boundary. Shapes: ``L = n * H`` steps per trial.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from fastadapt.types import Params
 
 
 class Trials(NamedTuple):
-    """``T`` tasks x ``B`` trials of ``L = N * H`` steps, as the sampling policy saw them.
+    """``T`` tasks x ``B`` trials of ``L = n * H`` steps, as the sampling policy saw them.
 
     Attributes:
         inputs: GRU inputs ``[T, B, L, I]`` (observation, previous action, previous reward,
@@ -44,7 +44,7 @@ class Trials(NamedTuple):
     hidden: Tensor
 
     def episode_returns(self, episodes_per_trial: int) -> Tensor:
-        """Undiscounted return of each episode of each trial, ``[T, B, N]``."""
+        """Undiscounted return of each episode of each trial, ``[T, B, n]``."""
         num_tasks, num_trials, length = self.rewards.shape
         per_step = (self.rewards * self.masks).view(
             num_tasks, num_trials, episodes_per_trial, length // episodes_per_trial
@@ -64,7 +64,7 @@ class TrialSampler:
         family: the task family.
         policy: the recurrent policy (called with the parameters given to :meth:`sample`).
         horizon: steps per episode ``H``.
-        episodes_per_trial: ``N``.
+        episodes_per_trial: ``n``.
         seed: seeds the env generator and the action generator (both are public attributes,
             so a checkpoint can store and restore them).
     """

@@ -116,8 +116,8 @@ class _RL2State:
 
 
 def mean_episode_returns(trials: Trials, episodes_per_trial: int) -> list[float]:
-    """Mean return of the ``k``-th episode of a trial over tasks and trials, ``k = 1..N``."""
-    returns = trials.episode_returns(episodes_per_trial)  # [T, B, N]
+    """Mean return of the ``k``-th episode of a trial over tasks and trials, ``k = 1..n``."""
+    returns = trials.episode_returns(episodes_per_trial)  # [T, B, n]
     return [float(r) for r in returns.mean(dim=(0, 1))]
 
 
