@@ -16,6 +16,18 @@ class ConfigError(FastAdaptError):
     """A configuration key, type or value is wrong."""
 
 
+def require_at_least_one(config: object, section: str, keys: tuple[str, ...]) -> None:
+    """Range check of count-like config fields (tasks, episodes, iterations, ...).
+
+    Raises:
+        ConfigError: naming ``section.key`` and its value, for the first key below 1.
+    """
+    for key in keys:
+        value = getattr(config, key)
+        if value < 1:
+            raise ConfigError(f"{section}.{key} must be >= 1, got {value}")
+
+
 class UnknownEnvError(FastAdaptError):
     """An environment / task-family name is not registered."""
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fastadapt.errors import ConfigError
+from fastadapt.errors import ConfigError, require_at_least_one
 from fastadapt.meta.maml import MAMLTRPO, MAMLConfig, MetaBatch
 from fastadapt.meta.trpo import TRPOConfig
 from fastadapt.policies.mlp import Policy
@@ -42,9 +42,7 @@ class FinetuneConfig:
     """GAE lambda (1.0: Monte-Carlo returns minus the linear baseline)."""
 
     def __post_init__(self) -> None:
-        for key in ("tasks_per_iteration", "episodes_per_task"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"finetune.{key} must be >= 1, got {getattr(self, key)}")
+        require_at_least_one(self, "finetune", ("tasks_per_iteration", "episodes_per_task"))
         if self.inner_lr <= 0:
             raise ConfigError(f"finetune.inner_lr must be > 0, got {self.inner_lr}")
         if not 0 < self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple, Protocol
 import torch
 from torch import Tensor
 
-from fastadapt.errors import ConfigError
+from fastadapt.errors import ConfigError, require_at_least_one
 from fastadapt.meta.adapt import adapt, adapt_steps, expand_to_tasks, per_task_output
 from fastadapt.meta.curvature import InnerLoopJacobian, KLHessian, subsample_episodes
 from fastadapt.meta.losses import mean_kl, surrogate_loss
@@ -56,9 +56,8 @@ class MAMLConfig:
     """GAE lambda (1.0: Monte-Carlo returns minus the linear baseline)."""
 
     def __post_init__(self) -> None:
-        for key in ("meta_batch_size", "episodes_per_task", "adaptation_steps"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"maml.{key} must be >= 1, got {getattr(self, key)}")
+        counts = ("meta_batch_size", "episodes_per_task", "adaptation_steps")
+        require_at_least_one(self, "maml", counts)
         if not 0 < self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
             raise ConfigError("maml.gamma must be in (0, 1] and maml.gae_lambda in [0, 1]")
 

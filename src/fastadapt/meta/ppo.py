@@ -18,7 +18,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from fastadapt.errors import ConfigError
+from fastadapt.errors import ConfigError, require_at_least_one
 from fastadapt.policies.recurrent import RecurrentPolicy
 from fastadapt.types import Params
 
@@ -50,9 +50,7 @@ class PPOConfig:
                               f"{self.learning_rate} and {self.max_grad_norm}")
         if not 0 < self.clip_ratio < 1:
             raise ConfigError(f"ppo.clip_ratio must be in (0, 1), got {self.clip_ratio}")
-        for key in ("epochs", "minibatches"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"ppo.{key} must be >= 1, got {getattr(self, key)}")
+        require_at_least_one(self, "ppo", ("epochs", "minibatches"))
         if self.value_coef < 0 or self.entropy_coef < 0:
             raise ConfigError("ppo.value_coef and ppo.entropy_coef must be >= 0")
 

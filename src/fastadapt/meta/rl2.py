@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from fastadapt.errors import ConfigError
+from fastadapt.errors import ConfigError, require_at_least_one
 from fastadapt.meta.ppo import PPOConfig, TrialBatch, masked_mean, recurrent_ppo_loss
 from fastadapt.meta.rl2_sampling import Trials
 from fastadapt.policies.recurrent import RecurrentPolicy
@@ -52,10 +52,8 @@ class RL2Config:
     logged and evaluated returns are unscaled (rllab's ``scale_reward``)."""
 
     def __post_init__(self) -> None:
-        for key in ("tasks_per_iteration", "trials_per_task", "episodes_per_trial",
-                    "hidden_size"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"rl2.{key} must be >= 1, got {getattr(self, key)}")
+        counts = ("tasks_per_iteration", "trials_per_task", "episodes_per_trial", "hidden_size")
+        require_at_least_one(self, "rl2", counts)
         if self.reward_scale <= 0:
             raise ConfigError(f"rl2.reward_scale must be > 0, got {self.reward_scale}")
         if not 0 < self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:

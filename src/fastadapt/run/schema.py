@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from fastadapt.errors import ConfigError
+from fastadapt.errors import ConfigError, require_at_least_one
 from fastadapt.meta.finetune import FinetuneConfig
 from fastadapt.meta.maml import MAMLConfig
 from fastadapt.meta.ppo import PPOConfig
@@ -85,9 +85,8 @@ class RunConfig:
     on 127.0.0.1 with the dashboard off."""
 
     def __post_init__(self) -> None:
-        for key in ("iterations", "num_threads", "checkpoint_every", "keep_checkpoints"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"run.{key} must be >= 1, got {getattr(self, key)}")
+        counts = ("iterations", "num_threads", "checkpoint_every", "keep_checkpoints")
+        require_at_least_one(self, "run", counts)
         if self.seed < 0:
             raise ConfigError(f"run.seed must be >= 0, got {self.seed}")
         if not 1 <= self.workers <= MAX_WORKERS:
