@@ -9,11 +9,10 @@ Prints env-steps/s (median over ``--repeats`` after one warm-up call) and the ra
 vector sampler measured in the same run; start-up time is reported apart. The last line is one
 JSON object.
 
-The issue asks for HalfCheetahVel; no MuJoCo family existed when this was written, so the
-defaults are Navigation2D (100 steps, cheap dynamics: overhead-bound) and TabularMDP (10 steps);
-``--env HalfCheetahVel`` measures a MuJoCo family once one is registered.
+Defaults: HalfCheetahVel (MuJoCo, physics-bound: what worker processes are for), Navigation2D
+(100 steps, cheap dynamics: overhead-bound) and TabularMDP (10 steps).
 
-    python benchmarks/sampler_scaling.py [--env Navigation2D TabularMDP] [--repeats 5]
+    python benchmarks/sampler_scaling.py [--env HalfCheetahVel Navigation2D TabularMDP]
 """
 
 from __future__ import annotations
@@ -93,7 +92,8 @@ def _family_rows(name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--env", nargs="+", default=["Navigation2D", "TabularMDP"])
+    parser.add_argument("--env", nargs="+",
+                        default=["HalfCheetahVel", "Navigation2D", "TabularMDP"])
     parser.add_argument("--tasks", type=int, default=20)
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=5)
