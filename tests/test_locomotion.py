@@ -124,3 +124,16 @@ def test_physics_blow_up_ends_the_episode_and_is_counted() -> None:
     assert terminated.tolist() == [[False, True]]
     assert rewards[0, 1] == 0.0 and np.isfinite(obs).all()
     assert env.unstable.tolist() == [[False, True]]
+
+
+def test_gym_env_flags_a_physics_blow_up_in_info() -> None:
+    env = HalfCheetahVel().make_env(VelocityTask(1.0), horizon=20)
+    env.reset(seed=0)
+    zero = np.zeros(6, dtype=np.float32)
+    for _ in range(3):
+        _, _, terminated, _, info = env.step(zero)
+        assert info == {"physics_unstable": False} and not terminated
+    assert env._batched is not None
+    env._batched.datas[0].qvel[:] = np.nan  # type: ignore[attr-defined]
+    _, reward, terminated, _, info = env.step(zero)
+    assert info == {"physics_unstable": True} and terminated and reward == 0.0

@@ -76,6 +76,8 @@ class BatchedEnv(ABC):
 
     num_tasks: int
     episodes_per_task: int
+    unstable: np.ndarray | None = None
+    """``[T, E]`` bool: episodes ended by a physics blow-up (simulators that can blow up)."""
 
     @abstractmethod
     def reset(self) -> np.ndarray:
@@ -197,4 +199,7 @@ class TaskEnv(gym.Env[np.ndarray, Any], Generic[TaskT]):
         obs, rewards, terminated = self._batched.step(actions)
         self._steps += 1
         truncated = self._steps >= self.horizon
-        return obs[0, 0], float(rewards[0, 0]), bool(terminated[0, 0]), truncated, {}
+        info: dict[str, Any] = {}
+        if self._batched.unstable is not None:
+            info["physics_unstable"] = bool(self._batched.unstable[0, 0])
+        return obs[0, 0], float(rewards[0, 0]), bool(terminated[0, 0]), truncated, info

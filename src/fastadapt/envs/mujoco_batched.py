@@ -119,8 +119,8 @@ class BatchedMujoco(BatchedEnv):
         self.qvel = np.zeros((self.num_envs, nv))
         self.xy = np.zeros((self.num_envs, 2))  # root body position (body 1)
         self.cfrc = np.zeros((self.num_envs, max(self.model.nbody - 1, 0) * 6))
-        self.unstable = np.zeros((num_tasks, episodes_per_task), dtype=bool)
-        """Episodes that ended in a physics blow-up since the last reset."""
+        self._unstable = np.zeros((num_tasks, episodes_per_task), dtype=bool)
+        self.unstable = self._unstable  # episodes ended by a physics blow-up since the reset
         self._bad_state = np.zeros(self.num_envs, dtype=bool)
 
     def _reset_indices(self, flat: np.ndarray, qpos_noise: np.ndarray, qvel_noise: np.ndarray
@@ -152,7 +152,7 @@ class BatchedMujoco(BatchedEnv):
             qpos_noise.reshape(self.num_envs, -1),
             qvel_noise.reshape(self.num_envs, -1),
         )
-        self.unstable[:] = False
+        self._unstable[:] = False
         return self._observations()
 
     def _observations(self) -> np.ndarray:
@@ -194,7 +194,7 @@ class BatchedMujoco(BatchedEnv):
             broken = broken.reshape(shape)
             rewards = np.where(broken, 0.0, rewards)
             terminated |= broken
-            self.unstable |= broken
+            self._unstable |= broken
         return self._observations(), rewards.astype(np.float32), terminated
 
     def healthy(self) -> np.ndarray:
