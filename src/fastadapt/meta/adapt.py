@@ -13,23 +13,11 @@ it (FOMAML). ``inner_lr`` may be a float or per-parameter tensors (Meta-SGD, Li 
 
 from __future__ import annotations
 
-from typing import Protocol
-
-import torch
 from torch import Tensor
 from torch.func import functional_call, grad, jvp, vjp, vmap
 
-from fastadapt.meta.mlp_products import mlp_forward, supports_fast_products
 from fastadapt.policies.mlp import Policy
 from fastadapt.types import Batch, Params
-
-
-class FunctionalPolicy(Protocol):
-    """What the inner loop needs from a policy module (see ``fastadapt.policies.mlp``)."""
-
-    def __call__(self, obs: Tensor) -> Tensor: ...
-    def log_prob(self, out: Tensor, actions: Tensor) -> Tensor: ...
-    def kl(self, old_out: Tensor, new_out: Tensor) -> Tensor: ...
 
 
 def policy_output(policy: Policy, params: Params, obs: Tensor) -> Tensor:
@@ -163,14 +151,3 @@ class OutputLinearization:
         """Per-task parameter cotangents ``[T, ...]`` of an output cotangent ``[T, ..., D]``."""
         grads: Params = self._vjp(cotangent)[0]
         return grads
-
-
-@torch.no_grad()
-def sample_actions(
-    policy: Policy, params: Params, obs: Tensor, generator: torch.Generator | None
-) -> Tensor:
-    """Actions for observations ``[T, E, O]`` from per-task ``params``; sampled outside vmap."""
-    fast = supports_fast_products(policy)
-    out = mlp_forward(policy, params, obs) if fast else per_task_output(policy, params, obs)
-    actions: Tensor = policy.sample(out, generator)
-    return actions
