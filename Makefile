@@ -11,10 +11,11 @@ export OMP_NUM_THREADS ?= 2
 install: $(STAMP)
 
 # [ray]: the Ray sampler's tests run in `make test` (an ~80 MB wheel, ~15 s to install).
+# [metaworld]: the Meta-World tests run in `make test` (metaworld 37 MB + scipy, ~25 s).
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,ray]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,ray,metaworld]"
 	touch $(STAMP)
 
 # The demo owns $(DEMO_DIR): it is replaced on every run. fvp_subsample=0.1 computes TRPO's

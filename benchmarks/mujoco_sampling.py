@@ -18,6 +18,7 @@ import time
 import mujoco
 import numpy as np
 import torch
+from timing import sampling_rates
 
 from fastadapt.envs.locomotion import HalfCheetahVel
 from fastadapt.envs.mujoco_batched import gymnasium_asset, load_model
@@ -52,15 +53,9 @@ def main() -> None:
     policy = GaussianMLPPolicy(17, 6, (100, 100), "relu")
     params = expand_to_tasks({n: p.detach() for n, p in policy.named_parameters()}, args.tasks)
     tasks = family.sample_tasks(np.random.default_rng(0), args.tasks)
-    rates = []
     with VectorSampler(family, policy, args.horizon, seed=0) as sampler:
         sampler.sample(params, tasks, 2)  # warm-up
-        for _ in range(args.repeats):
-            start = time.perf_counter()
-            trajectories = sampler.sample(params, tasks, args.episodes)
-            rates.append(trajectories.num_env_steps / (time.perf_counter() - start))
-            print(f"sampled {trajectories.num_env_steps} env steps at {rates[-1]:,.0f}/s",
-                  flush=True)
+        rates = sampling_rates(sampler, params, tasks, args.episodes, args.repeats)
     raw = raw_mujoco(args.tasks * args.episodes, 20)
     result = {
         "benchmark": "mujoco_sampling",

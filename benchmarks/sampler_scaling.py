@@ -72,7 +72,8 @@ def _family_rows(name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
             startup = time.perf_counter() - start
             seconds, batch = _measure(sampler, params, tasks, args.episodes, args.repeats)
         reference = batch if reference is None else reference
-        same = all(torch.equal(a, b) for a, b in zip(reference, batch, strict=True))
+        same = all(a is b or (a is not None and b is not None and torch.equal(a, b))
+                   for a, b in zip(reference, batch, strict=True))  # successes may be None
         steps_per_second = batch.num_env_steps / seconds
         ratio = steps_per_second / rows[0]["env_steps_per_second"] if rows else 1.0
         rows.append({

@@ -13,15 +13,27 @@ from gymnasium.utils.env_checker import check_env
 from fastadapt.envs.bandit import BanditTask, BernoulliBandit
 from fastadapt.envs.base import TaskFamily
 from fastadapt.envs.navigation import Navigation2D, NavigationTask
-from fastadapt.envs.registry import describe_families, family_names, gym_id, make_family
+from fastadapt.envs.registry import (
+    METAWORLD_PREFIX,
+    describe_families,
+    family_names,
+    gym_id,
+    make_family,
+    metaworld_installed,
+)
 from fastadapt.envs.tabular_mdp import TabularMDP, TabularMDPTask
 from fastadapt.errors import ConfigError, TaskError, UnknownEnvError
 
-FAMILIES = family_names()
+# Meta-World (when installed): one representative here; tests/test_metaworld.py covers the rest.
+FAMILIES = [name for name in family_names() if not name.startswith(METAWORLD_PREFIX)] + (
+    ["MetaWorld-ML1-reach-v3"] if metaworld_installed() else []
+)
 
-# Known, harmless check_env warnings: unbounded navigation positions; no render modes.
+# Known, harmless check_env warnings: unbounded navigation positions; no render modes;
+# Meta-World's hidden goal (three observation entries bounded by [0, 0]).
 pytestmark = [
     pytest.mark.filterwarnings("ignore:.*Box observation space m.* value is -?infinity"),
+    pytest.mark.filterwarnings("ignore:.*Box observation space maximum and minimum values are"),
     pytest.mark.filterwarnings("ignore:.*Not able to test alternative render modes"),
 ]
 
@@ -291,13 +303,16 @@ def test_unknown_family_suggests_the_closest_name() -> None:
 
 
 def test_describe_families_lists_every_family() -> None:
-    rows = describe_families()
+    all_rows = describe_families()
+    rows = [row for row in all_rows if not row["name"].startswith(METAWORLD_PREFIX)]
     assert [row["name"] for row in rows] == [
         "AntDir", "AntGoal", "AntVel", "Bandit", "HalfCheetahDir", "HalfCheetahVel",
         "Navigation2D", "TabularMDP",
     ]
+    metaworld_rows = len(all_rows) - len(rows)
+    assert metaworld_rows == (51 if metaworld_installed() else 0)  # ML1 of 50 envs, ML10
     keys = {"name", "gym_id", "task_space", "horizon", "observation_space", "action_space"}
-    for row in rows:
+    for row in all_rows:
         assert set(row) == keys | {"reference"}
         assert all(isinstance(value, str) and value for value in row.values())
         assert row["gym_id"] == f"fastadapt/{row['name']}-v0" and row["gym_id"] in gym.registry

@@ -11,7 +11,7 @@ MAML-RL: Finn et al. 2017; the meta-Fisher identity is in ``fastadapt.meta.curva
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -38,17 +38,6 @@ T, E, H, OBS, A = 3, 4, 5, 2, 2  # tasks, episodes, horizon, observation and act
 # (the categorical policy has A + 1 actions)
 HIDDEN = (8, 8)
 INNER_LR = 0.1  # the second-order term moves the meta-gradient by 8-76%; 0.5 blows up log_std
-
-
-@pytest.fixture()
-def float64() -> Iterator[None]:
-    """float64 by default inside the test; the previous default is restored afterwards."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(F64)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
 
 
 # --- problems -------------------------------------------------------------------------------
@@ -525,7 +514,7 @@ def test_sampler_same_seed_gives_identical_trajectories() -> None:
     for seed in (5, 5, 6):
         with VectorSampler(family, policy, horizon=10, seed=seed) as sampler:
             runs.append(sampler.sample(params, tasks, episodes_per_task=4))
-    for a, b in zip(runs[0], runs[1], strict=True):
+    for a, b in zip(runs[0][:4], runs[1][:4], strict=True):  # successes: None (Navigation2D)
         assert torch.equal(a, b)
     assert not torch.equal(runs[0].actions, runs[2].actions)
     assert runs[0].observations.shape == (T, 4, 10, 2)

@@ -166,7 +166,8 @@ def test_process_trajectories_shapes_gaussian_and_categorical() -> None:
 
 
 def test_process_trajectories_is_gae_of_the_fitted_baseline() -> None:
-    obs, _, rewards, masks = trajectories = _trajectories(discrete=False)
+    trajectories = _trajectories(discrete=False)
+    obs, rewards, masks = trajectories.observations, trajectories.rewards, trajectories.masks
     batch = process_trajectories(trajectories, gamma=0.9, gae_lambda=0.8, normalize=False)
     values = fit_linear_baseline(obs, discounted_returns(rewards, masks, 0.9), masks)
     assert_close(batch.advantages, gae(rewards, values, masks, 0.9, 0.8))

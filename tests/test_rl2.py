@@ -208,7 +208,7 @@ def test_rl2_cli_train_evaluate_and_bit_identical_resume(tmp_path: Path) -> None
         (["--set", "ppo.clip_ratio=1.5"], "ppo.clip_ratio must be in (0, 1)"),
         (["--set", "ppo.epochs=many"], "'ppo.epochs' must be an int"),
         (["--set", "ppo.entropy=0.1"], "did you mean 'ppo.entropy_coef'"),
-        (["--set", "algorithm=rl3"], "must be one of 'maml-trpo', 'rl2'"),
+        (["--set", "algorithm=rl3"], "must be one of 'maml-trpo', 'maml-vpg'"),
     ],
 )
 def test_bad_rl2_config_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],

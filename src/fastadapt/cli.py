@@ -63,7 +63,11 @@ def _evaluate(args: argparse.Namespace) -> None:
     for k, (mean, ci) in enumerate(zip(result["returns_mean"], result["returns_ci95"],
                                        strict=True)):
         point = f"episode {k + 1} of the trial" if rl2 else f"after {k} step{'s' * (k != 1)}"
-        print(f"  {point}: return {mean:9.2f} ± {ci:.2f}")
+        success = ""
+        if "success_rate_mean" in result:  # families that report success (Meta-World)
+            rate, rate_ci = result["success_rate_mean"][k], result["success_rate_ci95"][k]
+            success = f", success {100 * rate:.1f}% ± {100 * rate_ci:.1f}"
+        print(f"  {point}: return {mean:9.2f} ± {ci:.2f}{success}")
     print(f"written: {path}")
 
 

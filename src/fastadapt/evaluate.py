@@ -5,6 +5,8 @@ algorithm): sample ``E`` episodes with ``theta``, take an inner step on them, sa
 episodes with the adapted policy, and so on for ``K`` steps (Finn et al. 2017, §5.3).
 ``returns_mean[k]`` is the mean over tasks of the mean episode return after ``k`` steps;
 ``returns_ci95[k]`` is the half-width of its normal 95% confidence interval over tasks.
+Families that report success (Meta-World) add ``success_rate_mean[k]`` and
+``success_rate_ci95[k]``: the fraction of episodes that succeeded at any step, same protocol.
 The transfer baselines (``finetune``, ``random-init``, ``oracle``) are fine-tuned by the same
 steps with ``finetune.inner_lr``; RL² reports the ``k``-th episode of a trial instead
 (:func:`fastadapt.run.rl2_runner.meta_test_rl2`). ``episodes_per_step`` is how many episodes
@@ -26,10 +28,12 @@ from fastadapt.meta.maml import MetaBatch, collect_meta_batch
 from fastadapt.run.train import (
     Experiment,
     build_experiment,
+    load_inner_lr,
     load_policy_params,
     load_run_config,
     sampling_config,
 )
+from fastadapt.sampling.success import SuccessRecorder
 from fastadapt.sampling.vector import VectorSampler
 from fastadapt.types import Params
 
@@ -44,14 +48,20 @@ def meta_test(
     adaptation_steps: int,
     episodes_per_task: int,
     seed: int,
+    inner_lr: float | Params | None = None,
 ) -> dict[str, Any]:
     """Adaptation curve of ``theta`` on ``num_tasks`` held-out tasks.
+
+    Args:
+        inner_lr: the inner step size(s); ``None`` takes the config's (Meta-SGD passes its
+            learned per-parameter rates).
 
     Returns:
         A JSON-serialisable dict with ``num_tasks``, ``adaptation_steps``,
         ``episodes_per_task``, ``returns_mean`` and ``returns_ci95`` (``K + 1`` entries),
-        ``per_task_returns`` (``N x (K + 1)``), the tasks, and for 2D navigation example
-        trajectories before and after adaptation.
+        ``per_task_returns`` (``N x (K + 1)``), the tasks, for 2D navigation example
+        trajectories before and after adaptation, and for families that report success
+        ``success_rate_mean``, ``success_rate_ci95`` and ``per_task_success_rates``.
     """
     family = experiment.family
     tasks = family.test_tasks(num_tasks)
@@ -60,8 +70,9 @@ def meta_test(
         episodes_per_task=episodes_per_task,
     )
     with VectorSampler(family, experiment.policy, experiment.horizon, seed) as sampler:
+        recorder = SuccessRecorder(sampler)
         meta_batch = collect_meta_batch(
-            sampler, experiment.policy, theta, tasks, maml, adaptation_steps
+            recorder, experiment.policy, theta, tasks, maml, adaptation_steps, inner_lr
         )
     per_task = torch.stack(meta_batch.task_returns, dim=1).double()  # [N, K + 1]
     result: dict[str, Any] = {
@@ -74,21 +85,34 @@ def meta_test(
         **summarize_returns(per_task),
         "tasks": [family.task_to_dict(task) for task in tasks],
     }
+    if recorder.task_rates:  # families that report success (Meta-World)
+        result.update(summarize_successes(torch.stack(recorder.task_rates, dim=1).double()))
     if family.name == "Navigation2D":
         result["trajectories"] = _navigation_trajectories(meta_batch, result["tasks"])
     return result
 
 
+def _mean_ci95(per_task: Tensor) -> tuple[list[float], list[float]]:
+    """Mean over tasks and the normal 95% half-width ``1.96 s / sqrt(N)`` of ``[N, K + 1]``."""
+    num_tasks = per_task.shape[0]
+    std = per_task.std(dim=0, unbiased=True) if num_tasks > 1 else torch.zeros(per_task.shape[1])
+    return per_task.mean(dim=0).tolist(), (1.96 * std / math.sqrt(num_tasks)).tolist()
+
+
 def summarize_returns(per_task: Tensor) -> dict[str, list[Any]]:
     """``returns_mean``, ``returns_ci95`` (normal 95% half-width over tasks) and
     ``per_task_returns`` of per-task returns ``[N, K + 1]``."""
-    num_tasks = per_task.shape[0]
-    std = per_task.std(dim=0, unbiased=True) if num_tasks > 1 else torch.zeros(per_task.shape[1])
-    return {
-        "returns_mean": per_task.mean(dim=0).tolist(),
-        "returns_ci95": (1.96 * std / math.sqrt(num_tasks)).tolist(),
-        "per_task_returns": per_task.tolist(),
-    }
+    mean, ci95 = _mean_ci95(per_task)
+    return {"returns_mean": mean, "returns_ci95": ci95, "per_task_returns": per_task.tolist()}
+
+
+def summarize_successes(per_task: Tensor) -> dict[str, list[Any]]:
+    """``success_rate_mean``, ``success_rate_ci95`` and ``per_task_success_rates`` of the
+    fraction of each task's episodes that succeeded (at any step), ``[N, K + 1]``: entry ``k``
+    is after ``k`` adaptation steps (Meta-World's success rate)."""
+    mean, ci95 = _mean_ci95(per_task)
+    return {"success_rate_mean": mean, "success_rate_ci95": ci95,
+            "per_task_success_rates": per_task.tolist()}
 
 
 def _navigation_trajectories(meta_batch: MetaBatch, tasks: list[dict[str, Any]]
@@ -131,7 +155,8 @@ def evaluate_run(
         experiment = build_experiment(config)
         theta = load_policy_params(run_dir, experiment)
         steps = defaults.adaptation_steps if adaptation_steps is None else adaptation_steps
-        result = meta_test(experiment, theta, tasks, steps, episodes, seed)
+        inner_lr = load_inner_lr(run_dir, experiment.initial_params())
+        result = meta_test(experiment, theta, tasks, steps, episodes, seed, inner_lr)
     result = {"algorithm": config.algorithm, **result}
     path = run_dir / EVALUATION_FILE
     tmp = path.with_suffix(".json.tmp")

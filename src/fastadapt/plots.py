@@ -100,6 +100,13 @@ class CurveGroup:
     runs: list[str]
     experience: list[int]
     per_task: np.ndarray
+    seconds: list[float]
+    """Each run's median seconds per training iteration (``metrics.jsonl``; NaN if absent)."""
+
+    @property
+    def seconds_per_iteration(self) -> float:
+        """Mean over the pooled runs of their median seconds per iteration."""
+        return round(float(np.mean(self.seconds)), 3)
 
     @property
     def label(self) -> str:
@@ -142,29 +149,41 @@ def group_runs(run_dirs: list[Path]) -> list[CurveGroup]:
         points = len(evaluation["returns_mean"])
         key = (evaluation["algorithm"], evaluation["env"], points, per_step)
         per_task = np.asarray(evaluation["per_task_returns"], dtype=np.float64)
+        seconds = _median_iteration_seconds(run_dir)
         if key in groups:
             group = groups[key]
             group.runs.append(str(run_dir))
             group.per_task = np.concatenate([group.per_task, per_task])
+            group.seconds.append(seconds)
         else:
             experience = [k * per_step for k in range(points)]
-            groups[key] = CurveGroup(key[0], key[1], [str(run_dir)], experience, per_task)
+            groups[key] = CurveGroup(key[0], key[1], [str(run_dir)], experience, per_task,
+                                     [seconds])
     return list(groups.values())
 
 
+def _median_iteration_seconds(run_dir: Path) -> float:
+    seconds = [m["seconds"] for m in read_metrics(run_dir) if "seconds" in m]
+    return float(np.median(seconds)) if seconds else float("nan")
+
+
 def comparison_table(groups: list[CurveGroup]) -> str:
-    """A markdown table: algorithm, env, runs, return before adaptation and after the last
-    point (mean ± 95% CI over run x task pairs), and the episodes of experience it took."""
+    """A markdown table: algorithm, env, runs, return before adaptation, after the last point
+    and after the first step (RL²: episode) when they differ (mean ± 95% CI over run x task
+    pairs), the episodes of experience the last point took, and the median seconds per
+    training iteration (mean over runs)."""
     lines = [
-        "| algorithm | env | runs | return before | return after | episodes used |",
-        "|---|---|---|---|---|---|",
+        "| algorithm | env | runs | return before | return after | after 1 step "
+        "| episodes used | s / iteration |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for group in groups:
         mean, ci = group.mean_ci()
+        first = f"{mean[1]:.2f} ± {ci[1]:.2f}" if len(mean) > 1 else "-"
         lines.append(
             f"| {group.algorithm} | {group.env} | {len(group.runs)} "
-            f"| {mean[0]:.2f} ± {ci[0]:.2f} | {mean[-1]:.2f} ± {ci[-1]:.2f} "
-            f"| {group.experience[-1]} |"
+            f"| {mean[0]:.2f} ± {ci[0]:.2f} | {mean[-1]:.2f} ± {ci[-1]:.2f} | {first} "
+            f"| {group.experience[-1]} | {group.seconds_per_iteration:.2f} |"
         )
     return "\n".join(lines)
 

@@ -124,7 +124,8 @@ def process_trajectories(
     Follows pytorch-maml-rl: linear feature baseline fitted on the same episodes, GAE with
     ``gae_lambda``, advantages normalised per task.
     """
-    obs, actions, rewards, masks = trajectories
+    obs, actions = trajectories.observations, trajectories.actions
+    rewards, masks = trajectories.rewards, trajectories.masks
     returns = discounted_returns(rewards, masks, gamma)
     values = fit_linear_baseline(obs, returns, masks)
     advantages = gae(rewards, values, masks, gamma, gae_lambda)

@@ -27,12 +27,15 @@ class Trajectories(NamedTuple):
             as sampled from the policy (before any clipping by the env).
         rewards: ``[T, E, H]`` float.
         masks: ``[T, E, H]`` float, 1.0 for steps inside the episode, 0.0 after it ended.
+        successes: ``[T, E, H]`` float, 1.0 where the task was solved at that step (0.0 after
+            the episode ended), for families that report success (Meta-World); else ``None``.
     """
 
     observations: Tensor
     actions: Tensor
     rewards: Tensor
     masks: Tensor
+    successes: Tensor | None = None
 
     @property
     def num_env_steps(self) -> int:
@@ -42,6 +45,17 @@ class Trajectories(NamedTuple):
     def episode_returns(self) -> Tensor:
         """Undiscounted return of each episode, ``[T, E]``."""
         return (self.rewards * self.masks).sum(dim=-1)
+
+    def episode_successes(self) -> Tensor:
+        """Whether each episode succeeded (at any of its steps, Meta-World's definition),
+        ``[T, E]`` float 0/1.
+
+        Raises:
+            ValueError: the family does not report success (``successes`` is ``None``).
+        """
+        if self.successes is None:
+            raise ValueError("these trajectories carry no successes (the family reports none)")
+        return (self.successes * self.masks).amax(dim=-1)
 
 
 class Batch(NamedTuple):

@@ -78,6 +78,9 @@ class BatchedEnv(ABC):
     episodes_per_task: int
     unstable: np.ndarray | None = None
     """``[T, E]`` bool: episodes ended by a physics blow-up (simulators that can blow up)."""
+    success: np.ndarray | None = None
+    """``[T, E]`` bool: the task was solved at the last step (families that report success,
+    e.g. Meta-World); samplers record it per step."""
 
     @abstractmethod
     def reset(self) -> np.ndarray:
@@ -202,4 +205,6 @@ class TaskEnv(gym.Env[np.ndarray, Any], Generic[TaskT]):
         info: dict[str, Any] = {}
         if self._batched.unstable is not None:
             info["physics_unstable"] = bool(self._batched.unstable[0, 0])
+        if self._batched.success is not None:
+            info["success"] = bool(self._batched.success[0, 0])
         return obs[0, 0], float(rewards[0, 0]), bool(terminated[0, 0]), truncated, info

@@ -1,8 +1,15 @@
-"""Task families by name, and their gymnasium ids ``fastadapt/<Name>-v0``."""
+"""Task families by name, and their gymnasium ids ``fastadapt/<Name>-v0``.
+
+The Meta-World families (``MetaWorld-ML1-<env>``, ``MetaWorld-ML10``; the ``metaworld``
+extra) are registered when :mod:`fastadapt.envs.metaworld` is imported, which
+:func:`family_names` and :func:`make_family` do on demand: importing Meta-World takes about a
+second, so commands that never use it do not pay for it.
+"""
 
 from __future__ import annotations
 
 import difflib
+import importlib.util
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +23,9 @@ from fastadapt.envs.tabular_mdp import TabularMDP
 from fastadapt.errors import ConfigError, UnknownEnvError
 
 FamilyFactory = Callable[..., TaskFamily[Any]]
+
+METAWORLD_PREFIX = "MetaWorld-"
+"""Names of the Meta-World families start with it."""
 
 _FAMILIES: dict[str, FamilyFactory] = {
     "HalfCheetahVel": HalfCheetahVel,
@@ -35,8 +45,20 @@ def register_family(name: str, factory: FamilyFactory) -> None:
     _register_gym_id(name)
 
 
+def metaworld_installed() -> bool:
+    """Whether the ``metaworld`` package can be imported (checked without importing it)."""
+    return importlib.util.find_spec("metaworld") is not None
+
+
+def _load_metaworld() -> None:
+    """Register the Meta-World families (importing Meta-World) if it is installed."""
+    if metaworld_installed():
+        import fastadapt.envs.metaworld  # noqa: F401  (registers the families)
+
+
 def family_names() -> list[str]:
-    """Registered family names, sorted."""
+    """Registered family names, sorted (the Meta-World ones when it is installed)."""
+    _load_metaworld()
     return sorted(_FAMILIES)
 
 
@@ -44,13 +66,24 @@ def make_family(name: str, **kwargs: Any) -> TaskFamily[Any]:
     """Build the task family ``name`` with its keyword arguments.
 
     Raises:
-        UnknownEnvError: ``name`` is not registered (the message suggests the closest names).
+        UnknownEnvError: ``name`` is not registered (the message suggests the closest names),
+            or is a Meta-World family and Meta-World is not installed.
         ConfigError: an unknown keyword or a value of the wrong type (``env.kwargs``).
     """
+    if name not in _FAMILIES and name.startswith(METAWORLD_PREFIX):
+        if not metaworld_installed():
+            raise UnknownEnvError(
+                f"env {name!r} needs Meta-World, which is not installed: "
+                "pip install 'fastadapt[metaworld]'"
+            )
+        _load_metaworld()
     if name not in _FAMILIES:
         close = difflib.get_close_matches(name, list(_FAMILIES), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise UnknownEnvError(f"unknown env {name!r}{hint} (known: {', '.join(family_names())})")
+        known = [n for n in family_names() if not n.startswith(METAWORLD_PREFIX + "ML1-")]
+        if len(known) < len(_FAMILIES):
+            known.append(f"{METAWORLD_PREFIX}ML1-<env> for the Meta-World v3 envs")
+        raise UnknownEnvError(f"unknown env {name!r}{hint} (known: {', '.join(known)})")
     try:
         return _FAMILIES[name](**kwargs)
     except TypeError as err:  # unknown keyword, or e.g. '<' between a str and an int
@@ -78,12 +111,20 @@ def describe_families() -> list[dict[str, str]]:
                 "gym_id": gym_id(name),
                 "task_space": family.task_space,
                 "horizon": str(family.horizon),
-                "observation_space": str(family.observation_space),
-                "action_space": str(family.action_space),
+                "observation_space": _describe_space(family.observation_space),
+                "action_space": _describe_space(family.action_space),
                 "reference": family.reference,
             }
         )
     return rows
+
+
+def _describe_space(space: gym.spaces.Space[Any]) -> str:
+    """``str(space)``, or ``Box((39,), float32)`` where per-entry bounds would print arrays."""
+    text = str(space)
+    if isinstance(space, gym.spaces.Box) and "[" in text:
+        return f"Box({space.shape}, {space.dtype})"
+    return text
 
 
 def _make_task_env(**kwargs: Any) -> TaskEnv[Any]:

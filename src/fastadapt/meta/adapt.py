@@ -16,6 +16,7 @@ from __future__ import annotations
 from torch import Tensor
 from torch.func import functional_call, grad, jvp, vjp, vmap
 
+from fastadapt.meta.estimators import Estimator, inner_surrogate
 from fastadapt.policies.mlp import Policy
 from fastadapt.types import Batch, Params
 
@@ -41,37 +42,49 @@ def expand_to_tasks(params: Params, num_tasks: int) -> Params:
     return {name: p.expand(num_tasks, *p.shape) for name, p in params.items()}
 
 
-def inner_loss(policy: Policy, params: Params, batch: Batch) -> Tensor:
-    """REINFORCE loss of one task: ``-sum(m * log pi(a|s) * A) / sum(m)``.
+def inner_loss(policy: Policy, params: Params, batch: Batch, estimator: Estimator = "maml",
+               old_log_probs: Tensor | None = None) -> Tensor:
+    """Policy-gradient loss of one task, ``-sum(m * log pi(a|s) * A) / sum(m)`` in its
+    first derivative; ``estimator`` picks the form of its second derivative (see
+    :mod:`fastadapt.meta.estimators`).
 
     Args:
         params: shared-shape parameters of one task's policy.
         batch: one task's episodes, ``[E, H, ...]``.
+        old_log_probs: ``[E, H]`` log-probabilities under the policy that sampled ``batch``
+            if it is not ``params`` (importance-weighted; ``None``: on-policy).
 
     Returns:
         A scalar.
     """
     out = policy_output(policy, params, batch.observations)
     log_probs = policy.log_prob(out, batch.actions)
-    weighted = log_probs * batch.advantages * batch.masks
-    return -weighted.sum() / batch.masks.sum().clamp(min=1.0)
+    return inner_surrogate(log_probs, batch.advantages, batch.masks, estimator, old_log_probs)
 
 
-def inner_gradients(policy: Policy, params: Params, batch: Batch) -> Params:
+def inner_gradients(policy: Policy, params: Params, batch: Batch, estimator: Estimator = "maml",
+                    old_log_probs: Tensor | None = None) -> Params:
     """Per-task gradients ``grad L_i(params_i)`` for all tasks at once.
 
     Args:
         params: per-task parameters ``[T, ...]``.
         batch: ``[T, E, H, ...]``.
+        estimator: the inner surrogate (:mod:`fastadapt.meta.estimators`).
+        old_log_probs: ``[T, E, H]`` log-probabilities of the sampling policies, for episodes
+            reused off-policy (``None``: sampled by ``params``).
 
     Returns:
         Per-task gradients ``[T, ...]``. If ``params`` require grad, the result keeps the
         graph of the gradient, so it can be differentiated again (Hessian-vector products).
     """
-    def loss(p: Params, b: Batch) -> Tensor:
-        return inner_loss(policy, p, b)
+    def loss(p: Params, b: Batch, old: Tensor | None) -> Tensor:
+        return inner_loss(policy, p, b, estimator, old)
 
-    grads: Params = vmap(grad(loss))(params, batch)
+    grads: Params
+    if old_log_probs is None:
+        grads = vmap(grad(lambda p, b: loss(p, b, None)))(params, batch)
+    else:
+        grads = vmap(grad(loss))(params, batch, old_log_probs)
     return grads
 
 
@@ -81,6 +94,8 @@ def adapt(
     batch: Batch,
     inner_lr: float | Params,
     first_order: bool = False,
+    estimator: Estimator = "maml",
+    old_log_probs: Tensor | None = None,
 ) -> Params:
     """One inner policy-gradient step per task: ``phi_i = params_i - alpha * grad L_i``.
 
@@ -91,11 +106,14 @@ def adapt(
         inner_lr: step size alpha, or per-parameter step sizes shaped like the parameters
             (Meta-SGD).
         first_order: drop the second-order term (FOMAML): the gradient is treated as constant.
+        estimator: the inner surrogate whose Hessian the second-order term uses.
+        old_log_probs: ``[T, E, H]``, when ``batch`` was sampled by other parameters than
+            ``params`` (see :func:`inner_gradients`).
 
     Returns:
         Adapted per-task parameters ``[T, ...]``.
     """
-    grads = inner_gradients(policy, params, batch)
+    grads = inner_gradients(policy, params, batch, estimator, old_log_probs)
     adapted: Params = {}
     for name, p in params.items():
         g = grads[name].detach() if first_order else grads[name]
@@ -110,6 +128,7 @@ def adapt_steps(
     batches: list[Batch],
     inner_lr: float | Params,
     first_order: bool = False,
+    estimator: Estimator = "maml",
 ) -> Params:
     """Several inner steps, step ``k`` using ``batches[k]`` (sampled with the step-``k`` policy).
 
@@ -120,7 +139,7 @@ def adapt_steps(
         Per-task parameters after ``len(batches)`` steps.
     """
     for batch in batches:
-        params = adapt(policy, params, batch, inner_lr, first_order)
+        params = adapt(policy, params, batch, inner_lr, first_order, estimator)
     return params
 
 

@@ -32,6 +32,7 @@ from fastadapt.meta.adapt import (
     expand_to_tasks,
     inner_gradients,
 )
+from fastadapt.meta.estimators import Estimator
 from fastadapt.meta.mlp_products import HessianProducts, MLPProducts, supports_fast_products
 from fastadapt.policies.mlp import Policy
 from fastadapt.types import Batch, Params
@@ -57,13 +58,16 @@ def _vjp(outputs: Params, inputs: Params, vectors: Params) -> Params:
     }
 
 
-def inner_loss_hessian(policy: Policy, params: Params, batch: Batch) -> Callable[[Params], Params]:
+def inner_loss_hessian(policy: Policy, params: Params, batch: Batch, estimator: Estimator = "maml"
+                       ) -> Callable[[Params], Params]:
     """``u -> H_i u_i``: the Hessian of each task's inner loss at its ``params [T, ...]``.
 
-    MLP policies use the cached R-operator products of :mod:`fastadapt.meta.mlp_products`;
-    other policies a kept double-backward graph of :func:`inner_gradients`.
+    MLP policies with the ``maml`` estimator use the cached R-operator products of
+    :mod:`fastadapt.meta.mlp_products`; anything else a kept double-backward graph of
+    :func:`inner_gradients` (``estimator`` picks the surrogate, see
+    :mod:`fastadapt.meta.estimators`).
     """
-    if supports_fast_products(policy):
+    if supports_fast_products(policy) and estimator in ("maml", "emaml"):
         mlp = MLPProducts(policy, params, batch.observations)
         out = mlp.out.detach().requires_grad_(True)
         with torch.enable_grad():
@@ -74,7 +78,7 @@ def inner_loss_hessian(policy: Policy, params: Params, batch: Batch) -> Callable
         return HessianProducts(mlp, out, loss_grad)
     leaf = _leaf(params)
     with torch.enable_grad():
-        grads = inner_gradients(policy, leaf, batch)
+        grads = inner_gradients(policy, leaf, batch, estimator)
     return lambda u: _vjp(grads, leaf, u)
 
 
@@ -91,6 +95,7 @@ class InnerLoopJacobian:
             episodes only (an unbiased estimate; the inner steps themselves use all episodes).
         num_tasks: ``T``; needed only without inner steps (``batches == []``: ``J = I``,
             multi-task training of one shared policy).
+        estimator: the inner surrogate whose Hessian ``J`` holds.
 
     Attributes:
         adapted: the adapted per-task parameters ``phi [T, ...]`` (detached).
@@ -105,8 +110,9 @@ class InnerLoopJacobian:
         first_order: bool = False,
         hessian_fraction: float = 1.0,
         num_tasks: int | None = None,
+        estimator: Estimator = "maml",
     ) -> None:
-        self.inner_lr = inner_lr
+        self.inner_lr, self.estimator = inner_lr, estimator
         num_tasks = batches[0].masks.shape[0] if batches else num_tasks
         if num_tasks is None:
             raise ValueError("InnerLoopJacobian without inner steps needs num_tasks")
@@ -124,7 +130,8 @@ class InnerLoopJacobian:
 
     def _build_hessians(self, fraction: float) -> list[Callable[[Params], Params]]:
         return [
-            inner_loss_hessian(self._policy, point, subsample_episodes(batch, fraction))
+            inner_loss_hessian(self._policy, point, subsample_episodes(batch, fraction),
+                               self.estimator)
             for point, batch in zip(self._points, self._batches, strict=True)
         ]
 

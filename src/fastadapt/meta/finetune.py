@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from torch import Tensor
+
 from fastadapt.errors import ConfigError, require_at_least_one
 from fastadapt.meta.maml import MAMLTRPO, MAMLConfig, MetaBatch
 from fastadapt.meta.trpo import TRPOConfig
@@ -66,9 +68,23 @@ class FinetuneConfig:
 class NoUpdate:
     """``random-init``'s "training": the parameters stay at their seeded initialisation."""
 
+    def __init__(self, config: FinetuneConfig) -> None:
+        self.config = config
+
     def step(self, theta: Params, meta_batch: MetaBatch) -> tuple[Params, dict[str, float]]:
         """Return ``theta`` unchanged with zero metrics."""
         return theta, {"kl": 0.0, "step_accepted": 0.0, "nonfinite": 0.0}
+
+    def inner_lr(self) -> float:
+        """The fine-tuning step size."""
+        return self.config.inner_lr
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """No state."""
+        return {}
+
+    def load_state_dict(self, tensors: dict[str, Tensor]) -> None:
+        """Nothing to restore."""
 
 
 def pretrainer(algorithm: str, policy: Policy, config: FinetuneConfig, trpo: TRPOConfig
@@ -80,5 +96,5 @@ def pretrainer(algorithm: str, policy: Policy, config: FinetuneConfig, trpo: TRP
     ``random-init``: :class:`NoUpdate`.
     """
     if algorithm == "random-init":
-        return NoUpdate()
+        return NoUpdate(config)
     return MAMLTRPO(policy, config.adaptation_config(), trpo)

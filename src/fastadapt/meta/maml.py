@@ -23,6 +23,7 @@ from torch import Tensor
 from fastadapt.errors import ConfigError, require_at_least_one
 from fastadapt.meta.adapt import adapt, adapt_steps, expand_to_tasks, per_task_output
 from fastadapt.meta.curvature import InnerLoopJacobian, KLHessian, subsample_episodes
+from fastadapt.meta.estimators import Estimator
 from fastadapt.meta.losses import mean_kl, surrogate_loss
 from fastadapt.meta.trpo import (
     TRPOConfig,
@@ -54,6 +55,16 @@ class MAMLConfig:
     """Discount factor."""
     gae_lambda: float = 1.0
     """GAE lambda (1.0: Monte-Carlo returns minus the linear baseline)."""
+    estimator: Estimator | None = None
+    """Meta-gradient estimator (:mod:`fastadapt.meta.estimators`): ``maml`` (Finn et al.),
+    ``emaml`` (Stadie et al.), ``dice`` (Foerster et al.) or ``lvc`` (Rothfuss et al.);
+    ``null`` takes the algorithm's own (``lvc`` for ProMP, ``maml`` otherwise)."""
+
+    def resolved_estimator(self, algorithm: str) -> Estimator:
+        """``estimator``, or the default of ``algorithm`` when unset."""
+        if self.estimator is not None:
+            return self.estimator
+        return "lvc" if algorithm == "promp" else "maml"
 
     def __post_init__(self) -> None:
         counts = ("meta_batch_size", "episodes_per_task", "adaptation_steps")
@@ -99,13 +110,16 @@ def collect_meta_batch(
     tasks: list[Any],
     config: MAMLConfig,
     adaptation_steps: int | None = None,
+    inner_lr: float | Params | None = None,
 ) -> MetaBatch:
     """Sample the inner-step batches and the validation batch of ``tasks`` (no graph kept).
 
     Args:
         adaptation_steps: overrides ``config.adaptation_steps`` (evaluation uses more).
+        inner_lr: overrides ``config.inner_lr`` (Meta-SGD's learned per-parameter rates).
     """
     steps = config.adaptation_steps if adaptation_steps is None else adaptation_steps
+    lr = config.inner_lr if inner_lr is None else inner_lr
     params = expand_to_tasks(theta, len(tasks))
     batches: list[Batch] = []
     task_returns: list[Tensor] = []
@@ -117,7 +131,7 @@ def collect_meta_batch(
         batch = process_trajectories(trajectories, config.gamma, config.gae_lambda)
         batches.append(batch)
         if k < steps:
-            params = adapt(policy, params, batch, config.inner_lr, first_order=True)
+            params = adapt(policy, params, batch, lr, first_order=True)
     return MetaBatch(batches[:-1], batches[-1], task_returns, env_steps)
 
 
@@ -128,6 +142,23 @@ class MAMLTRPO:
         self.policy = policy
         self.maml = maml
         self.trpo = trpo
+        self.estimator = maml.resolved_estimator("maml-trpo")
+        if self.estimator == "emaml":
+            raise ConfigError(
+                "maml.estimator: emaml adds a score term to a differentiable outer loss; use "
+                "it with maml-vpg, maml-ppo, promp or meta-sgd (maml-trpo takes maml, dice, lvc)"
+            )
+
+    def inner_lr(self) -> float:
+        """The inner step size the samplers and evaluation adapt with."""
+        return self.maml.inner_lr
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """TRPO keeps no state between meta-iterations."""
+        return {}
+
+    def load_state_dict(self, tensors: dict[str, Tensor]) -> None:
+        """Nothing to restore (see :meth:`state_dict`)."""
 
     def _meta_fisher(self, theta: Params, meta_batch: MetaBatch, jacobian: InnerLoopJacobian
                      ) -> Callable[[Tensor], Tensor]:
@@ -162,7 +193,7 @@ class MAMLTRPO:
         policy, valid = self.policy, meta_batch.valid
         jacobian = InnerLoopJacobian(
             policy, theta, meta_batch.train, self.maml.inner_lr, self.maml.first_order,
-            num_tasks=valid.masks.shape[0],
+            num_tasks=valid.masks.shape[0], estimator=self.estimator,
         )
         with torch.no_grad():
             old_out = per_task_output(policy, jacobian.adapted, valid.observations)

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from fastadapt.errors import ConfigError, require_at_least_one
 from fastadapt.meta.finetune import FinetuneConfig
 from fastadapt.meta.maml import MAMLConfig
+from fastadapt.meta.outer import MAMLPPOConfig, MAMLVPGConfig, MetaSGDConfig, ProMPConfig
 from fastadapt.meta.ppo import PPOConfig
 from fastadapt.meta.rl2 import RL2Config
 from fastadapt.meta.trpo import TRPOConfig
@@ -112,10 +113,14 @@ class EvalConfig:
 class TrainConfig:
     """A whole run: ``fastadapt train CONFIG.yaml``."""
 
-    algorithm: Literal["maml-trpo", "rl2", "finetune", "random-init", "oracle"] = "maml-trpo"
+    algorithm: Literal["maml-trpo", "maml-vpg", "maml-ppo", "promp", "meta-sgd", "rl2",
+                       "finetune", "random-init", "oracle"] = "maml-trpo"
     """The meta-learning algorithm, and which sections it reads:
 
     - ``maml-trpo``: MAML with TRPO (``maml:``, ``trpo:``, ``policy:``);
+    - ``maml-vpg``, ``maml-ppo``, ``promp``, ``meta-sgd``: MAML with a first-order outer
+      optimizer (``maml:``, ``policy:`` and the section of the same name with ``_`` for
+      ``-``; see :mod:`fastadapt.meta.outer`);
     - ``rl2``: RL², a GRU policy trained with PPO over trials (``rl2:``, ``ppo:``; of
       ``policy:`` only ``init_std``);
     - ``finetune``: one policy pretrained on all training tasks by multi-task TRPO, fine-tuned
@@ -128,8 +133,20 @@ class TrainConfig:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     maml: MAMLConfig = field(default_factory=MAMLConfig)
     trpo: TRPOConfig = field(default_factory=TRPOConfig)
+    maml_vpg: MAMLVPGConfig = field(default_factory=MAMLVPGConfig)
+    maml_ppo: MAMLPPOConfig = field(default_factory=MAMLPPOConfig)
+    promp: ProMPConfig = field(default_factory=ProMPConfig)
+    meta_sgd: MetaSGDConfig = field(default_factory=MetaSGDConfig)
     rl2: RL2Config = field(default_factory=RL2Config)
     ppo: PPOConfig = field(default_factory=PPOConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     run: RunConfig = field(default_factory=RunConfig)
     evaluate: EvalConfig = field(default_factory=EvalConfig)
+
+    @property
+    def is_maml(self) -> bool:
+        """Whether the algorithm meta-learns an initialisation with MAML's inner loop."""
+        return self.algorithm in MAML_ALGORITHMS
+
+
+MAML_ALGORITHMS = ("maml-trpo", "maml-vpg", "maml-ppo", "promp", "meta-sgd")

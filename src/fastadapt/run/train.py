@@ -19,10 +19,10 @@ import torch
 from fastadapt.envs.base import TaskFamily
 from fastadapt.envs.registry import make_family
 from fastadapt.errors import CheckpointError, NonFiniteError
-from fastadapt.meta.finetune import NoUpdate, pretrainer
-from fastadapt.meta.maml import MAMLTRPO, MAMLConfig, collect_meta_batch
+from fastadapt.meta.maml import MAMLConfig, collect_meta_batch
 from fastadapt.meta.oracle import OracleFamily
 from fastadapt.policies.mlp import Policy, make_policy
+from fastadapt.run.algorithms import OuterAlgorithm, make_algorithm
 from fastadapt.run.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -36,11 +36,14 @@ from fastadapt.run.progress import TrainProgress
 from fastadapt.run.schema import RunConfig, TrainConfig
 from fastadapt.sampling import SeededSampler, make_sampler
 from fastadapt.sampling.base import check_sampler_state
+from fastadapt.sampling.success import SuccessRecorder
 from fastadapt.types import Params
 
 CONFIG_FILE = "config.yaml"
 POLICY_FILE = "policy.safetensors"
 _PARAM_PREFIX = "policy/"
+_OUTER_PREFIX = "outer/"
+_INNER_LR_PREFIX = "inner_lr/"
 
 
 @dataclass
@@ -112,23 +115,38 @@ def load_policy_params(run_dir: Path, experiment: Experiment) -> Params:
 
 def load_params(run_dir: Path, expected: Params) -> Params:
     """Final parameters of a run, checked against (and ordered like) ``expected``."""
-    path = run_dir / POLICY_FILE
-    if path.exists():
-        params, _ = load_tensors(path)
-    else:
-        marker = latest_checkpoint(run_dir / "checkpoints")
-        if marker is None:
-            raise CheckpointError(f"{run_dir} has neither {POLICY_FILE} nor a checkpoint")
-        tensors, _ = load_checkpoint(marker)
-        params = _strip(tensors)
-        path = marker
+    params, path = _final_tensors(run_dir, _PARAM_PREFIX)
     return check_params(params, expected, path)
 
 
-def _strip(tensors: dict[str, torch.Tensor]) -> Params:
+def load_inner_lr(run_dir: Path, expected: Params) -> Params | None:
+    """Meta-SGD's learned per-parameter inner rates of a run (``None`` for other runs)."""
+    rates, path = _final_tensors(run_dir, _INNER_LR_PREFIX)
+    return check_params(rates, expected, path) if rates else None
+
+
+def _final_tensors(run_dir: Path, prefix: str) -> tuple[Params, Path]:
+    """The tensors under ``prefix`` of ``policy.safetensors`` (parameters without a prefix),
+    else of the latest checkpoint."""
+    path = run_dir / POLICY_FILE
+    if path.exists():
+        tensors, _ = load_tensors(path)
+        if prefix == _PARAM_PREFIX:
+            return {k: v for k, v in tensors.items() if "/" not in k}, path
+        return _strip(tensors, prefix), path
+    marker = latest_checkpoint(run_dir / "checkpoints")
+    if marker is None:
+        raise CheckpointError(f"{run_dir} has neither {POLICY_FILE} nor a checkpoint")
+    tensors, _ = load_checkpoint(marker)
+    if prefix == _INNER_LR_PREFIX:
+        prefix = _OUTER_PREFIX + prefix
+    return _strip(tensors, prefix), marker
+
+
+def _strip(tensors: dict[str, torch.Tensor], prefix: str = _PARAM_PREFIX) -> Params:
     # clone: own, writable storage rather than views into the file's buffer
-    n = len(_PARAM_PREFIX)
-    return {k[n:]: v.clone() for k, v in tensors.items() if k.startswith(_PARAM_PREFIX)}
+    n = len(prefix)
+    return {k[n:]: v.clone() for k, v in tensors.items() if k.startswith(prefix)}
 
 
 class _State:
@@ -143,9 +161,11 @@ class _State:
         self.sampler_state: dict[str, int] = {"seed": seed, "calls": 0}
         """The sampler's random state (its seed and call counter; the same for every kind)."""
 
-    def save(self, run_dir: Path, keep_last: int, sampler: SeededSampler) -> Path:
+    def save(self, run_dir: Path, keep_last: int, sampler: SeededSampler,
+             algorithm: OuterAlgorithm) -> Path:
         self.sampler_state = sampler.state_dict()
         tensors = {_PARAM_PREFIX + n: p for n, p in self.theta.items()}
+        tensors.update({_OUTER_PREFIX + n: t for n, t in algorithm.state_dict().items()})
         meta = {
             "env_steps": self.env_steps,
             "task_rng": self.task_rng.bit_generator.state,
@@ -153,7 +173,7 @@ class _State:
         }
         return save_checkpoint(run_dir / "checkpoints", self.iteration, tensors, meta, keep_last)
 
-    def restore(self, marker: Path, experiment: Experiment) -> None:
+    def restore(self, marker: Path, experiment: Experiment, algorithm: OuterAlgorithm) -> None:
         tensors, meta = load_checkpoint(marker)
         params = check_params(_strip(tensors), experiment.initial_params(), marker)
         if "sampler" not in meta and "env_rng" in meta:
@@ -165,6 +185,7 @@ class _State:
             self.task_rng.bit_generator.state = meta["task_rng"]
             self.sampler_state = check_sampler_state(meta["sampler"])
             self.iteration, self.env_steps = int(meta["iteration"]), int(meta["env_steps"])
+            algorithm.load_state_dict(_strip(tensors, _OUTER_PREFIX))
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
             raise CheckpointError(f"{marker} is incomplete or corrupt: {err}") from err
         self.theta = params
@@ -183,13 +204,14 @@ def _prepare_run_dir(config: TrainConfig, run_dir: Path) -> None:
     save_config(config, run_dir / CONFIG_FILE)
 
 
-def _resume(state: _State, experiment: Experiment, run_dir: Path) -> None:
+def _resume(state: _State, experiment: Experiment, run_dir: Path, algorithm: OuterAlgorithm
+            ) -> None:
     """Restore the latest checkpoint; only then rewrite the config and the metrics file, so a
     refused resume (corrupt checkpoint, other architecture) leaves the run as it was."""
     checkpoints = run_dir / "checkpoints"
     marker = latest_checkpoint(checkpoints)
     if marker is not None:
-        state.restore(marker, experiment)
+        state.restore(marker, experiment, algorithm)
     elif checkpoints.is_dir() and any(checkpoints.glob("iter_*.json")):
         raise CheckpointError(
             f"no loadable checkpoint in {checkpoints}: every iter_*.json is corrupt "
@@ -220,11 +242,9 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, show_progres
     if not resume:
         _prepare_run_dir(config, run_dir)
     state = _State(experiment)
+    algorithm = make_algorithm(config, experiment.policy, state.theta)
     if resume:
-        _resume(state, experiment, run_dir)
-    algorithm = (MAMLTRPO(experiment.policy, config.maml, config.trpo)
-                 if config.algorithm == "maml-trpo"
-                 else pretrainer(config.algorithm, experiment.policy, config.finetune, config.trpo))
+        _resume(state, experiment, run_dir, algorithm)
     run = config.run
     with make_sampler(
         run.sampler, experiment.family, experiment.policy, experiment.horizon, run.seed,
@@ -234,30 +254,37 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, show_progres
     ) as progress:
         sampler.load_state_dict(state.sampler_state)
         _loop(experiment, algorithm, state, sampler, run_dir, logger, progress)
-    save_tensors(run_dir / POLICY_FILE, state.theta, {"iteration": str(state.iteration)})
+    final = dict(state.theta)
+    inner_lr = algorithm.inner_lr()
+    if isinstance(inner_lr, dict):  # Meta-SGD: the learned rates belong to the result
+        final.update({_INNER_LR_PREFIX + n: lr for n, lr in inner_lr.items()})
+    save_tensors(run_dir / POLICY_FILE, final, {"iteration": str(state.iteration)})
     return run_dir / POLICY_FILE
 
 
 def sampling_config(config: TrainConfig) -> MAMLConfig:
     """How episodes are sampled and adapted: ``maml:`` for MAML, ``finetune:`` for the
     transfer baselines (their fine-tuning is MAML's inner step, first-order)."""
-    return config.maml if config.algorithm == "maml-trpo" else config.finetune.adaptation_config()
+    return config.maml if config.is_maml else config.finetune.adaptation_config()
 
 
-def _loop(experiment: Experiment, algorithm: MAMLTRPO | NoUpdate, state: _State,
+def _loop(experiment: Experiment, algorithm: OuterAlgorithm, state: _State,
           sampler: SeededSampler, run_dir: Path, logger: MetricsLogger, progress: TrainProgress
           ) -> None:
     config = experiment.config
     sampling = sampling_config(config)
-    inner_steps = None if config.algorithm == "maml-trpo" else 0  # pretraining: no adaptation
+    inner_steps = None if config.is_maml else 0  # pretraining: no adaptation
     nonfinite_streak = 0
     while state.iteration < config.run.iterations:
         start = time.perf_counter()
         tasks = experiment.family.sample_tasks(state.task_rng, sampling.meta_batch_size)
+        recorder = SuccessRecorder(sampler)  # success rates of families that report them
         meta_batch = collect_meta_batch(
-            sampler, experiment.policy, state.theta, tasks, sampling, inner_steps
+            recorder, experiment.policy, state.theta, tasks, sampling, inner_steps,
+            algorithm.inner_lr(),
         )
         state.theta, metrics = algorithm.step(state.theta, meta_batch)
+        metrics = {**metrics, **recorder.before_after()}
         seconds = time.perf_counter() - start
         state.iteration += 1
         state.env_steps += meta_batch.env_steps
@@ -265,7 +292,8 @@ def _loop(experiment: Experiment, algorithm: MAMLTRPO | NoUpdate, state: _State,
                                   meta_batch.env_steps, meta_batch.returns, metrics)
         nonfinite_streak = log_and_checkpoint(
             config.run, record, nonfinite_streak,
-            lambda: state.save(run_dir, config.run.keep_checkpoints, sampler), logger, progress,
+            lambda: state.save(run_dir, config.run.keep_checkpoints, sampler, algorithm), logger,
+            progress,
         )
 
 

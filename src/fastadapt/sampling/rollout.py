@@ -110,7 +110,8 @@ def rollout(
 
     Returns:
         :class:`Trajectories` ``[T, E, H, ...]``; steps after an episode terminated are masked
-        out (their rewards are zero).
+        out (their rewards are zero). ``successes`` is filled when the family's batched env
+        reports :attr:`~fastadapt.envs.base.BatchedEnv.success`, else ``None``.
     """
     num_tasks, episodes = len(tasks), episodes_per_task
     indices = range(first_task, first_task + num_tasks)
@@ -123,6 +124,7 @@ def rollout(
     observations = torch.zeros(*shape, obs.shape[-1])
     rewards = torch.zeros(shape)
     masks = torch.zeros(shape)
+    successes = torch.zeros(shape) if env.success is not None else None
     alive = torch.ones(num_tasks, episodes)
     actions_t: list[Tensor] = []
     for t in range(horizon):
@@ -131,7 +133,9 @@ def rollout(
         observations[:, :, t] = obs
         rewards[:, :, t] = torch.from_numpy(reward.astype(np.float32)) * alive
         masks[:, :, t] = alive
+        if successes is not None and env.success is not None:
+            successes[:, :, t] = torch.from_numpy(env.success).float() * alive
         actions_t.append(actions)
         alive = alive * torch.from_numpy(~terminated).float()
         obs = torch.from_numpy(next_obs)
-    return Trajectories(observations, torch.stack(actions_t, dim=2), rewards, masks)
+    return Trajectories(observations, torch.stack(actions_t, dim=2), rewards, masks, successes)

@@ -25,8 +25,9 @@ from fastadapt.sampling.base import SeededSampler
 from fastadapt.sampling.rollout import rollout
 from fastadapt.types import Params, Trajectories
 
-ArrayTrajectories = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
-"""``(observations, actions, rewards, masks)`` of :class:`Trajectories` as numpy arrays."""
+ArrayTrajectories = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]
+"""``(observations, actions, rewards, masks, successes)`` of :class:`Trajectories` as numpy
+arrays (``successes`` is ``None`` for families that report no success)."""
 
 PackedParams = dict[str, tuple[bool, np.ndarray]]
 """Parameters by name as ``(shared, array)``: ``shared`` arrays hold one copy without the
@@ -94,14 +95,19 @@ def run_item(family: TaskFamily[Any], policy: Policy, horizon: int, item: WorkIt
         family, policy, horizon, params, item.tasks, item.episodes_per_task,
         item.seed, item.call, item.first_task,
     )
-    obs, actions, rewards, masks = (x.numpy() for x in result)
-    return obs, actions, rewards, masks
+    obs, actions, rewards, masks = (x.numpy() for x in result[:4])
+    successes = None if result.successes is None else result.successes.numpy()
+    return obs, actions, rewards, masks, successes
 
 
 def merge(chunks: list[ArrayTrajectories]) -> Trajectories:
     """Concatenate the chunks' episodes along the task axis, in chunk order."""
-    fields = [torch.from_numpy(np.concatenate(parts)) for parts in zip(*chunks, strict=True)]
-    return Trajectories(*fields)
+    def cat(arrays: tuple[Any, ...]) -> torch.Tensor:
+        return torch.from_numpy(np.concatenate(arrays))
+
+    obs, actions, rewards, masks, successes = zip(*chunks, strict=True)
+    return Trajectories(cat(obs), cat(actions), cat(rewards), cat(masks),
+                        None if successes[0] is None else cat(successes))
 
 
 def first_line(error: BaseException) -> str:

@@ -1,0 +1,48 @@
+"""Success rates of the batches a sampler returns, recorded on the way through.
+
+Families that report success (Meta-World) fill ``Trajectories.successes``; training and
+evaluation read their per-task success rates through :class:`SuccessRecorder`, which wraps any
+sampler and passes every ``sample`` call through unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from torch import Tensor
+
+from fastadapt.types import Params, Trajectories
+
+
+class _Samples(Protocol):
+    def sample(self, params: Params, tasks: list[Any], episodes_per_task: int
+               ) -> Trajectories: ...
+
+
+class SuccessRecorder:
+    """A sampler that remembers the per-task success rate of every batch it returned.
+
+    Args:
+        sampler: the sampler to wrap.
+    """
+
+    def __init__(self, sampler: _Samples) -> None:
+        self.sampler = sampler
+        self.task_rates: list[Tensor] = []
+        """One ``[T]`` tensor per ``sample`` call (in call order) whose batch carried
+        successes: the fraction of each task's episodes that succeeded."""
+
+    def sample(self, params: Params, tasks: list[Any], episodes_per_task: int) -> Trajectories:
+        """``sampler.sample(...)``, recording the batch's success rates when it has them."""
+        trajectories = self.sampler.sample(params, tasks, episodes_per_task)
+        if trajectories.successes is not None:
+            self.task_rates.append(trajectories.episode_successes().mean(dim=1))
+        return trajectories
+
+    def before_after(self) -> dict[str, float]:
+        """``success_rate_before`` / ``success_rate_after``: mean over tasks of the first and
+        the last recorded batch (before and after adaptation); empty without successes."""
+        if not self.task_rates:
+            return {}
+        return {"success_rate_before": float(self.task_rates[0].mean()),
+                "success_rate_after": float(self.task_rates[-1].mean())}
