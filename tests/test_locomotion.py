@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import re
 import warnings
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
+from fastadapt.cli import main
 from fastadapt.envs.locomotion import (
     AntDir,
     AntGoal,
@@ -20,8 +23,12 @@ from fastadapt.envs.locomotion import (
     HalfCheetahVel,
     VelocityTask,
 )
-from fastadapt.envs.mujoco_batched import load_model
+from fastadapt.envs.mujoco_batched import BatchedMujoco, load_model
 from fastadapt.errors import ConfigError, TaskError
+from fastadapt.meta.adapt import expand_to_tasks
+from fastadapt.policies.mlp import GaussianMLPPolicy
+from fastadapt.sampling.success import SuccessRecorder
+from fastadapt.sampling.vector import VectorSampler
 
 pytest.importorskip("mujoco")
 
@@ -137,3 +144,44 @@ def test_gym_env_flags_a_physics_blow_up_in_info() -> None:
     env._batched.datas[0].qvel[:] = np.nan  # type: ignore[attr-defined]
     _, reward, terminated, _, info = env.step(zero)
     assert info == {"physics_unstable": True} and terminated and reward == 0.0
+
+
+class _BlowUpCheetah(HalfCheetahVel):
+    """HalfCheetahVel whose episode 1 of every task blows up at its fourth step."""
+
+    def make_batched(self, tasks: list[VelocityTask], episodes_per_task: int,
+                     rngs: object) -> BatchedMujoco:
+        env = super().make_batched(tasks, episodes_per_task, rngs)
+        step, calls = env.step, [0]
+
+        def poisoned(actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            calls[0] += 1
+            if calls[0] == 4:
+                for i in range(len(tasks)):
+                    env.datas[i * episodes_per_task + 1].qvel[:] = np.nan
+            return step(actions)
+
+        env.step = poisoned  # type: ignore[method-assign]
+        return env
+
+
+def test_blow_ups_reach_the_trajectories_and_the_training_metrics(tmp_path: Path) -> None:
+    family = _BlowUpCheetah()
+    policy = GaussianMLPPolicy(17, 6, (8,))
+    params = expand_to_tasks({n: p.detach() for n, p in policy.named_parameters()}, 2)
+    tasks = [VelocityTask(0.5), VelocityTask(1.5)]
+    with VectorSampler(family, policy, horizon=8, seed=0) as sampler:
+        recorder = SuccessRecorder(sampler)
+        trajectories = recorder.sample(params, tasks, 3)
+    assert trajectories.unstable is not None
+    assert trajectories.unstable.tolist() == [[0.0, 1.0, 0.0], [0.0, 1.0, 0.0]]
+    assert trajectories.masks[:, 1].sum(-1).tolist() == [4.0, 4.0]  # ended at its 4th step
+    assert recorder.before_after() == {"unstable_episodes": 2.0}
+
+    run = tmp_path / "run"
+    assert main(["train", "configs/maml-trpo/halfcheetah-vel.yaml", "--run-dir", str(run),
+                 "--iterations", "1", "--quiet", "--set=maml.meta_batch_size=2",
+                 "--set=maml.episodes_per_task=2", "--set=env.horizon=5",
+                 "--set=policy.hidden_sizes=[8]", "--set=run.tensorboard=false"]) == 0
+    record = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
+    assert record["unstable_episodes"] == 0.0  # healthy physics: counted, none found

@@ -36,6 +36,9 @@ class Trajectories(NamedTuple):
     rewards: Tensor
     masks: Tensor
     successes: Tensor | None = None
+    unstable: Tensor | None = None
+    """``[T, E]`` float, 1.0 for episodes ended by a physics blow-up (MuJoCo families,
+    :attr:`~fastadapt.envs.base.BatchedEnv.unstable`); ``None`` for families without physics."""
 
     @property
     def num_env_steps(self) -> int:

@@ -138,4 +138,6 @@ def rollout(
         actions_t.append(actions)
         alive = alive * torch.from_numpy(~terminated).float()
         obs = torch.from_numpy(next_obs)
-    return Trajectories(observations, torch.stack(actions_t, dim=2), rewards, masks, successes)
+    unstable = None if env.unstable is None else torch.from_numpy(env.unstable.copy()).float()
+    return Trajectories(observations, torch.stack(actions_t, dim=2), rewards, masks, successes,
+                        unstable)

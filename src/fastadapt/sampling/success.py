@@ -31,18 +31,27 @@ class SuccessRecorder:
         self.task_rates: list[Tensor] = []
         """One ``[T]`` tensor per ``sample`` call (in call order) whose batch carried
         successes: the fraction of each task's episodes that succeeded."""
+        self.unstable_episodes: int | None = None
+        """Episodes ended by a physics blow-up over all calls (``None``: no physics)."""
 
     def sample(self, params: Params, tasks: list[Any], episodes_per_task: int) -> Trajectories:
         """``sampler.sample(...)``, recording the batch's success rates when it has them."""
         trajectories = self.sampler.sample(params, tasks, episodes_per_task)
         if trajectories.successes is not None:
             self.task_rates.append(trajectories.episode_successes().mean(dim=1))
+        if trajectories.unstable is not None:
+            count = int(trajectories.unstable.sum())
+            self.unstable_episodes = (self.unstable_episodes or 0) + count
         return trajectories
 
     def before_after(self) -> dict[str, float]:
         """``success_rate_before`` / ``success_rate_after``: mean over tasks of the first and
-        the last recorded batch (before and after adaptation); empty without successes."""
-        if not self.task_rates:
-            return {}
-        return {"success_rate_before": float(self.task_rates[0].mean()),
-                "success_rate_after": float(self.task_rates[-1].mean())}
+        the last recorded batch (before and after adaptation), for families with success;
+        ``unstable_episodes`` (physics blow-ups in all batches), for MuJoCo families."""
+        metrics: dict[str, float] = {}
+        if self.task_rates:
+            metrics.update(success_rate_before=float(self.task_rates[0].mean()),
+                           success_rate_after=float(self.task_rates[-1].mean()))
+        if self.unstable_episodes is not None:
+            metrics["unstable_episodes"] = float(self.unstable_episodes)
+        return metrics

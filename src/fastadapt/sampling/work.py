@@ -25,9 +25,10 @@ from fastadapt.sampling.base import SeededSampler
 from fastadapt.sampling.rollout import rollout
 from fastadapt.types import Params, Trajectories
 
-ArrayTrajectories = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]
-"""``(observations, actions, rewards, masks, successes)`` of :class:`Trajectories` as numpy
-arrays (``successes`` is ``None`` for families that report no success)."""
+ArrayTrajectories = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None,
+                          np.ndarray | None]
+"""``(observations, actions, rewards, masks, successes, unstable)`` of :class:`Trajectories`
+as numpy arrays (the last two ``None`` for families that report no success / no physics)."""
 
 PackedParams = dict[str, tuple[bool, np.ndarray]]
 """Parameters by name as ``(shared, array)``: ``shared`` arrays hold one copy without the
@@ -97,7 +98,8 @@ def run_item(family: TaskFamily[Any], policy: Policy, horizon: int, item: WorkIt
     )
     obs, actions, rewards, masks = (x.numpy() for x in result[:4])
     successes = None if result.successes is None else result.successes.numpy()
-    return obs, actions, rewards, masks, successes
+    unstable = None if result.unstable is None else result.unstable.numpy()
+    return obs, actions, rewards, masks, successes, unstable
 
 
 def merge(chunks: list[ArrayTrajectories]) -> Trajectories:
@@ -105,9 +107,10 @@ def merge(chunks: list[ArrayTrajectories]) -> Trajectories:
     def cat(arrays: tuple[Any, ...]) -> torch.Tensor:
         return torch.from_numpy(np.concatenate(arrays))
 
-    obs, actions, rewards, masks, successes = zip(*chunks, strict=True)
+    obs, actions, rewards, masks, successes, unstable = zip(*chunks, strict=True)
     return Trajectories(cat(obs), cat(actions), cat(rewards), cat(masks),
-                        None if successes[0] is None else cat(successes))
+                        None if successes[0] is None else cat(successes),
+                        None if unstable[0] is None else cat(unstable))
 
 
 def first_line(error: BaseException) -> str:
