@@ -69,6 +69,41 @@ def test_train_evaluate_plot_end_to_end(tmp_path: Path, capsys: pytest.CaptureFi
     assert "Navigation2D" in capsys.readouterr().out
 
 
+def test_eval_episodes_sample_only_the_adapted_policy_more_or_less(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fastadapt.sampling.vector import VectorSampler
+    from fastadapt.types import Trajectories
+
+    run = tmp_path / "run"
+    assert _train(run, "--iterations", "1") == 0
+    shapes: list[tuple[int, int]] = []  # (tasks, episodes) of every evaluation batch
+    sample = VectorSampler.sample
+
+    def recording(self: VectorSampler, params: Any, tasks: list[Any], episodes: int
+                  ) -> Trajectories:
+        trajectories = sample(self, params, tasks, episodes)
+        shapes.append((trajectories.masks.shape[0], trajectories.masks.shape[1]))
+        return trajectories
+
+    monkeypatch.setattr(VectorSampler, "sample", recording)
+    evaluate = ["evaluate", str(run), "--tasks", "2", "--adaptation-steps", "2",
+                "--episodes", "3"]
+    assert main([*evaluate, "--eval-episodes", "5"]) == 0
+    assert shapes == [(2, 3), (2, 3), (2, 5)]  # two inner steps on 3, then 5 adapted episodes
+    result = json.loads((run / "evaluation.json").read_text())
+    assert result["episodes_per_task"] == result["episodes_per_step"] == 3
+    assert result["eval_episodes_per_task"] == 5
+    assert np.array(result["per_task_returns"]).shape == (2, 3)
+    assert "3 episodes per step, 5 after" in capsys.readouterr().out
+    shapes.clear()
+    assert main(evaluate) == 0  # the default: as many as --episodes
+    assert shapes == [(2, 3)] * 3
+    assert json.loads((run / "evaluation.json").read_text())["eval_episodes_per_task"] == 3
+    assert main([*evaluate, "--eval-episodes", "0"]) == 2
+    assert "eval episodes must be >= 1, got 0" in _error(capsys)
+
+
 def test_resume_is_bit_identical(tmp_path: Path) -> None:
     assert _train(tmp_path / "straight", "--iterations", "3") == 0
     assert _train(tmp_path / "resumed", "--iterations", "2") == 0

@@ -34,6 +34,21 @@ def test_trajectories_episode_successes_any_step_inside_the_episode() -> None:
         Trajectories(zeros[..., None], zeros[..., None], zeros, masks).episode_successes()
 
 
+def test_trials_episode_successes_any_step_inside_each_episode() -> None:
+    from fastadapt.meta.rl2_sampling import Trials
+
+    # one task, one trial of 2 episodes x 3 steps
+    successes = torch.tensor([[[0.0, 1.0, 0.0, 0.0, 0.0, 1.0]]])
+    masks = torch.tensor([[[1.0, 1.0, 1.0, 1.0, 1.0, 0.0]]])
+    zeros = torch.zeros(1, 1, 6)
+    trials = Trials(zeros[..., None], zeros[..., None], zeros, masks, zeros, zeros,
+                    zeros[..., None], successes)
+    # episode 2 succeeds only after it ended: not a success
+    assert trials.episode_successes(2).tolist() == [[[1.0, 0.0]]]
+    with pytest.raises(ValueError, match="no successes"):
+        trials._replace(successes=None).episode_successes(2)
+
+
 def test_uninstalled_metaworld_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(registry, "metaworld_installed", lambda: False)
     with pytest.raises(UnknownEnvError, match=r"pip install 'fastadapt\[metaworld\]'"):
@@ -172,7 +187,7 @@ def test_sampling_is_deterministic_and_records_successes(reach: Any) -> None:
                 batches.append(sampler.sample(params, tasks, 2))
     for batch in batches[1:]:
         for field, a, b in zip(Trajectories._fields, batches[0], batch, strict=True):
-            assert a is not None and b is not None and torch.equal(a, b), field
+            assert (a is None and b is None) or torch.equal(a, b), field
     assert batches[0].successes is not None and batches[0].successes.shape == (2, 2, 15)
 
 
@@ -196,7 +211,7 @@ def test_worker_chunks_carry_successes_and_merge_to_the_vector_batch(reach: Any)
         for c in chunks
     ])
     for field, a, b in zip(Trajectories._fields, expected, merged, strict=True):
-        assert a is not None and b is not None and torch.equal(a, b), field
+        assert (a is None and b is None) or torch.equal(a, b), field
 
 
 @needs_metaworld
@@ -265,6 +280,14 @@ def test_rl2_on_ml1_end_to_end(tmp_path: Path) -> None:
             "--set", "run.tensorboard=false", "--iterations", "1", "--quiet"]
     assert main(["train", "configs/rl2/metaworld-ml1-reach.yaml", "--run-dir", str(run),
                  *tiny]) == 0
+    record = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert 0.0 <= record["success_rate_before"] <= 1.0
+    assert 0.0 <= record["success_rate_after"] <= 1.0
     assert main(["evaluate", str(run), "--tasks", "2", "--episodes", "1"]) == 0
     result = json.loads((run / "evaluation.json").read_text())
     assert len(result["returns_mean"]) == 2 and np.isfinite(result["returns_mean"]).all()
+    # by episode of the trial, like returns_mean (2 episodes per trial in this config)
+    assert len(result["success_rate_mean"]) == len(result["success_rate_ci95"]) == 2
+    assert all(0.0 <= rate <= 1.0 for rate in result["success_rate_mean"])
+    assert all(ci >= 0.0 for ci in result["success_rate_ci95"])
+    assert np.array(result["per_task_success_rates"]).shape == (2, 2)

@@ -196,6 +196,10 @@ def test_rl2_cli_train_evaluate_and_bit_identical_resume(tmp_path: Path) -> None
     assert result["adaptation_steps"] == 1 and len(result["returns_mean"]) == 2
     assert np.array(result["per_task_returns"]).shape == (3, 2)
     assert len(result["trajectories"]) == 3
+    # Navigation2D reports no success: neither training nor evaluation gains success keys
+    assert not any(key.startswith("success") for key in [*result, *records[0]])
+    # an RL² trial has no separately sampled adapted policy: --eval-episodes is refused
+    assert main(["evaluate", str(run), "--eval-episodes", "3"]) == 2
     assert main(["plot", str(run)]) == 0
 
 

@@ -51,15 +51,18 @@ def _evaluate(args: argparse.Namespace) -> None:
     from fastadapt.evaluate import evaluate_run
 
     path = evaluate_run(
-        Path(args.run_dir), args.tasks, args.adaptation_steps, args.episodes, args.seed
+        Path(args.run_dir), args.tasks, args.adaptation_steps, args.episodes, args.seed,
+        args.eval_episodes,
     )
     import json
 
     result = json.loads(path.read_text())
     rl2 = result.get("algorithm") == "rl2"
     unit = "trials per task" if rl2 else "episodes per step"
+    eval_episodes = result.get("eval_episodes_per_task", result["episodes_per_task"])
+    last = "" if eval_episodes == result["episodes_per_task"] else f", {eval_episodes} after"
     print(f"meta-test on {result['num_tasks']} held-out tasks of {result['env']} "
-          f"({result['episodes_per_task']} {unit})")
+          f"({result['episodes_per_task']} {unit}{last})")
     for k, (mean, ci) in enumerate(zip(result["returns_mean"], result["returns_ci95"],
                                        strict=True)):
         point = f"episode {k + 1} of the trial" if rl2 else f"after {k} step{'s' * (k != 1)}"
@@ -127,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tasks", type=int, help="held-out tasks (default: config, 40)")
     p.add_argument("--adaptation-steps", type=int, help="inner steps K (returns after 0..K)")
     p.add_argument("--episodes", type=int, help="episodes per task and step")
+    p.add_argument("--eval-episodes", type=int,
+                   help="episodes per task sampled with the finally adapted policy (default: "
+                        "--episodes; Meta-World's protocol: 3 after 10-episode steps)")
     p.add_argument("--seed", type=int, default=0, help="seed of the evaluation rollouts")
     p.set_defaults(func=_evaluate)
 

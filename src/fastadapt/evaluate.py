@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from fastadapt.errors import ConfigError
 from fastadapt.meta.maml import MetaBatch, collect_meta_batch
 from fastadapt.run.train import (
     Experiment,
@@ -49,22 +50,28 @@ def meta_test(
     episodes_per_task: int,
     seed: int,
     inner_lr: float | Params | None = None,
+    eval_episodes_per_task: int | None = None,
 ) -> dict[str, Any]:
     """Adaptation curve of ``theta`` on ``num_tasks`` held-out tasks.
 
     Args:
         inner_lr: the inner step size(s); ``None`` takes the config's (Meta-SGD passes its
             learned per-parameter rates).
+        eval_episodes_per_task: episodes per task sampled with the finally adapted policy
+            (the last point of the curve); ``None`` takes ``episodes_per_task``.
 
     Returns:
         A JSON-serialisable dict with ``num_tasks``, ``adaptation_steps``,
-        ``episodes_per_task``, ``returns_mean`` and ``returns_ci95`` (``K + 1`` entries),
+        ``episodes_per_task``, ``eval_episodes_per_task``, ``returns_mean`` and
+        ``returns_ci95`` (``K + 1`` entries),
         ``per_task_returns`` (``N x (K + 1)``), the tasks, for 2D navigation example
         trajectories before and after adaptation, and for families that report success
         ``success_rate_mean``, ``success_rate_ci95`` and ``per_task_success_rates``.
     """
     family = experiment.family
     tasks = family.test_tasks(num_tasks)
+    eval_episodes = (episodes_per_task if eval_episodes_per_task is None
+                     else eval_episodes_per_task)
     maml = replace(
         sampling_config(experiment.config), meta_batch_size=num_tasks,
         episodes_per_task=episodes_per_task,
@@ -72,7 +79,8 @@ def meta_test(
     with VectorSampler(family, experiment.policy, experiment.horizon, seed) as sampler:
         recorder = SuccessRecorder(sampler)
         meta_batch = collect_meta_batch(
-            recorder, experiment.policy, theta, tasks, maml, adaptation_steps, inner_lr
+            recorder, experiment.policy, theta, tasks, maml, adaptation_steps, inner_lr,
+            eval_episodes,
         )
     per_task = torch.stack(meta_batch.task_returns, dim=1).double()  # [N, K + 1]
     result: dict[str, Any] = {
@@ -80,6 +88,7 @@ def meta_test(
         "num_tasks": num_tasks,
         "adaptation_steps": adaptation_steps,
         "episodes_per_task": episodes_per_task,
+        "eval_episodes_per_task": eval_episodes,
         "episodes_per_step": episodes_per_task,
         "seed": seed,
         **summarize_returns(per_task),
@@ -135,18 +144,25 @@ def evaluate_run(
     adaptation_steps: int | None = None,
     episodes_per_task: int | None = None,
     seed: int = 0,
+    eval_episodes_per_task: int | None = None,
 ) -> Path:
     """Meta-test a run's final parameters; writes and returns ``run_dir/evaluation.json``.
 
     Unset arguments take the run config's ``evaluate`` section (RL²: ``adaptation_steps``
     defaults to ``rl2.episodes_per_trial - 1``, see :func:`~fastadapt.run.rl2_runner.
-    evaluate_rl2`). The result also records the run's ``algorithm``.
+    evaluate_rl2`); ``eval_episodes_per_task`` (episodes sampled with the finally adapted
+    policy) defaults to the episodes per step. The result also records the run's ``algorithm``.
+
+    Raises:
+        ConfigError: ``eval_episodes_per_task`` is below 1, or given for an RL² run (whose
+            trials have no separately sampled adapted policy).
     """
     config = load_run_config(run_dir)
     torch.set_num_threads(config.run.num_threads)
     defaults = config.evaluate
     tasks = num_tasks or defaults.num_tasks
     episodes = episodes_per_task or defaults.episodes_per_task
+    _check_eval_episodes(eval_episodes_per_task, config.algorithm)
     if config.algorithm == "rl2":
         from fastadapt.run.rl2_runner import evaluate_rl2
 
@@ -156,10 +172,22 @@ def evaluate_run(
         theta = load_policy_params(run_dir, experiment)
         steps = defaults.adaptation_steps if adaptation_steps is None else adaptation_steps
         inner_lr = load_inner_lr(run_dir, experiment.initial_params())
-        result = meta_test(experiment, theta, tasks, steps, episodes, seed, inner_lr)
+        result = meta_test(experiment, theta, tasks, steps, episodes, seed, inner_lr,
+                           eval_episodes_per_task)
     result = {"algorithm": config.algorithm, **result}
     path = run_dir / EVALUATION_FILE
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(result, indent=1))
     tmp.replace(path)
     return path
+
+
+def _check_eval_episodes(eval_episodes_per_task: int | None, algorithm: str) -> None:
+    """Refuse an evaluation-episode count below 1, or any for RL² (see :func:`evaluate_run`)."""
+    if eval_episodes_per_task is None:
+        return
+    if eval_episodes_per_task < 1:
+        raise ConfigError(f"eval episodes must be >= 1, got {eval_episodes_per_task}")
+    if algorithm == "rl2":
+        raise ConfigError("--eval-episodes applies to gradient-adapted runs; an RL² trial "
+                          "adapts within its episodes (use --adaptation-steps and --episodes)")

@@ -111,21 +111,28 @@ def collect_meta_batch(
     config: MAMLConfig,
     adaptation_steps: int | None = None,
     inner_lr: float | Params | None = None,
+    valid_episodes_per_task: int | None = None,
 ) -> MetaBatch:
     """Sample the inner-step batches and the validation batch of ``tasks`` (no graph kept).
 
     Args:
         adaptation_steps: overrides ``config.adaptation_steps`` (evaluation uses more).
         inner_lr: overrides ``config.inner_lr`` (Meta-SGD's learned per-parameter rates).
+        valid_episodes_per_task: episodes per task of the validation batch (sampled with the
+            finally adapted policy); ``None`` takes ``config.episodes_per_task`` like the
+            inner-step batches. Meta-World's protocol evaluates 3 episodes after adapting on 10.
     """
     steps = config.adaptation_steps if adaptation_steps is None else adaptation_steps
     lr = config.inner_lr if inner_lr is None else inner_lr
+    valid_episodes = (config.episodes_per_task if valid_episodes_per_task is None
+                      else valid_episodes_per_task)
     params = expand_to_tasks(theta, len(tasks))
     batches: list[Batch] = []
     task_returns: list[Tensor] = []
     env_steps = 0
     for k in range(steps + 1):
-        trajectories = sampler.sample(params, tasks, config.episodes_per_task)
+        episodes = valid_episodes if k == steps else config.episodes_per_task
+        trajectories = sampler.sample(params, tasks, episodes)
         env_steps += trajectories.num_env_steps
         task_returns.append(trajectories.episode_returns().mean(dim=1))
         batch = process_trajectories(trajectories, config.gamma, config.gae_lambda)

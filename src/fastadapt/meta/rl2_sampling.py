@@ -33,6 +33,8 @@ class Trials(NamedTuple):
         log_probs: ``log pi(a|h)`` of the sampling parameters ``[T, B, L]``.
         values: ``V(h)`` of the sampling parameters ``[T, B, L]``.
         hidden: GRU state after each step ``[T, B, L, S]``.
+        successes: ``[T, B, L]`` float, 1.0 where the task was solved at that step (0.0 where
+            masked), for families that report success (Meta-World); else ``None``.
     """
 
     inputs: Tensor
@@ -42,14 +44,29 @@ class Trials(NamedTuple):
     log_probs: Tensor
     values: Tensor
     hidden: Tensor
+    successes: Tensor | None = None
+
+    def _by_episode(self, per_step: Tensor, episodes_per_trial: int) -> Tensor:
+        """``[T, B, L]`` masked and viewed as ``[T, B, n, H]``."""
+        num_tasks, num_trials, length = per_step.shape
+        return (per_step * self.masks).view(
+            num_tasks, num_trials, episodes_per_trial, length // episodes_per_trial
+        )
 
     def episode_returns(self, episodes_per_trial: int) -> Tensor:
         """Undiscounted return of each episode of each trial, ``[T, B, n]``."""
-        num_tasks, num_trials, length = self.rewards.shape
-        per_step = (self.rewards * self.masks).view(
-            num_tasks, num_trials, episodes_per_trial, length // episodes_per_trial
-        )
-        return per_step.sum(-1)
+        return self._by_episode(self.rewards, episodes_per_trial).sum(-1)
+
+    def episode_successes(self, episodes_per_trial: int) -> Tensor:
+        """Whether each episode of each trial succeeded (at any of its unmasked steps,
+        Meta-World's definition), ``[T, B, n]`` float 0/1.
+
+        Raises:
+            ValueError: the family does not report success (``successes`` is ``None``).
+        """
+        if self.successes is None:
+            raise ValueError("these trials carry no successes (the family reports none)")
+        return self._by_episode(self.successes, episodes_per_trial).amax(-1)
 
     @property
     def num_env_steps(self) -> int:
@@ -81,7 +98,9 @@ class TrialSampler:
         """Roll out ``trials_per_task`` trials of each task with shared ``params``.
 
         Returns:
-            :class:`Trials` ``[T, B, L, ...]`` with ``B = trials_per_task``.
+            :class:`Trials` ``[T, B, L, ...]`` with ``B = trials_per_task``; ``successes`` is
+            filled when the family's batched env reports
+            :attr:`~fastadapt.envs.base.BatchedEnv.success`, else ``None``.
         """
         policy, horizon = self.policy, self.horizon
         env = self.family.make_batched(tasks, trials_per_task, self.env_rng)
@@ -91,6 +110,7 @@ class TrialSampler:
         prev_actions = torch.zeros(n, policy.action_features)
         prev_rewards, first = torch.zeros(n), torch.zeros(n)
         steps: list[tuple[Tensor, ...]] = []
+        successes: list[Tensor] | None = [] if env.success is not None else None
         for _ in range(self.episodes_per_trial):
             obs = torch.from_numpy(env.reset()).reshape(n, -1)
             alive = torch.ones(n)
@@ -102,6 +122,8 @@ class TrialSampler:
                 env_actions = actions.reshape(*shape, *actions.shape[1:]).numpy()
                 next_obs, reward, terminated = env.step(env_actions)
                 rewards = torch.from_numpy(reward.astype(np.float32)).reshape(n) * alive
+                if successes is not None and env.success is not None:
+                    successes.append(torch.from_numpy(env.success).reshape(n).float() * alive)
                 steps.append((inputs, actions, rewards, alive, policy.log_prob(out, actions),
                               unroll.values[:, 0], hidden))
                 kept = alive[:, None] > 0
@@ -112,7 +134,10 @@ class TrialSampler:
                 obs = torch.from_numpy(next_obs).reshape(n, -1)
             first = torch.ones(n)
         columns = [torch.stack(column, dim=1) for column in zip(*steps, strict=True)]
-        return Trials(*(c.reshape(*shape, *c.shape[1:]) for c in columns))
+        trials = Trials(*(c.reshape(*shape, *c.shape[1:]) for c in columns))
+        if successes is None:
+            return trials
+        return trials._replace(successes=torch.stack(successes, dim=1).reshape(*shape, -1))
 
     def close(self) -> None:
         """Nothing to release; present for the sampler interface."""

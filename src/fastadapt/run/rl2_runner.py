@@ -121,6 +121,15 @@ def mean_episode_returns(trials: Trials, episodes_per_trial: int) -> list[float]
     return [float(r) for r in returns.mean(dim=(0, 1))]
 
 
+def success_before_after(trials: Trials, episodes_per_trial: int) -> dict[str, float]:
+    """``success_rate_before`` / ``success_rate_after``: the fraction of the first and of the
+    last episodes of the trials that succeeded; empty for families without success."""
+    if trials.successes is None:
+        return {}
+    rates = trials.episode_successes(episodes_per_trial).mean(dim=(0, 1))  # [n]
+    return {"success_rate_before": float(rates[0]), "success_rate_after": float(rates[-1])}
+
+
 def train_rl2(config: TrainConfig, run_dir: Path, resume: bool, show_progress: bool) -> Path:
     """Meta-train RL² into ``run_dir`` (see :func:`fastadapt.run.train.train`)."""
     setup = build_rl2(config)
@@ -138,7 +147,8 @@ def train_rl2(config: TrainConfig, run_dir: Path, resume: bool, show_progress: b
             start = time.perf_counter()
             tasks = setup.family.sample_tasks(state.task_rng, rl2.tasks_per_iteration)
             trials = state.sampler.sample(state.algorithm.params, tasks, rl2.trials_per_task)
-            metrics = state.algorithm.step(trials)
+            metrics = {**state.algorithm.step(trials),
+                       **success_before_after(trials, rl2.episodes_per_trial)}
             state.iteration += 1
             state.env_steps += trials.num_env_steps
             record = iteration_record(
@@ -161,12 +171,14 @@ def meta_test_rl2(setup: RL2Setup, params: Params, num_tasks: int, episodes_per_
 
     ``per_task_returns[i][k]`` is the mean over ``trials_per_task`` trials of task ``i`` of the
     return of their ``k``-th episode; ``adaptation_steps = episodes_per_trial - 1`` and every
-    step is one episode of experience (``episodes_per_step = 1``).
+    step is one episode of experience (``episodes_per_step = 1``). Families that report
+    success (Meta-World) add ``success_rate_mean[k]`` / ``success_rate_ci95[k]``: the fraction
+    of the ``k``-th episodes that succeeded, by task, then summarized over tasks.
 
     Returns:
         The dict :func:`fastadapt.evaluate.meta_test` returns, with the same keys.
     """
-    from fastadapt.evaluate import summarize_returns
+    from fastadapt.evaluate import summarize_returns, summarize_successes
 
     family = setup.family
     tasks = family.test_tasks(num_tasks)
@@ -183,6 +195,9 @@ def meta_test_rl2(setup: RL2Setup, params: Params, num_tasks: int, episodes_per_
         **summarize_returns(per_task),
         "tasks": [family.task_to_dict(task) for task in tasks],
     }
+    if trials.successes is not None:  # families that report success (Meta-World)
+        successes = trials.episode_successes(episodes_per_trial).mean(dim=1).double()
+        result.update(summarize_successes(successes))  # [N, K + 1]
     if family.name == "Navigation2D":
         result["trajectories"] = _navigation_trajectories(trials, result["tasks"], setup)
     return result
