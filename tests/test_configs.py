@@ -42,3 +42,16 @@ def test_config_trains_one_tiny_iteration_and_evaluates(tmp_path: Path, config: 
                  "--adaptation-steps", "1"]) == 0
     result = json.loads((run / "evaluation.json").read_text())
     assert result["algorithm"] == load_config(TrainConfig, ROOT / config).algorithm
+
+
+@pytest.mark.parametrize("config", [c for c in CONFIGS if c.startswith("configs/finetune/")])
+def test_oracle_and_random_init_run_on_every_finetune_family(tmp_path: Path, config: str) -> None:
+    """The reference points of every transfer config (the tabular oracle's 560-dim
+    observation once broke the linear baseline's solver: 1,124 features, 10 samples)."""
+    for algorithm in ("oracle", "random-init"):
+        run = tmp_path / algorithm
+        assert main(["train", str(ROOT / config), "--run-dir", str(run), "--iterations", "1",
+                     "--quiet", "--set=env.horizon=5", f"--set=algorithm={algorithm}",
+                     *TINY]) == 0
+        assert main(["evaluate", str(run), "--tasks", "2", "--episodes", "2",
+                     "--adaptation-steps", "1"]) == 0

@@ -79,8 +79,8 @@ def fit_linear_baseline(
 
     Args:
         observations: ``[T, E, H, O]``. returns, masks: ``[T, E, H]``.
-        reg_coeff: Tikhonov regularisation, multiplied by 10 (up to 5 times) while the
-            solution is not finite, as rllab does.
+        reg_coeff: Tikhonov regularisation, multiplied by 10 (up to 4 times) while the
+            factorisation fails or the solution is not finite, as rllab does.
 
     Returns:
         Baseline values ``[T, E, H]`` fitted separately for each task.
@@ -90,12 +90,14 @@ def fit_linear_baseline(
     gram = features.transpose(1, 2) @ features  # [T, F, F]
     rhs = features.transpose(1, 2) @ targets  # [T, F, 1]
     eye = torch.eye(gram.shape[-1], dtype=gram.dtype)
-    weights: Tensor = torch.linalg.solve(gram + reg_coeff * eye, rhs)
-    for _ in range(4):
-        if torch.isfinite(weights).all():
+    # gram + reg I is symmetric positive definite: Cholesky (LU's batched solve trips an MKL
+    # error on some rank-deficient systems, e.g. the oracle's 1,124 features of 10 samples)
+    for _ in range(5):
+        factor, info = torch.linalg.cholesky_ex(gram + reg_coeff * eye)
+        weights: Tensor = torch.cholesky_solve(rhs, factor)
+        if not info.any() and torch.isfinite(weights).all():
             break
         reg_coeff *= 10
-        weights = torch.linalg.solve(gram + reg_coeff * eye, rhs)
     values = (features @ weights).squeeze(-1).reshape(returns.shape)
     return values.to(returns.dtype) * masks
 
