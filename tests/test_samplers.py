@@ -219,8 +219,13 @@ def test_closing_leaves_no_worker_process() -> None:
 
 def test_ctrl_c_during_training_exits_and_leaves_no_process(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
+    # The child takes Ctrl-C as an interactive shell's command does, even when this test runs
+    # in a background job (which starts with SIGINT ignored, inherited across exec).
+    interactive = ("import runpy, signal, sys; signal.signal(signal.SIGINT, "
+                   "signal.default_int_handler); sys.argv[0] = 'fastadapt'; "
+                   "runpy.run_module('fastadapt.cli', run_name='__main__')")
     command = [
-        sys.executable, "-m", "fastadapt.cli", "train", "configs/maml-trpo/2d-navigation.yaml",
+        sys.executable, "-c", interactive, "train", "configs/maml-trpo/2d-navigation.yaml",
         "--run-dir", str(run_dir), "--sampler", "process", "--workers", "2", "--quiet",
         "--iterations", "1000", "--set", "maml.meta_batch_size=4", "--set", "env.horizon=20",
         "--set", "maml.episodes_per_task=4", "--set", "policy.hidden_sizes=[16]",
