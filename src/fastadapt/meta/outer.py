@@ -24,6 +24,7 @@ Objectives are means over each task's unmasked steps, then over tasks.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar, Literal, NamedTuple
 
@@ -111,11 +112,14 @@ class Reference(NamedTuple):
 
     Attributes:
         pre_outputs: per inner step ``k``, ``pi_{phi_old^(k)}`` on that step's episodes.
+        pre_log_probs: per inner step ``k``, ``log pi_{phi_old^(k)}(a|s)`` of its actions
+            ``[T, E, H]`` (the importance weights' denominators).
         post_outputs: ``pi_{phi_old^(K)}`` on the validation episodes.
         post_log_probs: ``log pi_{phi_old^(K)}(a|s)`` of the validation actions ``[T, E, H]``.
     """
 
     pre_outputs: list[Tensor]
+    pre_log_probs: list[Tensor]
     post_outputs: Tensor
     post_log_probs: Tensor
 
@@ -214,12 +218,14 @@ class GradientMAML:
         """The pre- and post-update policies of ``theta`` on ``meta_batch`` (no graph)."""
         with torch.no_grad():
             params = expand_to_tasks(theta, meta_batch.valid.masks.shape[0])
-            pre = []
+            pre, pre_log_probs = [], []
             for batch in meta_batch.train:
                 pre.append(per_task_output(self.policy, params, batch.observations))
+                pre_log_probs.append(self.policy.log_prob(pre[-1], batch.actions))
                 params = adapt(self.policy, params, batch, self.inner_lr(), first_order=True)
             post = per_task_output(self.policy, params, meta_batch.valid.observations)
-        return Reference(pre, post, self.policy.log_prob(post, meta_batch.valid.actions))
+        return Reference(pre, pre_log_probs, post,
+                         self.policy.log_prob(post, meta_batch.valid.actions))
 
     def outer_loss(self, theta: Params, inner_lr: float | Params, meta_batch: MetaBatch,
                    reference: Reference) -> tuple[Tensor, dict[str, Tensor]]:
@@ -239,12 +245,12 @@ class GradientMAML:
         policy, maml = self.policy, self.maml
         params = expand_to_tasks(theta, meta_batch.valid.masks.shape[0])
         pre_log_probs, inner_kls = [], []
-        for batch, old_out in zip(meta_batch.train, reference.pre_outputs, strict=True):
+        for batch, old_out, old_log_probs in zip(meta_batch.train, reference.pre_outputs,
+                                                 reference.pre_log_probs, strict=True):
             if self.promp is not None or self.estimator == "emaml":
                 out = per_task_output(policy, params, batch.observations)
                 pre_log_probs.append(policy.log_prob(out, batch.actions))
                 inner_kls.append(mean_kl(policy, old_out, out, batch.masks))
-            old_log_probs = policy.log_prob(old_out, batch.actions)
             params = adapt(policy, params, batch, inner_lr, maml.first_order, self.estimator,
                            old_log_probs)
         valid = meta_batch.valid
@@ -266,14 +272,12 @@ class GradientMAML:
         return loss, stats
 
     def _clip_and_check(self) -> tuple[bool, float]:
+        """Clip the gradients to ``max_grad_norm`` (if set); returns ``(finite, norm before)``
+        (a non-finite gradient is left for the caller to discard)."""
         leaves = [p for group in self.optimizer.param_groups for p in group["params"]]
-        grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in leaves]
-        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
-        if not torch.isfinite(norm):
-            return False, float(norm)
-        if self.max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(leaves, self.max_grad_norm)
-        return True, float(norm)
+        limit = math.inf if self.max_grad_norm is None else self.max_grad_norm
+        norm = torch.nn.utils.clip_grad_norm_(leaves, limit)  # inf: measures, scales by 1
+        return bool(torch.isfinite(norm)), float(norm)
 
     def step(self, theta: Params, meta_batch: MetaBatch) -> tuple[Params, dict[str, float]]:
         """``epochs`` outer Adam steps from ``theta`` on ``meta_batch``.
