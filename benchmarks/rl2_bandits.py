@@ -1,16 +1,18 @@
-"""RL² on Bernoulli bandits next to UCB1, Thompson sampling and random play.
+"""RL² on Bernoulli bandits next to Gittins indices, UCB1, Thompson sampling and random play.
 
 For each setting (K arms, n pulls per trial; arm means ~ U[0, 1], Duan et al. 2016, §4.1) the
 script trains RL² with ``configs/rl2/bandit-k5.yaml`` (``env.kwargs.num_arms = K``,
 ``rl2.episodes_per_trial = n``; one episode = one pull), evaluates it on the fixed held-out
-bandits (``--trials`` trials per bandit) and runs UCB1 (Auer et al. 2002) and Thompson
-sampling with a Beta(1, 1) prior on the *same* bandits. It prints a markdown table of the
-total reward per trial (mean ± 95% CI over bandits) and the regret ``n * max_a mu_a -
-reward``, then one JSON line.
+bandits (``--trials`` trials per bandit) and runs the finite-horizon Gittins index policy
+(near Bayes-optimal under the uniform prior), UCB1 (Auer et al. 2002) and Thompson sampling
+with a Beta(1, 1) prior on the *same* bandits (:mod:`fastadapt.bandit_baselines`). It prints
+a markdown table of the total reward per trial (mean ± 95% CI over bandits) and the regret
+``n * max_a mu_a - reward``, then one JSON line.
 
-Duan et al. 2016, Table 1 reports the same quantities (plus Gittins indices); their figures
-are not reproduced here because we could not check them against the paper, so the table has
-no "paper" column: compare by hand with Table 1 of arXiv:1611.02779.
+Duan et al. 2016, Table 1 reports the same quantities; their figures are not reproduced here
+because we could not check them against the paper, so the table has no "paper" column: the
+Gittins column is the benchmark's own near-optimal reference (compare by hand with Table 1 of
+arXiv:1611.02779).
 
 Budget (2 cores, ``run.num_threads = 1``): about 0.25 s per iteration at n = 10 and 1.5 s at
 n = 100 (32 bandits x 8 trials per iteration); the defaults take about 15 minutes in all.
@@ -30,55 +32,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fastadapt.bandit_baselines import gittins, gittins_indices, thompson, ucb1
 from fastadapt.evaluate import evaluate_run
 from fastadapt.run.config import load_config
 from fastadapt.run.schema import TrainConfig
 from fastadapt.run.train import train
-
-
-def ucb1(means: np.ndarray, pulls: int, runs: int, rng: np.random.Generator) -> np.ndarray:
-    """Total reward of UCB1 per bandit, averaged over ``runs`` runs: ``means [N, K]`` -> ``[N]``.
-
-    Each arm is pulled once (in order), then ``argmax mean_a + sqrt(2 ln t / n_a)``.
-    """
-    num, arms = means.shape
-    counts = np.zeros((runs, num, arms))
-    sums = np.zeros((runs, num, arms))
-    total = np.zeros((runs, num))
-    for t in range(pulls):
-        if t < arms:
-            choice = np.full((runs, num), t)
-        else:
-            bonus = np.sqrt(2.0 * math.log(t) / counts)
-            choice = np.argmax(sums / counts + bonus, axis=-1)
-        total += _pull(means, choice, counts, sums, rng)
-    result: np.ndarray = total.mean(axis=0)
-    return result
-
-
-def thompson(means: np.ndarray, pulls: int, runs: int, rng: np.random.Generator) -> np.ndarray:
-    """Total reward of Thompson sampling (Beta(1, 1) priors) per bandit, ``[N]``."""
-    num, arms = means.shape
-    counts = np.zeros((runs, num, arms))
-    sums = np.zeros((runs, num, arms))
-    total = np.zeros((runs, num))
-    for _ in range(pulls):
-        choice = np.argmax(rng.beta(1.0 + sums, 1.0 + counts - sums), axis=-1)
-        total += _pull(means, choice, counts, sums, rng)
-    result: np.ndarray = total.mean(axis=0)
-    return result
-
-
-def _pull(means: np.ndarray, choice: np.ndarray, counts: np.ndarray, sums: np.ndarray,
-          rng: np.random.Generator) -> np.ndarray:
-    """Pull ``choice [R, N]``; update the statistics in place; rewards ``[R, N]``."""
-    p = np.take_along_axis(np.broadcast_to(means, counts.shape), choice[..., None], -1)[..., 0]
-    reward = (rng.random(p.shape) < p).astype(np.float64)
-    np.put_along_axis(counts, choice[..., None],
-                      np.take_along_axis(counts, choice[..., None], -1) + 1, -1)
-    np.put_along_axis(sums, choice[..., None],
-                      np.take_along_axis(sums, choice[..., None], -1) + reward[..., None], -1)
-    return reward
 
 
 def _summary(totals: np.ndarray, best: np.ndarray) -> dict[str, float]:
@@ -112,6 +70,8 @@ def run_setting(arms: int, pulls: int, iterations: int, args: argparse.Namespace
         "rl2": _summary(rl2, best),
         "ucb1": _summary(ucb1(means, pulls, args.baseline_runs, rng), best),
         "thompson": _summary(thompson(means, pulls, args.baseline_runs, rng), best),
+        "gittins": _summary(gittins(means, pulls, args.baseline_runs, rng,
+                                    gittins_indices(pulls)), best),
         "random": _summary(pulls * means.mean(axis=1), best),
     }
 
@@ -134,14 +94,15 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     results = []
-    print("| K | n | RL² | UCB1 | Thompson | random | RL² training |")
-    print("|---|---|---|---|---|---|---|")
+    print("| K | n | RL² | Gittins (FH) | UCB1 | Thompson | random | RL² training |")
+    print("|---|---|---|---|---|---|---|---|")
     for setting in args.settings.split(","):
         arms, pulls = (int(x) for x in setting.lower().split("x"))
         iterations = args.iterations_short if pulls <= 10 else args.iterations_long
         budget, scores = run_setting(arms, pulls, iterations, args)
         results.append({**budget, **scores})
-        cells = " | ".join(_cell(scores[name]) for name in ("rl2", "ucb1", "thompson", "random"))
+        names = ("rl2", "gittins", "ucb1", "thompson", "random")
+        cells = " | ".join(_cell(scores[name]) for name in names)
         print(f"| {arms} | {pulls} | {cells} | {iterations} it, {int(budget['env_steps']):,} "
               f"pulls, {budget['train_seconds']} s |", flush=True)
     print(json.dumps({"benchmark": "rl2_bandits", "held_out_bandits": args.tasks,

@@ -1,0 +1,122 @@
+"""Bandit baselines: hand-computed indices, an exact Bayes-optimal reference, and sanity plays."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from functools import cache
+
+import numpy as np
+import pytest
+
+from fastadapt.bandit_baselines import gittins, gittins_indices, thompson, ucb1
+
+
+def _bisect_index(s: int, f: int, r: int) -> float:
+    """The FH-Gittins index by bisection on an independent recursion: a Bayesian player with an
+    unknown arm (s, f) and a known arm paying ``lam`` takes the unknown arm first iff that is
+    optimal (once on the known arm there is nothing left to learn, so it stays there)."""
+
+    def play_first_minus_retire(lam: float) -> float:
+        @cache
+        def value(s: int, f: int, r: int) -> float:  # Bayes-optimal value, r pulls left
+            if r == 0:
+                return 0.0
+            p = (s + 1) / (s + f + 2)
+            play = p * (1 + value(s + 1, f, r - 1)) + (1 - p) * value(s, f + 1, r - 1)
+            return max(lam * r, play)
+
+        p = (s + 1) / (s + f + 2)
+        play = p * (1 + value(s + 1, f, r - 1)) + (1 - p) * value(s, f + 1, r - 1)
+        return play - lam * r
+
+    lo, hi = 0.0, 1.0
+    for _ in range(50):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if play_first_minus_retire(mid) >= 0 else (lo, mid)
+    return lo
+
+
+def test_one_pull_left_index_is_the_posterior_mean() -> None:
+    table = gittins_indices(6)
+    # Beta(1 + s, 1 + f): mean (s + 1) / (s + f + 2)
+    assert table[1, 2, 1] == pytest.approx(3 / 5, abs=1e-12)
+    assert table[1, 0, 0] == pytest.approx(1 / 2, abs=1e-12)
+    assert table[1, 0, 4] == pytest.approx(1 / 6, abs=1e-12)
+
+
+def test_indices_match_a_bisection_on_an_independent_recursion() -> None:
+    table = gittins_indices(8)
+    for s, f, r in [(0, 0, 8), (0, 0, 4), (1, 0, 5), (0, 2, 3), (3, 1, 2), (2, 2, 4)]:
+        assert table[r, s, f] == pytest.approx(_bisect_index(s, f, r), abs=2e-4)
+
+
+def test_indices_add_an_exploration_bonus_that_shrinks_with_the_horizon() -> None:
+    table = gittins_indices(10)
+    mean = 0.5
+    bonuses = [table[r, 0, 0] - mean for r in range(1, 11)]
+    assert bonuses[0] == pytest.approx(0.0, abs=1e-12)
+    assert all(b2 > b1 for b1, b2 in itertools.pairwise(bonuses))
+    assert table[5, 2, 0] > table[5, 1, 0] > table[5, 0, 0] > table[5, 0, 1]  # more wins, higher
+    valid = ~np.isnan(table)
+    assert not valid[3, 4, 4] and valid[2, 4, 4]  # s + f + r <= pulls
+
+
+@pytest.mark.parametrize("arms,pulls", [(2, 6), (3, 4)])
+def test_gittins_policy_is_bayes_optimal_on_small_problems(arms: int, pulls: int) -> None:
+    """Exact expected reward under the uniform prior, by enumerating the beliefs: the index
+    policy equals the Bayes-optimal dynamic programme on these sizes."""
+    table = gittins_indices(pulls)
+
+    def predictive(state: tuple[int, ...], arm: int) -> float:
+        return (state[2 * arm] + 1) / (state[2 * arm] + state[2 * arm + 1] + 2)
+
+    def after(state: tuple[int, ...], arm: int, win: bool) -> tuple[int, ...]:
+        new = list(state)
+        new[2 * arm + (0 if win else 1)] += 1
+        return tuple(new)
+
+    @cache
+    def optimal(state: tuple[int, ...], r: int) -> float:
+        if r == 0:
+            return 0.0
+        return max(_expected(state, arm, r, optimal) for arm in range(arms))
+
+    @cache
+    def index_policy(state: tuple[int, ...], r: int) -> float:
+        if r == 0:
+            return 0.0
+        arm = int(np.argmax([table[r, state[2 * a], state[2 * a + 1]] for a in range(arms)]))
+        return _expected(state, arm, r, index_policy)
+
+    def _expected(state: tuple[int, ...], arm: int, r: int,
+                  value: Callable[[tuple[int, ...], int], float]) -> float:
+        p = predictive(state, arm)
+        win = value(after(state, arm, True), r - 1)
+        loss = value(after(state, arm, False), r - 1)
+        return float(p * (1 + win) + (1 - p) * loss)
+
+    start = (0,) * (2 * arms)
+    assert index_policy(start, pulls) == pytest.approx(optimal(start, pulls), abs=1e-12)
+    assert optimal(start, pulls) > pulls / 2 + 0.1  # learning pays off against random play
+
+
+def test_ucb1_and_thompson_on_deterministic_arms() -> None:
+    rng = np.random.default_rng(0)
+    means = np.array([[1.0, 0.0, 1.0], [0.0, 0.0, 0.0]])
+    # UCB1 pulls each arm once first: exactly the sum of the means after K pulls
+    assert ucb1(means, 3, 4, rng) == pytest.approx([2.0, 0.0])
+    assert thompson(np.ones((2, 4)), 7, 3, rng) == pytest.approx([7.0, 7.0])
+    assert gittins(np.array([[1.0, 1.0]]), 5, 2, rng) == pytest.approx([5.0])
+
+
+def test_gittins_beats_ucb1_and_thompson_on_uniform_bandits() -> None:
+    rng = np.random.default_rng(1)
+    means = rng.random((300, 5))
+    scores = {name: float(play(means, 10, 10, rng).mean())
+              for name, play in [("gittins", gittins), ("ucb1", ucb1), ("thompson", thompson)]}
+    assert scores["gittins"] > scores["thompson"] + 0.3
+    assert scores["gittins"] > scores["ucb1"] + 0.3
+    assert scores["gittins"] < 10 * float(means.max(axis=1).mean())  # below the oracle
+    with pytest.raises(ValueError, match="covers 4 pulls"):
+        gittins(means, 10, 1, rng, table=gittins_indices(4))
