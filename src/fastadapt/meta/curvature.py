@@ -117,23 +117,32 @@ class InnerLoopJacobian:
         if num_tasks is None:
             raise ValueError("InnerLoopJacobian without inner steps needs num_tasks")
         current = {n: p.detach() for n, p in expand_to_tasks(theta, num_tasks).items()}
-        points: list[Params] = []  # phi^(k), where step k's Hessian is taken
-        for batch in batches:
-            points.append(current)
-            with torch.no_grad():
-                current = adapt(policy, current, batch, inner_lr, first_order=True)
-        self.adapted: Params = current
-        self._policy, self._points, self._batches = policy, points, batches
+        self._policy, self._batches = policy, batches
+        self._points: list[Params] = []  # phi^(k), where step k's Hessian is taken
         self._hessians: list[Callable[[Params], Params]] = []
-        if not first_order:
-            self._hessians = self._build_hessians(hessian_fraction)
+        for batch in batches:
+            self._points.append(current)
+            gradient = None
+            if not first_order:
+                hessian = self._hessian(current, batch, hessian_fraction)
+                self._hessians.append(hessian)
+                if isinstance(hessian, HessianProducts) and hessian_fraction >= 1.0:
+                    gradient = hessian.gradient  # the inner step's gradient, already computed
+            with torch.no_grad():
+                if gradient is None:
+                    current = adapt(policy, current, batch, inner_lr, first_order=True)
+                else:
+                    current = {n: p - self._lr(n) * gradient[n] for n, p in current.items()}
+        self.adapted: Params = current
+
+    def _hessian(self, point: Params, batch: Batch, fraction: float
+                 ) -> Callable[[Params], Params]:
+        return inner_loss_hessian(self._policy, point, subsample_episodes(batch, fraction),
+                                  self.estimator)
 
     def _build_hessians(self, fraction: float) -> list[Callable[[Params], Params]]:
-        return [
-            inner_loss_hessian(self._policy, point, subsample_episodes(batch, fraction),
-                               self.estimator)
-            for point, batch in zip(self._points, self._batches, strict=True)
-        ]
+        return [self._hessian(point, batch, fraction)
+                for point, batch in zip(self._points, self._batches, strict=True)]
 
     def subsampled(self, fraction: float) -> InnerLoopJacobian:
         """The same inner loop with Hessians estimated on a fraction of the episodes."""

@@ -16,7 +16,8 @@ def masked_task_mean(values: Tensor, masks: Tensor) -> Tensor:
 
 
 def surrogate_loss(
-    policy: Policy, params: Params, batch: Batch, old_log_probs: Tensor
+    policy: Policy, params: Params, batch: Batch, old_log_probs: Tensor,
+    out: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """TRPO surrogate ``-E[pi_phi(a|s) / pi_old(a|s) * A]`` (Schulman et al. 2015, eq. 14).
 
@@ -24,12 +25,15 @@ def surrogate_loss(
         params: per-task (adapted) parameters ``[T, ...]``.
         batch: the tasks' validation episodes ``[T, E, H, ...]``.
         old_log_probs: ``log pi_old(a|s)`` of the policy that sampled ``batch``, ``[T, E, H]``.
+        out: the distribution parameters of ``params`` at ``batch.observations`` if already
+            computed (with their graph), ``[T, E, H, D]``.
 
     Returns:
         ``(loss, out)``: the scalar loss (mean over tasks) and the new distribution
         parameters ``[T, E, H, D]`` (for the KL).
     """
-    out = per_task_output(policy, params, batch.observations)
+    if out is None:
+        out = per_task_output(policy, params, batch.observations)
     log_probs = policy.log_prob(out, batch.actions)
     ratio = (log_probs - old_log_probs).exp()
     return -masked_task_mean(ratio * batch.advantages, batch.masks), out

@@ -202,12 +202,12 @@ class MAMLTRPO:
             policy, theta, meta_batch.train, self.maml.inner_lr, self.maml.first_order,
             num_tasks=valid.masks.shape[0], estimator=self.estimator,
         )
-        with torch.no_grad():
-            old_out = per_task_output(policy, jacobian.adapted, valid.observations)
-            old_log_probs = policy.log_prob(old_out, valid.actions)
         leaf = {n: p.detach().requires_grad_(True) for n, p in jacobian.adapted.items()}
         with torch.enable_grad():
-            loss, _ = surrogate_loss(policy, leaf, valid, old_log_probs)
+            out = per_task_output(policy, leaf, valid.observations)
+            old_out = out.detach()  # the sampling policy pi_phi_old: one forward for both
+            old_log_probs = policy.log_prob(old_out, valid.actions)
+            loss, _ = surrogate_loss(policy, leaf, valid, old_log_probs, out)
             grads = torch.autograd.grad(loss, list(leaf.values()))
         gradient = flatten(jacobian.vjp(dict(zip(leaf, grads, strict=True))))
         metrics = {"loss_before": float(loss.detach()), "grad_norm": float(gradient.norm())}
