@@ -13,6 +13,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from fastadapt.cli import main
+from fastadapt.envs import mujoco_batched
 from fastadapt.envs.locomotion import (
     AntDir,
     AntGoal,
@@ -92,6 +93,34 @@ def test_batched_shapes_and_task_dependent_rewards() -> None:
     velocity = (env.xy[:, 0] - xy[:, 0]).reshape(2, 3) / env.dt
     np.testing.assert_allclose(rewards, np.array([[1.0], [-1.0]]) * velocity, rtol=1e-5)
     assert not terminated.any()
+
+
+def test_reused_simulations_give_the_same_episodes_as_fresh_ones() -> None:
+    """A batch borrows the ``MjData`` earlier batches gave back (even one left blown up with a
+    non-zero warm-start); its episodes equal those of freshly allocated simulations."""
+    family, tasks = AntVel(), [VelocityTask(0.5), VelocityTask(2.0)]
+    rng = np.random.default_rng(0)
+    actions = rng.uniform(-1, 1, (30, 2, 3, 8)).astype(np.float32)
+
+    def episodes(env: BatchedMujoco) -> list[np.ndarray]:
+        out = [env.reset()]
+        for a in actions:
+            obs, rewards, _ = env.step(a)
+            out += [obs, rewards]
+        return out
+
+    used = family.make_batched(tasks, 3, np.random.default_rng(1))
+    episodes(used)
+    used.datas[0].qvel[:] = 1e9  # leave one in a bad state
+    datas = list(used.datas)
+    del used  # gives its simulations back
+    reused = family.make_batched(tasks, 3, np.random.default_rng(7))
+    assert {id(d) for d in reused.datas} == {id(d) for d in datas}
+    mujoco_batched._spare_datas.clear()  # no spares left: these are newly allocated
+    fresh = family.make_batched(tasks, 3, np.random.default_rng(7))
+    assert not {id(d) for d in fresh.datas} & {id(d) for d in datas}
+    for a, b in zip(episodes(reused), episodes(fresh), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_ant_goal_distribution_is_uniform_in_the_disc() -> None:

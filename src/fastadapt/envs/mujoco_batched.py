@@ -16,6 +16,7 @@ such an episode gets reward 0, is reported as terminated and is flagged in
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
@@ -55,6 +56,27 @@ def gymnasium_asset(name: str) -> str:
     import gymnasium
 
     return str(Path(gymnasium.__file__).parent / "envs" / "mujoco" / "assets" / name)
+
+
+_spare_datas: dict[int, list[Any]] = {}  # id(model) -> MjData free for reuse
+_spare_lock = threading.Lock()
+
+
+def _borrow_datas(mujoco: Any, model: Any, count: int) -> list[Any]:
+    """``count`` ``MjData`` of ``model``: spares left by earlier batches, then new ones.
+
+    Allocating 800 ``MjData`` costs ~0.3 s, 7% of sampling a HalfCheetah batch. Reuse is exact:
+    :meth:`BatchedMujoco.reset` calls ``mj_resetData`` on every one (warm-starts included).
+    """
+    with _spare_lock:
+        spare = _spare_datas.setdefault(id(model), [])
+        taken = [spare.pop() for _ in range(min(count, len(spare)))]
+    return taken + [mujoco.MjData(model) for _ in range(count - len(taken))]
+
+
+def _return_datas(model: Any, datas: list[Any]) -> None:
+    with _spare_lock:
+        _spare_datas.setdefault(id(model), []).extend(datas)
 
 
 StepReward = Callable[["BatchedMujoco", np.ndarray, np.ndarray, np.ndarray], np.ndarray]
@@ -101,7 +123,7 @@ class BatchedMujoco(BatchedEnv):
         self.model: mujoco.MjModel = load_model(xml_path)
         self.num_tasks, self.episodes_per_task = num_tasks, episodes_per_task
         self.num_envs = num_tasks * episodes_per_task
-        self.datas = [mujoco.MjData(self.model) for _ in range(self.num_envs)]
+        self.datas = _borrow_datas(mujoco, self.model, self.num_envs)
         self._random = TaskRandom(rng, num_tasks)
         self._reward = reward
         self.frame_skip = frame_skip
@@ -122,6 +144,16 @@ class BatchedMujoco(BatchedEnv):
         self._unstable = np.zeros((num_tasks, episodes_per_task), dtype=bool)
         self.unstable = self._unstable  # episodes ended by a physics blow-up since the reset
         self._bad_state = np.zeros(self.num_envs, dtype=bool)
+
+    def close(self) -> None:
+        """Give the simulations back for the next batch of this model (also on deletion)."""
+        datas, self.datas = self.datas, []
+        if datas:
+            _return_datas(self.model, datas)
+
+    def __del__(self) -> None:
+        if getattr(self, "datas", None):  # not if __init__ failed before borrowing
+            self.close()
 
     def _reset_indices(self, flat: np.ndarray, qpos_noise: np.ndarray, qvel_noise: np.ndarray
                        ) -> None:
