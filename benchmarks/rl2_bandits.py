@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fastadapt.bandit_baselines import gittins, gittins_indices, thompson, ucb1
+from fastadapt.bandit_baselines import gittins, thompson, ucb1
 from fastadapt.evaluate import evaluate_run
 from fastadapt.run.config import load_config
 from fastadapt.run.schema import TrainConfig
@@ -77,8 +77,7 @@ def run_setting(arms: int, pulls: int, iterations: int, args: argparse.Namespace
         "rl2": _summary(rl2, best),
         "ucb1": _summary(ucb1(means, pulls, args.baseline_runs, rng), best),
         "thompson": _summary(thompson(means, pulls, args.baseline_runs, rng), best),
-        "gittins": _summary(gittins(means, pulls, args.baseline_runs, rng,
-                                    gittins_indices(pulls)), best),
+        "gittins": _summary(gittins(means, pulls, args.baseline_runs, rng), best),
         "random": _summary(pulls * means.mean(axis=1), best),
     }
 

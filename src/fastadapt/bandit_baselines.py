@@ -100,6 +100,7 @@ def gittins_indices(pulls: int, grid_points: int = GRID_POINTS) -> np.ndarray:
         ``[pulls + 1, pulls + 1, pulls + 1]`` float64 (indexed ``[r, s, f]``).
     """
     lam = np.linspace(0.0, 1.0, grid_points)[:, None, None]  # [L, 1, 1]
+    step = 1.0 / (grid_points - 1)  # grid spacing
     table = np.full((pulls + 1,) * 3, np.nan)
     w_prev = np.zeros((grid_points, pulls + 1, pulls + 1))  # W_{r-1} on s, f <= pulls - r + 1
     for r in range(1, pulls + 1):
@@ -114,7 +115,6 @@ def gittins_indices(pulls: int, grid_points: int = GRID_POINTS) -> np.ndarray:
         last = np.clip(nonneg.sum(axis=0) - 1, 0, grid_points - 2)  # C is decreasing
         c0 = np.take_along_axis(cont, last[None], 0)[0]
         c1 = np.take_along_axis(cont, last[None] + 1, 0)[0]
-        step = 1.0 / (grid_points - 1)
         root = last * step + step * np.clip(c0 / np.where(c0 > c1, c0 - c1, 1.0), 0.0, 1.0)
         valid = s + f + r <= pulls
         table[r, :size, :size] = np.where(valid, root, np.nan)
