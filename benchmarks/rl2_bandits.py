@@ -4,15 +4,20 @@ For each setting (K arms, n pulls per trial; arm means ~ U[0, 1], Duan et al. 20
 script trains RL² with ``configs/rl2/bandit-k5.yaml`` (``env.kwargs.num_arms = K``,
 ``rl2.episodes_per_trial = n``; one episode = one pull), evaluates it on the fixed held-out
 bandits (``--trials`` trials per bandit) and runs the finite-horizon Gittins index policy
-(near Bayes-optimal under the uniform prior), UCB1 (Auer et al. 2002) and Thompson sampling
-with a Beta(1, 1) prior on the *same* bandits (:mod:`fastadapt.bandit_baselines`). It prints
-a markdown table of the total reward per trial (mean ± 95% CI over bandits) and the regret
-``n * max_a mu_a - reward``, then one JSON line.
+(near Bayes-optimal under the uniform prior), UCB1 (Auer et al. 2002; ``c = 1``), UCB1 with its
+coefficient tuned on separate training bandits (:func:`~fastadapt.bandit_baselines.tune_ucb1`)
+and Thompson sampling with a Beta(1, 1) prior on the *same* bandits
+(:mod:`fastadapt.bandit_baselines`). It prints a markdown table of the total reward per trial
+(mean ± 95% CI over bandits) and the regret ``n * max_a mu_a - reward``, then Duan et al.'s
+figures for the same settings, then one JSON line.
 
-Duan et al. 2016, Table 1 reports the same quantities; their figures are not reproduced here
-because we could not check them against the paper, so the table has no "paper" column: the
-Gittins column is the benchmark's own near-optimal reference (compare by hand with Table 1 of
-arXiv:1611.02779).
+``DUAN_TABLE1`` holds Duan et al. 2016 (arXiv:1611.02779), Table 1: total reward per trial of
+random play, Gittins, Thompson sampling, (tuned) UCB1 and RL². We took it from the transcription
+in lucaslingle/pytorch_rl2's README; the relearn project's README independently quotes the
+paper's UCB1 at K = 5, n = 10 as 6.7. The authors' evaluation script (rllab
+``sandbox/rocky/neural_learner``) tunes UCB1's ``c`` over 0.0, 0.1, ..., 1.0 with Beta(1, 1)
+pseudo-counts, which is what ``tune_ucb1`` does; with ``c = 1`` UCB1 explores far more (65 against
+their 78.0 at K = 5, n = 100).
 
 For n > 10 the rewards are scaled by ``--reward-scale-long`` (0.1) in the update: a trial's
 return is then ~n/2, and unscaled value targets of that size keep RL² at the random level
@@ -37,11 +42,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fastadapt.bandit_baselines import gittins, thompson, ucb1
+from fastadapt.bandit_baselines import gittins, thompson, tune_ucb1, ucb1
 from fastadapt.evaluate import evaluate_run
 from fastadapt.run.config import load_config
 from fastadapt.run.schema import TrainConfig
 from fastadapt.run.train import train
+
+DUAN_TABLE1: dict[tuple[int, int], dict[str, float]] = {
+    # (K, n): total reward per trial, Duan et al. 2016, Table 1
+    (5, 10): {"random": 5.0, "gittins": 6.6, "thompson": 5.7, "ucb1": 6.7, "rl2": 6.7},
+    (10, 10): {"random": 5.0, "gittins": 6.6, "thompson": 5.5, "ucb1": 6.7, "rl2": 6.7},
+    (50, 10): {"random": 5.1, "gittins": 6.5, "thompson": 5.2, "ucb1": 6.6, "rl2": 6.8},
+    (5, 100): {"random": 49.9, "gittins": 78.3, "thompson": 74.7, "ucb1": 78.0, "rl2": 78.7},
+    (10, 100): {"random": 49.9, "gittins": 82.8, "thompson": 76.7, "ucb1": 82.4, "rl2": 83.5},
+    (50, 100): {"random": 49.8, "gittins": 85.2, "thompson": 64.5, "ucb1": 84.3, "rl2": 84.9},
+    (5, 500): {"random": 249.8, "gittins": 405.8, "thompson": 402.0, "ucb1": 405.8, "rl2": 401.6},
+    (10, 500): {"random": 249.0, "gittins": 437.8, "thompson": 429.5, "ucb1": 437.1, "rl2": 432.5},
+    (50, 500): {"random": 249.6, "gittins": 463.7, "thompson": 427.2, "ucb1": 457.6, "rl2": 438.9},
+}
+"""Duan et al. 2016, Table 1 (see the module docstring for the source)."""
 
 
 def _summary(totals: np.ndarray, best: np.ndarray) -> dict[str, float]:
@@ -70,12 +89,16 @@ def run_setting(arms: int, pulls: int, iterations: int, args: argparse.Namespace
     best = pulls * means.max(axis=1)
     rl2 = np.array(evaluation["per_task_returns"]).sum(axis=1)  # reward per trial, [N]
     rng = np.random.default_rng(args.seed)
+    c = tune_ucb1(arms, pulls, args.tasks, args.baseline_runs, rng)
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     budget = {"arms": arms, "pulls": pulls, "iterations": iterations,
-              "env_steps": metrics[-1]["env_steps"], "train_seconds": round(seconds, 1)}
+              "env_steps": metrics[-1]["env_steps"], "train_seconds": round(seconds, 1),
+              "ucb1_tuned_c": c}
     return budget, {
         "rl2": _summary(rl2, best),
         "ucb1": _summary(ucb1(means, pulls, args.baseline_runs, rng), best),
+        "ucb1_tuned": _summary(ucb1(means, pulls, args.baseline_runs, rng, c, prior_counts=True),
+                               best),
         "thompson": _summary(thompson(means, pulls, args.baseline_runs, rng), best),
         "gittins": _summary(gittins(means, pulls, args.baseline_runs, rng), best),
         "random": _summary(pulls * means.mean(axis=1), best),
@@ -102,19 +125,33 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     results = []
-    print("| K | n | RL² | Gittins (FH) | UCB1 | Thompson | random | RL² training |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| K | n | RL² | Gittins (FH) | UCB1 (c tuned) | UCB1 (c = 1) | Thompson | random "
+          "| RL² training |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    settings = []
     for setting in args.settings.split(","):
         arms, pulls = (int(x) for x in setting.lower().split("x"))
         iterations = args.iterations_short if pulls <= 10 else args.iterations_long
         budget, scores = run_setting(arms, pulls, iterations, args)
         results.append({**budget, **scores})
-        names = ("rl2", "gittins", "ucb1", "thompson", "random")
+        settings.append((arms, pulls))
+        names = ("rl2", "gittins", "ucb1_tuned", "ucb1", "thompson", "random")
         cells = " | ".join(_cell(scores[name]) for name in names)
         print(f"| {arms} | {pulls} | {cells} | {iterations} it, {int(budget['env_steps']):,} "
-              f"pulls, {budget['train_seconds']} s |", flush=True)
+              f"pulls, {budget['train_seconds']} s; UCB1 c = {budget['ucb1_tuned_c']} |",
+              flush=True)
+    print("\nDuan et al. 2016, Table 1 (total reward per trial):\n")
+    print("| K | n | RL² | Gittins | UCB1 (tuned) | Thompson | random |")
+    print("|---|---|---|---|---|---|---|")
+    for arms, pulls in settings:
+        paper = DUAN_TABLE1.get((arms, pulls))
+        if paper is not None:
+            cells = " | ".join(f"{paper[name]}" for name in
+                               ("rl2", "gittins", "ucb1", "thompson", "random"))
+            print(f"| {arms} | {pulls} | {cells} |")
     print(json.dumps({"benchmark": "rl2_bandits", "held_out_bandits": args.tasks,
-                      "results": results}))
+                      "results": results,
+                      "duan_table1": {f"{k}x{n}": DUAN_TABLE1.get((k, n)) for k, n in settings}}))
 
 
 if __name__ == "__main__":

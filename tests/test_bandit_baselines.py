@@ -9,7 +9,14 @@ from functools import cache
 import numpy as np
 import pytest
 
-from fastadapt.bandit_baselines import gittins, gittins_indices, thompson, ucb1
+from fastadapt.bandit_baselines import (
+    UCB1_GRID,
+    gittins,
+    gittins_indices,
+    thompson,
+    tune_ucb1,
+    ucb1,
+)
 
 
 def _bisect_index(s: int, f: int, r: int) -> float:
@@ -108,6 +115,28 @@ def test_ucb1_and_thompson_on_deterministic_arms() -> None:
     assert ucb1(means, 3, 4, rng) == pytest.approx([2.0, 0.0])
     assert thompson(np.ones((2, 4)), 7, 3, rng) == pytest.approx([7.0, 7.0])
     assert gittins(np.array([[1.0, 1.0]]), 5, 2, rng) == pytest.approx([5.0])
+
+
+def test_ucb1_with_prior_counts_by_hand() -> None:
+    rng = np.random.default_rng(0)
+    # every arm starts at 1/2 and ties go to the first arm: [1, 0] pays every pull; on [0, 1]
+    # arm 0 fails once (1/3 < 1/2), then arm 1 pays and stays ahead (greedy, c = 0)
+    means = np.array([[1.0, 0.0], [0.0, 1.0]])
+    assert ucb1(means, 5, 3, rng, 0.0, prior_counts=True) == pytest.approx([5.0, 4.0])
+    # c = 1 on [1, 0]: no bonus at t = 0, 1 (ln 1 = 0), so arm 0 twice (3/4 after); at t = 2,
+    # 3/4 + sqrt(2 ln 2 / 4) = 1.339 > 1/2 + sqrt(2 ln 2 / 2) = 1.333 (arm 0 again, 4/5); at
+    # t = 3, 4/5 + sqrt(2 ln 3 / 5) = 1.463 < 1/2 + sqrt(2 ln 3 / 2) = 1.548: the fourth pull
+    # goes to arm 1 and pays nothing
+    assert ucb1(means[:1], 4, 2, rng, 1.0, prior_counts=True) == pytest.approx([3.0])
+
+
+def test_tuned_ucb1_explores_less_than_auer_ucb1_at_long_horizons() -> None:
+    rng = np.random.default_rng(2)
+    c = tune_ucb1(5, 100, 100, 5, rng)
+    assert c in UCB1_GRID and c < 1.0
+    means = rng.random((200, 5))
+    tuned = ucb1(means, 100, 5, rng, c, prior_counts=True).mean()
+    assert tuned > ucb1(means, 100, 5, rng).mean() + 5.0  # measured: 77.5 against 65.2
 
 
 def test_gittins_beats_ucb1_and_thompson_on_uniform_bandits() -> None:

@@ -4,7 +4,9 @@ Each strategy plays ``runs`` independent trials of ``pulls`` pulls on every band
 [N, K]`` (arm means, e.g. the held-out tasks of ``Bandit``) and returns the mean total reward
 per bandit ``[N]``. All are vectorised over runs and bandits.
 
-- :func:`ucb1`: Auer et al. 2002 (each arm once, then ``argmax mean + sqrt(2 ln t / n_a)``).
+- :func:`ucb1`: Auer et al. 2002 (each arm once, then ``argmax mean + c sqrt(2 ln t / n_a)``,
+  ``c = 1``); :func:`tune_ucb1` picks ``c`` for a horizon on training bandits, with the
+  pseudo-counts of Duan et al.'s tuned UCB1.
 - :func:`thompson`: Thompson sampling with Beta(1, 1) priors (Thompson 1933).
 - :func:`gittins`: the finite-horizon Gittins index policy (FH-Gittins; Kaufmann 2016, "On
   Bayesian index policies for sequential resource allocation", §3; Gittins 1979 for the
@@ -54,18 +56,45 @@ def _play(means: np.ndarray, pulls: int, runs: int, rng: np.random.Generator,
     return result
 
 
-def ucb1(means: np.ndarray, pulls: int, runs: int, rng: np.random.Generator) -> np.ndarray:
-    """UCB1: each arm once (in order), then ``argmax mean_a + sqrt(2 ln t / n_a)``; ``[N]``."""
+def ucb1(means: np.ndarray, pulls: int, runs: int, rng: np.random.Generator,
+         exploration: float = 1.0, prior_counts: bool = False) -> np.ndarray:
+    """UCB1: ``argmax mean_a + c * sqrt(2 ln t / n_a)`` (Auer et al. 2002); ``[N]``.
+
+    Args:
+        exploration: ``c``. 1.0 is Auer et al.'s UCB1, 0.0 greedy; :func:`tune_ucb1` picks one
+            for a horizon, as the RL² authors' evaluation script did for Duan et al. 2016,
+            Table 1.
+        prior_counts: start every arm at one success in two pulls (the posterior mean of a
+            Beta(1, 1) prior, as that script does) instead of pulling each arm once first.
+    """
     arms = means.shape[-1]
+    offset = (1.0, 2.0) if prior_counts else (0.0, 0.0)
 
     def choose(t: int, counts: np.ndarray, successes: np.ndarray) -> np.ndarray:
-        if t < arms:
+        if not prior_counts and t < arms:
             return np.full(counts.shape[:2], t)
-        bonus = np.sqrt(2.0 * math.log(t) / counts)
-        arms_chosen: np.ndarray = np.argmax(successes / counts + bonus, axis=-1)
+        n = counts + offset[1]
+        bonus = exploration * np.sqrt(2.0 * math.log(max(t, 1)) / n)
+        arms_chosen: np.ndarray = np.argmax((successes + offset[0]) / n + bonus, axis=-1)
         return arms_chosen
 
     return _play(means, pulls, runs, rng, choose)
+
+
+UCB1_GRID = tuple(i / 10 for i in range(11))
+"""Exploration coefficients :func:`tune_ucb1` tries: 0.0, 0.1, ..., 1.0, the grid of the RL²
+authors' evaluation script (rllab ``sandbox/rocky/neural_learner``)."""
+
+
+def tune_ucb1(arms: int, pulls: int, bandits: int, runs: int, rng: np.random.Generator,
+              grid: tuple[float, ...] = UCB1_GRID) -> float:
+    """The coefficient ``c`` of ``grid`` with the highest mean reward of :func:`ucb1` with
+    ``prior_counts`` on ``bandits`` fresh bandits with arm means ~ U[0, 1] (training bandits:
+    never the held-out ones it is then compared on), ``runs`` plays each; every coefficient
+    plays the same bandits."""
+    means = rng.uniform(0.0, 1.0, size=(bandits, arms))
+    scores = [float(ucb1(means, pulls, runs, rng, c, prior_counts=True).mean()) for c in grid]
+    return grid[int(np.argmax(scores))]
 
 
 def thompson(means: np.ndarray, pulls: int, runs: int, rng: np.random.Generator) -> np.ndarray:
