@@ -63,7 +63,7 @@ DUAN_TABLE1: dict[tuple[int, int], dict[str, float]] = {
 """Duan et al. 2016, Table 1 (see the module docstring for the source)."""
 
 
-def _summary(totals: np.ndarray, best: np.ndarray) -> dict[str, float]:
+def summary(totals: np.ndarray, best: np.ndarray) -> dict[str, float]:
     ci = 1.96 * totals.std(ddof=1) / math.sqrt(len(totals))
     return {"reward": float(totals.mean()), "ci95": float(ci),
             "regret": float((best - totals).mean())}
@@ -95,17 +95,17 @@ def run_setting(arms: int, pulls: int, iterations: int, args: argparse.Namespace
               "env_steps": metrics[-1]["env_steps"], "train_seconds": round(seconds, 1),
               "ucb1_tuned_c": c}
     return budget, {
-        "rl2": _summary(rl2, best),
-        "ucb1": _summary(ucb1(means, pulls, args.baseline_runs, rng), best),
-        "ucb1_tuned": _summary(ucb1(means, pulls, args.baseline_runs, rng, c, prior_counts=True),
+        "rl2": summary(rl2, best),
+        "ucb1": summary(ucb1(means, pulls, args.baseline_runs, rng), best),
+        "ucb1_tuned": summary(ucb1(means, pulls, args.baseline_runs, rng, c, prior_counts=True),
                                best),
-        "thompson": _summary(thompson(means, pulls, args.baseline_runs, rng), best),
-        "gittins": _summary(gittins(means, pulls, args.baseline_runs, rng), best),
-        "random": _summary(pulls * means.mean(axis=1), best),
+        "thompson": summary(thompson(means, pulls, args.baseline_runs, rng), best),
+        "gittins": summary(gittins(means, pulls, args.baseline_runs, rng), best),
+        "random": summary(pulls * means.mean(axis=1), best),
     }
 
 
-def _cell(entry: dict[str, float]) -> str:
+def cell(entry: dict[str, float]) -> str:
     return f"{entry['reward']:.2f} ± {entry['ci95']:.2f} (regret {entry['regret']:.2f})"
 
 
@@ -136,7 +136,7 @@ def main() -> None:
         results.append({**budget, **scores})
         settings.append((arms, pulls))
         names = ("rl2", "gittins", "ucb1_tuned", "ucb1", "thompson", "random")
-        cells = " | ".join(_cell(scores[name]) for name in names)
+        cells = " | ".join(cell(scores[name]) for name in names)
         print(f"| {arms} | {pulls} | {cells} | {iterations} it, {int(budget['env_steps']):,} "
               f"pulls, {budget['train_seconds']} s; UCB1 c = {budget['ucb1_tuned_c']} |",
               flush=True)
