@@ -24,11 +24,12 @@ return is then ~n/2, and unscaled value targets of that size keep RL² at the ra
 (measured: 150 iterations at n = 100 with scale 1.0 stayed at 0.50 per pull, with 0.1 it rose to
 0.65-0.73).
 
-Budget (2 cores, ``run.num_threads = 1``): about 0.25 s per iteration at n = 10 and 1.5 s at
-n = 100 (32 bandits x 8 trials per iteration); the defaults take about 30 minutes in all.
+Budget (2 cores, ``run.num_threads = 1``): about 0.4 s per iteration at n = 10 (32 bandits x
+32 trials, 600 iterations: ~4 min) and 1.5 s at n = 100 (32 x 8 trials, 500 iterations:
+~15 min on an idle core); the defaults take about 40 minutes in all.
 
     python benchmarks/rl2_bandits.py [--settings 5x10,10x10,5x100,10x100]
-        [--iterations-short 400] [--iterations-long 500] [--out runs/bench-rl2-bandits]
+        [--iterations-short 600] [--iterations-long 500] [--out runs/bench-rl2-bandits]
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ def run_setting(arms: int, pulls: int, iterations: int, args: argparse.Namespace
                  f"run.seed={args.seed}", "run.tensorboard=false",
                  f"run.checkpoint_every={iterations}"]
     if pulls > 10:  # trial returns ~ n / 2: keep the value loss from swamping the policy's
-        overrides.append(f"rl2.reward_scale={args.reward_scale_long}")
+        overrides += [f"rl2.reward_scale={args.reward_scale_long}",
+                      f"rl2.trials_per_task={args.trials_per_task_long}"]
     config = load_config(TrainConfig, "configs/rl2/bandit-k5.yaml", overrides)
     run_dir = Path(args.out) / f"k{arms}-n{pulls}"
     start = time.perf_counter()
@@ -113,10 +115,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--settings", default="5x10,10x10,5x100,10x100",
                         help="comma-separated KxN: arms x pulls per trial")
-    parser.add_argument("--iterations-short", type=int, default=400, help="iterations, n <= 10")
+    parser.add_argument("--iterations-short", type=int, default=600, help="iterations, n <= 10")
     parser.add_argument("--iterations-long", type=int, default=500, help="iterations, n > 10")
     parser.add_argument("--reward-scale-long", type=float, default=0.1,
                         help="rl2.reward_scale for n > 10 (1.0 for n <= 10)")
+    parser.add_argument("--trials-per-task-long", type=int, default=8,
+                        help="rl2.trials_per_task for n > 10 (the config's 32 for n <= 10)")
     parser.add_argument("--tasks", type=int, default=500, help="held-out bandits")
     parser.add_argument("--trials", type=int, default=4, help="RL² trials per held-out bandit")
     parser.add_argument("--baseline-runs", type=int, default=20, help="UCB1/TS runs per bandit")
