@@ -12,7 +12,8 @@ JSON line.
 ``DUAN_TABLE2`` holds Duan et al. 2016 (arXiv:1611.02779), Table 2, from the same transcription
 as ``rl2_bandits.DUAN_TABLE1`` (lucaslingle/pytorch_rl2's README).
 
-Budget (``run.num_threads = 1``): about 0.7 s per iteration at n = 10 on an idle core.
+Budget (``run.num_threads = 1``): about 4 s per iteration at n = 10 with the config's 256 GRU
+units (300 iterations: ~20 min; 0.9 s with 64 units), measured with a second job on the machine.
 
     python benchmarks/rl2_tabular_mdp.py [--episodes 10,25] [--iterations 300]
         [--out runs/bench-rl2-mdp]
