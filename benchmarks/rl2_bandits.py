@@ -39,6 +39,7 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -64,6 +65,20 @@ DUAN_TABLE1: dict[tuple[int, int], dict[str, float]] = {
 """Duan et al. 2016, Table 1 (see the module docstring for the source)."""
 
 
+def train_and_evaluate(config_path: str, overrides: list[str], run_dir: Path, tasks: int,
+                       trials: int) -> tuple[dict[str, Any], dict[str, float]]:
+    """Train RL² (resuming a finished run is a no-op), evaluate it on ``tasks`` held-out tasks
+    with ``trials`` trials each; ``(evaluation.json, {"env_steps", "train_seconds"})``."""
+    config = load_config(TrainConfig, config_path, overrides)
+    start = time.perf_counter()
+    train(config, run_dir, resume=(run_dir / "checkpoints").exists(), show_progress=False)
+    seconds = time.perf_counter() - start
+    path = evaluate_run(run_dir, tasks, config.rl2.episodes_per_trial - 1, trials, seed=0)
+    metrics = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return json.loads(path.read_text()), {"env_steps": json.loads(metrics[-1])["env_steps"],
+                                          "train_seconds": round(seconds, 1)}
+
+
 def summary(totals: np.ndarray, best: np.ndarray) -> dict[str, float]:
     ci = 1.96 * totals.std(ddof=1) / math.sqrt(len(totals))
     return {"reward": float(totals.mean()), "ci95": float(ci),
@@ -80,22 +95,15 @@ def run_setting(arms: int, pulls: int, iterations: int, args: argparse.Namespace
     if pulls > 10:  # trial returns ~ n / 2: keep the value loss from swamping the policy's
         overrides += [f"rl2.reward_scale={args.reward_scale_long}",
                       f"rl2.trials_per_task={args.trials_per_task_long}"]
-    config = load_config(TrainConfig, "configs/rl2/bandit-k5.yaml", overrides)
-    run_dir = Path(args.out) / f"k{arms}-n{pulls}"
-    start = time.perf_counter()
-    train(config, run_dir, resume=(run_dir / "checkpoints").exists(), show_progress=False)
-    seconds = time.perf_counter() - start
-    path = evaluate_run(run_dir, args.tasks, pulls - 1, args.trials, seed=0)
-    evaluation = json.loads(path.read_text())
+    evaluation, cost = train_and_evaluate("configs/rl2/bandit-k5.yaml", overrides,
+                                          Path(args.out) / f"k{arms}-n{pulls}", args.tasks,
+                                          args.trials)
     means = np.array([task["means"] for task in evaluation["tasks"]])
     best = pulls * means.max(axis=1)
     rl2 = np.array(evaluation["per_task_returns"]).sum(axis=1)  # reward per trial, [N]
     rng = np.random.default_rng(args.seed)
     c = tune_ucb1(arms, pulls, args.tasks, args.baseline_runs, rng)
-    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    budget = {"arms": arms, "pulls": pulls, "iterations": iterations,
-              "env_steps": metrics[-1]["env_steps"], "train_seconds": round(seconds, 1),
-              "ucb1_tuned_c": c}
+    budget = {"arms": arms, "pulls": pulls, "iterations": iterations, **cost, "ucb1_tuned_c": c}
     return budget, {
         "rl2": summary(rl2, best),
         "ucb1": summary(ucb1(means, pulls, args.baseline_runs, rng), best),

@@ -23,18 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from rl2_bandits import cell, summary
+from rl2_bandits import cell, summary, train_and_evaluate
 
-from fastadapt.evaluate import evaluate_run
 from fastadapt.mdp_baselines import oracle, psrl, random_play
-from fastadapt.run.config import load_config
-from fastadapt.run.schema import TrainConfig
-from fastadapt.run.train import train
 
 DUAN_TABLE2: dict[int, dict[str, float]] = {
     # n (episodes per trial): total reward per trial, Duan et al. 2016, Table 2
@@ -60,22 +55,15 @@ def run_setting(episodes: int, args: argparse.Namespace
     overrides = [f"rl2.episodes_per_trial={episodes}", f"run.iterations={args.iterations}",
                  f"run.seed={args.seed}", "run.tensorboard=false",
                  f"run.checkpoint_every={args.iterations}"]
-    config = load_config(TrainConfig, "configs/rl2/tabular-mdp.yaml", overrides)
-    run_dir = Path(args.out) / f"n{episodes}"
-    start = time.perf_counter()
-    train(config, run_dir, resume=(run_dir / "checkpoints").exists(), show_progress=False)
-    seconds = time.perf_counter() - start
-    path = evaluate_run(run_dir, args.tasks, episodes - 1, args.trials, seed=0)
-    evaluation = json.loads(path.read_text())
+    evaluation, cost = train_and_evaluate("configs/rl2/tabular-mdp.yaml", overrides,
+                                          Path(args.out) / f"n{episodes}", args.tasks, args.trials)
     transitions = np.array([task["transitions"] for task in evaluation["tasks"]])
     rewards = np.array([task["mean_rewards"] for task in evaluation["tasks"]])
     best = oracle(transitions, rewards, STEPS_PER_EPISODE, episodes)
     rl2 = np.array(evaluation["per_task_returns"]).sum(axis=1)  # reward per trial, [N]
     rng = np.random.default_rng(args.seed)
     played = psrl(transitions, rewards, STEPS_PER_EPISODE, episodes, args.baseline_runs, rng)
-    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    budget = {"episodes": episodes, "iterations": args.iterations,
-              "env_steps": metrics[-1]["env_steps"], "train_seconds": round(seconds, 1)}
+    budget = {"episodes": episodes, "iterations": args.iterations, **cost}
     return budget, {
         "rl2": summary(rl2, best),
         "psrl": summary(played, best),
