@@ -68,14 +68,14 @@ def ucb1(means: np.ndarray, pulls: int, runs: int, rng: np.random.Generator,
             Beta(1, 1) prior, as that script does) instead of pulling each arm once first.
     """
     arms = means.shape[-1]
-    offset = (1.0, 2.0) if prior_counts else (0.0, 0.0)
+    prior_successes, prior_pulls = (1.0, 2.0) if prior_counts else (0.0, 0.0)
 
     def choose(t: int, counts: np.ndarray, successes: np.ndarray) -> np.ndarray:
         if not prior_counts and t < arms:
             return np.full(counts.shape[:2], t)
-        n = counts + offset[1]
+        n = counts + prior_pulls
         bonus = exploration * np.sqrt(2.0 * math.log(max(t, 1)) / n)
-        arms_chosen: np.ndarray = np.argmax((successes + offset[0]) / n + bonus, axis=-1)
+        arms_chosen: np.ndarray = np.argmax((successes + prior_successes) / n + bonus, axis=-1)
         return arms_chosen
 
     return _play(means, pulls, runs, rng, choose)
