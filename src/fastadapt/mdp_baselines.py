@@ -20,7 +20,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastadapt.envs.tabular_mdp import REWARD_MEAN, REWARD_NOISE_STD, REWARD_STD, START_STATE
+from fastadapt.envs.tabular_mdp import (
+    REWARD_MEAN,
+    REWARD_NOISE_STD,
+    REWARD_STD,
+    START_STATE,
+    BatchedTabularMDP,
+    TabularMDPTask,
+)
 
 
 def optimal_q_values(transitions: np.ndarray, mean_rewards: np.ndarray, steps: int) -> np.ndarray:
@@ -68,39 +75,37 @@ def psrl(transitions: np.ndarray, mean_rewards: np.ndarray, steps: int, episodes
          runs: int, rng: np.random.Generator) -> np.ndarray:
     """Posterior sampling for RL, ``runs`` independent trials per MDP; mean total reward ``[N]``.
 
-    Posterior of the task prior after the trial's own transitions and rewards:
-    ``P[s, a, :] ~ Dirichlet(1 + counts[s, a, :])`` and ``R[s, a] ~ N(m, 1 / (1 + n))`` with
-    ``m = (1 + sum of rewards) / (1 + n)`` (prior ``N(1, 1)``, unit noise: conjugate).
+    The trials are played in :class:`~fastadapt.envs.tabular_mdp.BatchedTabularMDP` (the env
+    RL² is trained on). Posterior of the task prior after the trial's own transitions and
+    rewards: ``P[s, a, :] ~ Dirichlet(1 + counts[s, a, :])`` and ``R[s, a] ~ N(m, 1 / (1 + n))``
+    with ``m = (1 + sum of rewards) / (1 + n)`` (prior ``N(1, 1)``, unit noise: conjugate).
     """
     mdps, states, actions, _ = transitions.shape
-    shape = (runs, mdps)
-    counts = np.zeros((*shape, states, actions, states))
-    reward_sums = np.zeros((*shape, states, actions))
-    cumulative = np.cumsum(transitions, axis=-1)  # for sampling s' by inversion, [N, S, A, S]
-    mdp = np.arange(mdps)[None, :]
-    total = np.zeros(shape)
+    tasks = [TabularMDPTask.from_arrays(p, r) for p, r in zip(transitions, mean_rewards,
+                                                               strict=True)]
+    env = BatchedTabularMDP(tasks, runs, rng)  # [N, R] walks on the true MDPs
+    counts = np.zeros((mdps, runs, states, actions, states))
+    reward_sums = np.zeros((mdps, runs, states, actions))
+    mdp, run = np.arange(mdps)[:, None], np.arange(runs)[None, :]
+    total = np.zeros((mdps, runs))
     prior_precision = 1.0 / REWARD_STD**2
     noise_precision = 1.0 / REWARD_NOISE_STD**2
     for _ in range(episodes):
-        pulls = counts.sum(-1)
-        precision = prior_precision + noise_precision * pulls
+        precision = prior_precision + noise_precision * counts.sum(-1)
         posterior_mean = (prior_precision * REWARD_MEAN + noise_precision * reward_sums) / precision
         sampled_rewards = posterior_mean + rng.standard_normal(posterior_mean.shape) / np.sqrt(
             precision)
         gammas = rng.gamma(1.0 + counts)
         sampled_transitions = gammas / gammas.sum(-1, keepdims=True)
-        q = optimal_q_values(sampled_transitions, sampled_rewards, steps)  # [H, R, N, S, A]
-        state = np.full(shape, START_STATE)
+        q = optimal_q_values(sampled_transitions, sampled_rewards, steps)  # [H, N, R, S, A]
+        state = env.reset().argmax(-1)  # [N, R]
         for h in range(steps):
-            action = np.take_along_axis(q[h], state[..., None, None], axis=-2)[..., 0, :].argmax(-1)
-            mean = mean_rewards[mdp, state, action]
-            reward = mean + REWARD_NOISE_STD * rng.standard_normal(shape)
-            cdf = cumulative[mdp, state, action]  # [R, N, S]
-            next_state = np.minimum((rng.random(shape)[..., None] > cdf).sum(-1), states - 1)
-            run_index = np.arange(runs)[:, None]
-            counts[run_index, mdp, state, action, next_state] += 1
-            reward_sums[run_index, mdp, state, action] += reward
+            action = q[h][mdp, run, state].argmax(-1)
+            observations, reward, _ = env.step(action)
+            next_state = observations.argmax(-1)
+            counts[mdp, run, state, action, next_state] += 1
+            reward_sums[mdp, run, state, action] += reward
             total += reward
             state = next_state
-    result: np.ndarray = total.mean(axis=0)
+    result: np.ndarray = total.mean(axis=1)
     return result
