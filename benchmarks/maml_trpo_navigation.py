@@ -27,6 +27,7 @@ from fastadapt.meta.maml import MAMLTRPO, collect_meta_batch
 from fastadapt.meta.mlp_products import mlp_forward
 from fastadapt.policies.mlp import GaussianMLPPolicy
 from fastadapt.run.config import load_config
+from fastadapt.run.runtime import configure_process
 from fastadapt.run.schema import TrainConfig
 from fastadapt.run.train import build_experiment
 from fastadapt.sampling.vector import VectorSampler
@@ -58,11 +59,13 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--fvp-subsample", type=float, default=1.0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--system-allocator", action="store_true",
+                        help="leave glibc's malloc defaults (run.retain_freed_memory: false)")
     args = parser.parse_args()
 
     config = load_config(TrainConfig, "configs/maml-trpo/2d-navigation.yaml")
     config = replace(config, trpo=replace(config.trpo, fvp_subsample=args.fvp_subsample))
-    torch.set_num_threads(args.threads)
+    configure_process(args.threads, keep_freed_memory=not args.system_allocator)
     experiment = build_experiment(config)
     algorithm = MAMLTRPO(experiment.policy, config.maml, config.trpo)
     theta = experiment.initial_params()
@@ -88,6 +91,7 @@ def main() -> None:
         "benchmark": "maml_trpo_navigation",
         "fvp_subsample": args.fvp_subsample,
         "threads": args.threads,
+        "retain_freed_memory": not args.system_allocator,
         "seconds_per_iteration": round(seconds, 4),
         "sampling_seconds_per_iteration": round(statistics.median(samples), 4),
         "env_steps_per_second": round(sum(steps) / sum(totals), 1),

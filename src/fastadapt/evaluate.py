@@ -26,6 +26,7 @@ from torch import Tensor
 
 from fastadapt.errors import ConfigError
 from fastadapt.meta.maml import MetaBatch, collect_meta_batch
+from fastadapt.run.runtime import configure_process
 from fastadapt.run.train import (
     Experiment,
     build_experiment,
@@ -158,7 +159,7 @@ def evaluate_run(
             trials have no separately sampled adapted policy).
     """
     config = load_run_config(run_dir)
-    torch.set_num_threads(config.run.num_threads)
+    configure_process(config.run.num_threads, config.run.retain_freed_memory)
     defaults = config.evaluate
     tasks = num_tasks or defaults.num_tasks
     episodes = episodes_per_task or defaults.episodes_per_task

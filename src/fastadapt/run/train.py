@@ -33,6 +33,7 @@ from fastadapt.run.checkpoint import (
 from fastadapt.run.config import load_config, save_config
 from fastadapt.run.logging import METRICS_FILE, MetricsLogger, truncate_metrics
 from fastadapt.run.progress import TrainProgress
+from fastadapt.run.runtime import configure_process
 from fastadapt.run.schema import RunConfig, TrainConfig
 from fastadapt.sampling import SeededSampler, make_sampler
 from fastadapt.sampling.base import check_sampler_state
@@ -231,7 +232,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, show_progres
         NonFiniteError: the loss stayed non-finite for ``run.max_nonfinite_iterations``
             iterations (the current, finite parameters are checkpointed first).
     """
-    torch.set_num_threads(config.run.num_threads)
+    configure_process(config.run.num_threads, config.run.retain_freed_memory)
     if config.algorithm == "rl2":
         from fastadapt.run.rl2_runner import train_rl2
 
