@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from fastadapt.policies.mlp import CategoricalMLPPolicy, GaussianMLPPolicy, Policy
+from fastadapt.policies.mlp import CategoricalMLPPolicy, GaussianMLPPolicy, Policy, tanh
 from fastadapt.types import Params
 
 
@@ -51,7 +51,7 @@ def mlp_forward(policy: Policy, params: Params, obs: Tensor) -> Tensor:
     for i, (w, b) in enumerate(layers):
         a = torch.baddbmm(params[b].unsqueeze(1), a, params[w].transpose(1, 2))
         if i < len(layers) - 1:
-            a = torch.tanh(a) if activation == "tanh" else torch.relu(a)
+            a = tanh(a) if activation == "tanh" else torch.relu(a)
     if isinstance(policy, GaussianMLPPolicy):
         log_std = params["log_std"].clamp(min=policy.min_log_std).unsqueeze(1).expand_as(a)
         a = torch.cat([a, log_std], dim=-1)
@@ -84,7 +84,7 @@ class MLPProducts:
             if i == len(self.layers) - 1:
                 break
             if activation == "tanh":
-                a = torch.tanh(z)
+                a = tanh(z)
                 d1 = 1 - a * a
                 self.d2.append(-2 * a * d1)
             else:
@@ -110,8 +110,8 @@ class MLPProducts:
         r_z = self.out  # placeholder for typing; overwritten in the loop
         for i, (w, b) in enumerate(self.layers):
             r_z = torch.baddbmm(vectors[b].unsqueeze(1), self.inputs[i], vectors[w].transpose(1, 2))
-            if i > 0:
-                r_z = torch.baddbmm(r_z, r_a_hidden[i - 1], self.params[w].transpose(1, 2))
+            if i > 0:  # in place: r_z is this product's own tensor
+                r_z = r_z.baddbmm_(r_a_hidden[i - 1], self.params[w].transpose(1, 2))
             if i < len(self.layers) - 1:
                 r_z_hidden.append(r_z)
                 r_a_hidden.append(self.d1[i] * r_z)
@@ -196,11 +196,9 @@ class HessianProducts:
             result[w] = r_gw
             result[b] = r_delta_z.sum(1)
             if i > 0:
-                r_delta_h = torch.baddbmm(
-                    torch.bmm(r_delta_z, mlp.params[w]), delta_z, vectors[w]
-                )
-                r_delta_z = torch.addcmul(
-                    mlp.d1[i - 1] * r_delta_h, self._d2_delta_h[i - 1], r_z_hidden[i - 1]
+                r_delta_h = torch.bmm(r_delta_z, mlp.params[w]).baddbmm_(delta_z, vectors[w])
+                r_delta_z = r_delta_h.mul_(mlp.d1[i - 1]).addcmul_(
+                    self._d2_delta_h[i - 1], r_z_hidden[i - 1]
                 )
                 delta_z = self._delta_z[i - 1]
         return mlp.in_order(result)

@@ -22,17 +22,22 @@ import torch
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD_BYTES = 32 << 20
-"""Blocks below this come from the heap (glibc's largest allowed threshold on 64-bit)."""
+MMAP_THRESHOLD_BYTES = 1 << 30
+"""Blocks below this come from the heap (glibc >= 2.35 accepts it; older glibc caps the
+threshold at 32 MB, which :func:`retain_freed_memory` falls back to)."""
+MMAP_THRESHOLD_FALLBACK_BYTES = 32 << 20
 TRIM_THRESHOLD_BYTES = 1 << 30
 """Free memory at the top of the heap kept before glibc returns any to the OS."""
 
 
 def retain_freed_memory() -> bool:
-    """Serve blocks below 32 MB from glibc's heap and keep freed memory in the process.
+    """Serve blocks below 1 GB (32 MB on older glibc) from glibc's heap and keep freed memory
+    in the process.
 
-    Setting these two ``mallopt`` parameters also turns off glibc's dynamic threshold. A
-    no-op returning ``False`` where the C library is not glibc (macOS, musl, Windows).
+    Setting these ``mallopt`` parameters also turns off glibc's dynamic threshold (which
+    otherwise follows the last freed block, so whether an allocation faults in fresh pages
+    depends on the order of earlier ones). A no-op returning ``False`` where the C library
+    is not glibc (macOS, musl, Windows).
 
     Returns:
         Whether both settings were applied.
@@ -45,7 +50,8 @@ def retain_freed_memory() -> bool:
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    mmap_set: bool = mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1
+    mmap_set: bool = any(mallopt(_M_MMAP_THRESHOLD, size) == 1
+                         for size in (MMAP_THRESHOLD_BYTES, MMAP_THRESHOLD_FALLBACK_BYTES))
     trim_set: bool = mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1
     return mmap_set and trim_set
 
