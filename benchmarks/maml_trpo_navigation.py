@@ -40,8 +40,8 @@ def forward_probe_ms(repeats: int = 10) -> float:
     """Median milliseconds of the issue's machine yardstick: one forward pass of a 100-100 tanh
     MLP over 20 tasks x 2,000 samples with per-task parameters, at the current torch thread
     count. Machines differ (the issue quotes 25-40 ms; this project's 2-core machine measured
-    86 ms on one thread and 47 ms on two), so compare seconds per iteration across machines in
-    units of this probe."""
+    25-34 ms on two threads when idle, 47-86 ms with other jobs running), so compare seconds
+    per iteration across machines in units of this probe."""
     policy = GaussianMLPPolicy(2, 2, (100, 100), "tanh")
     params = {n: p.detach().expand(20, *p.shape).clone() for n, p in policy.named_parameters()}
     obs = torch.randn(20, 2000, 2)

@@ -552,3 +552,15 @@ def test_fast_mlp_forward_equals_vmapped_functional_call(kind: str) -> None:
     params = {n: p.detach() + 0.1 * torch.randn(3, *p.shape) for n, p in policy.named_parameters()}
     obs = torch.randn(3, 4, 5, 2)
     assert_close(mlp_forward(policy, params, obs), per_task_output(policy, params, obs))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_policy_tanh_equals_torch_tanh(dtype: torch.dtype) -> None:
+    from fastadapt.policies.mlp import Tanh, tanh
+
+    x = torch.cat([torch.linspace(-30, 30, 10_001, dtype=dtype), torch.tensor([0.0, 1e-8],
+                                                                                dtype=dtype)])
+    tolerance = 2.5e-7 if dtype == torch.float32 else 1e-15
+    assert (tanh(x) - torch.tanh(x)).abs().max() <= tolerance
+    assert torch.equal(Tanh()(x), tanh(x))
+    assert tanh(torch.tensor([-1e4, 1e4], dtype=dtype)).tolist() == [-1.0, 1.0]
