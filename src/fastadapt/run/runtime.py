@@ -4,12 +4,12 @@ Meta-RL updates allocate and free the same large activations many times per iter
 ``[20, 2000, 64]`` float32 tensor is 10 MB; an exact TRPO step makes hundreds). glibc serves
 blocks above its mmap threshold with fresh ``mmap`` pages and unmaps them on ``free``, so every
 allocation pays page faults and the zeroing of new pages in the kernel. On the project's 2-core
-machine that was 40% of an exact MAML-TRPO iteration (2.48 s -> 1.50 s, system time 12.7 s ->
-1.3 s over the benchmark; README, Speed). :func:`retain_freed_memory` serves such blocks from
+machine that was over 40% of an exact MAML-TRPO iteration (2.36 s -> 1.34 s; system time over
+the benchmark 12.7 s -> 1.3 s; README, Speed). :func:`retain_freed_memory` serves such blocks from
 the heap and keeps freed memory in the process, as jemalloc or tcmalloc would.
 
 The price is that the process keeps its peak heap until it exits (peak RSS itself does not
-grow: 843 MB -> 762 MB in the benchmark). ``run.retain_freed_memory: false`` turns it off.
+grow: 843 MB -> 784 MB in the benchmark). ``run.retain_freed_memory: false`` turns it off.
 """
 
 from __future__ import annotations
