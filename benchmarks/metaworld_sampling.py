@@ -20,12 +20,12 @@ import time
 from typing import Any
 
 import numpy as np
-import torch
 from timing import sampling_rates
 
 from fastadapt.envs.metaworld import MetaWorldFamily
 from fastadapt.meta.adapt import expand_to_tasks
 from fastadapt.policies.mlp import GaussianMLPPolicy
+from fastadapt.run.runtime import configure_process
 from fastadapt.sampling import make_sampler
 
 
@@ -54,7 +54,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    configure_process(args.threads)  # as `fastadapt train` does (run.retain_freed_memory)
     family = MetaWorldFamily("ML1", args.env)
     policy = GaussianMLPPolicy(39, 4, (100, 100), "tanh")
     params = expand_to_tasks({n: p.detach() for n, p in policy.named_parameters()}, args.tasks)

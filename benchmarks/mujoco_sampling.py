@@ -17,13 +17,13 @@ import time
 
 import mujoco
 import numpy as np
-import torch
 from timing import sampling_rates
 
 from fastadapt.envs.locomotion import HalfCheetahVel
 from fastadapt.envs.mujoco_batched import gymnasium_asset, load_model
 from fastadapt.meta.adapt import expand_to_tasks
 from fastadapt.policies.mlp import GaussianMLPPolicy
+from fastadapt.run.runtime import configure_process
 from fastadapt.sampling.vector import VectorSampler
 
 
@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    configure_process(args.threads)  # as `fastadapt train` does (run.retain_freed_memory)
     family = HalfCheetahVel()
     policy = GaussianMLPPolicy(17, 6, (100, 100), "relu")
     params = expand_to_tasks({n: p.detach() for n, p in policy.named_parameters()}, args.tasks)

@@ -31,6 +31,7 @@ import torch
 from fastadapt.envs.registry import make_family
 from fastadapt.meta.adapt import expand_to_tasks
 from fastadapt.policies.mlp import make_policy
+from fastadapt.run.runtime import configure_process
 from fastadapt.sampling import SeededSampler, make_sampler
 from fastadapt.types import Trajectories
 
@@ -100,7 +101,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the parent")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    configure_process(args.threads)  # as `fastadapt train` does (run.retain_freed_memory)
     rows = [row for name in args.env for row in _family_rows(name, args)]
     print(json.dumps({
         "benchmark": "sampler_scaling", "cpus": os.cpu_count(), "threads": args.threads,
