@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 # The demo owns $(DEMO_DIR): it is replaced on every run. fvp_subsample=0.1 computes TRPO's
-# Fisher-vector products on 10% of the episodes (about 3x faster, similar returns on average; see README).
+# Fisher-vector products on 10% of the episodes (about 3x faster, similar returns on average;
+# see README).
 demo: install
 	rm -rf $(DEMO_DIR)
 	$(BIN)/fastadapt train configs/maml-trpo/2d-navigation.yaml --iterations 50 --set trpo.fvp_subsample=0.1 --run-dir $(DEMO_DIR)
