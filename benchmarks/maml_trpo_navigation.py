@@ -9,7 +9,7 @@ the last line with ``seconds_per_iteration`` (median after warm-up), ``env_steps
 machine's speed (one 100-100 MLP forward pass over 20 x 2,000 samples, quoted as 25-40 ms where
 the reference ran), since the 2-core machines this runs on differ by up to 2x.
 
-    python benchmarks/maml_trpo_navigation.py [--iterations 8] [--fvp-subsample 1.0]
+    python benchmarks/maml_trpo_navigation.py [--iterations 20] [--fvp-subsample 1.0]
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def forward_probe_ms(repeats: int = 10) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iterations", type=int, default=8)
+    parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--fvp-subsample", type=float, default=1.0)
     parser.add_argument("--threads", type=int, default=2)

@@ -27,7 +27,7 @@ from fastadapt.meta.adapt import adapt, adapt_steps, expand_to_tasks, per_task_o
 from fastadapt.meta.curvature import InnerLoopJacobian
 from fastadapt.meta.losses import mean_kl, surrogate_loss
 from fastadapt.meta.maml import MAMLTRPO, MAMLConfig, MetaBatch, collect_meta_batch
-from fastadapt.meta.mlp_products import mlp_forward
+from fastadapt.meta.mlp_products import SamplingForward, mlp_forward, weight_gradient
 from fastadapt.meta.trpo import TRPOConfig, flatten, unflatten
 from fastadapt.policies.mlp import CategoricalMLPPolicy, GaussianMLPPolicy, Policy
 from fastadapt.sampling.vector import VectorSampler
@@ -196,8 +196,8 @@ def test_adapt_first_order_keeps_the_value_and_drops_the_hessian(float64: None) 
     exact = problem.adapted(theta, first_order=False)
     first = problem.adapted(theta, first_order=True)
     weights = _random_like(first, seed=2)
-    for name in theta:
-        assert_close(first[name], exact[name], rtol=0, atol=0)
+    for name in theta:  # first order computes the gradient by cached matmuls: same to rounding
+        assert_close(first[name], exact[name], rtol=0, atol=1e-12)
     # d/dtheta <w, phi> = sum_i w_i for FOMAML (J = I).
     grads = torch.autograd.grad(_dot(weights, first), list(theta.values()))
     for name, g in zip(theta, grads, strict=True):
@@ -279,11 +279,30 @@ def test_first_order_jacobian_is_the_identity(float64: None) -> None:
 
 def _outer_gradient(problem: Problem, jacobian: InnerLoopJacobian, old_log_probs: Tensor) -> Tensor:
     """The meta-gradient as ``MAMLTRPO.step`` computes it: grad of the surrogate at the adapted
-    parameters, pulled back with ``InnerLoopJacobian.vjp`` (which sums over tasks)."""
-    leaf = {n: p.detach().requires_grad_(True) for n, p in jacobian.adapted.items()}
-    loss, _ = surrogate_loss(problem.policy, leaf, problem.valid, old_log_probs)
-    grads = torch.autograd.grad(loss, list(leaf.values()))
-    return flatten(jacobian.vjp(dict(zip(leaf, grads, strict=True))))
+    parameters (``old_log_probs`` are theirs: the step takes them from the same forward pass),
+    pulled back with ``InnerLoopJacobian.vjp`` (which sums over tasks)."""
+    maml = MAMLTRPO(problem.policy, MAMLConfig(meta_batch_size=T), TRPOConfig())
+    _, _, grads, out = maml._outer_gradient(jacobian.adapted, problem.valid)
+    assert_close(problem.policy.log_prob(out, problem.valid.actions), old_log_probs)
+    return flatten(jacobian.vjp(grads))
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "categorical"])
+def test_outer_gradient_by_cached_matmuls_equals_autograd_through_vmap(
+    float64: None, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    problem = Problem(kind, num_steps=1)
+    jacobian = InnerLoopJacobian(problem.policy, problem.theta, problem.train, INNER_LR)
+    maml = MAMLTRPO(problem.policy, MAMLConfig(meta_batch_size=T), TRPOConfig())
+    products, fast_loss, fast, fast_out = maml._outer_gradient(jacobian.adapted, problem.valid)
+    assert products is not None
+    monkeypatch.setattr("fastadapt.meta.maml.supports_fast_products", lambda policy: False)
+    products, loss, generic, out = maml._outer_gradient(jacobian.adapted, problem.valid)
+    assert products is None
+    assert_close(fast_loss, loss, rtol=1e-12, atol=1e-14)
+    assert_close(fast_out, out, rtol=1e-12, atol=1e-14)
+    for name in generic:
+        assert_close(fast[name], generic[name], rtol=1e-10, atol=1e-13)
 
 
 def _old_log_probs(problem: Problem) -> Tensor:
@@ -552,6 +571,41 @@ def test_fast_mlp_forward_equals_vmapped_functional_call(kind: str) -> None:
     params = {n: p.detach() + 0.1 * torch.randn(3, *p.shape) for n, p in policy.named_parameters()}
     obs = torch.randn(3, 4, 5, 2)
     assert_close(mlp_forward(policy, params, obs), per_task_output(policy, params, obs))
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "categorical"])
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_sampling_forward_equals_mlp_forward(float64: None, kind: str, activation: str) -> None:
+    """The sampler's prepared forward (tanh folded into sigmoids, std precomputed)."""
+    torch.manual_seed(0)
+    policy: Policy = GaussianMLPPolicy(2, 2, (8, 8), activation)  # type: ignore[arg-type]
+    if kind == "categorical":
+        policy = CategoricalMLPPolicy(2, 3, (8, 8), activation)  # type: ignore[arg-type]
+    params = {n: p.detach() + 0.3 * torch.randn(3, *p.shape) for n, p in policy.named_parameters()}
+    obs = torch.randn(3, 4, 2)
+    forward = SamplingForward(policy, params)
+    expected = mlp_forward(policy, params, obs)
+    net_dim = 2 if kind == "gaussian" else 3
+    assert_close(forward(obs), expected[..., :net_dim], rtol=1e-12, atol=1e-12)
+    if kind == "gaussian":
+        noise = torch.randn(3, 4, 2)
+        expected_actions = expected[..., :2] + noise * expected[..., 2:].exp()
+        assert_close(forward.gaussian_actions(obs, noise), expected_actions, rtol=1e-12,
+                     atol=1e-12)
+    else:
+        assert forward.std is None
+        with pytest.raises(TypeError, match="GaussianMLPPolicy"):
+            forward.gaussian_actions(obs, torch.zeros(3, 4, 3))
+
+
+@pytest.mark.parametrize("sizes", [(2, 16), (16, 16), (16, 2)])
+def test_weight_gradient_is_delta_transposed_times_inputs(sizes: tuple[int, int]) -> None:
+    fan_in, fan_out = sizes
+    generator = torch.Generator().manual_seed(0)
+    delta = torch.randn(3, 50, fan_out, generator=generator)
+    inputs = torch.randn(3, 50, fan_in, generator=generator)
+    expected = torch.einsum("tno,tni->toi", delta, inputs)
+    assert_close(weight_gradient(delta, inputs), expected)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

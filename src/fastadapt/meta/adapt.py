@@ -13,10 +13,12 @@ it (FOMAML). ``inner_lr`` may be a float or per-parameter tensors (Meta-SGD, Li 
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 from torch.func import functional_call, grad, jvp, vjp, vmap
 
 from fastadapt.meta.estimators import Estimator, inner_surrogate
+from fastadapt.meta.mlp_products import policy_gradients, supports_fast_products
 from fastadapt.policies.mlp import Policy
 from fastadapt.types import Batch, Params
 
@@ -81,6 +83,9 @@ def inner_gradients(policy: Policy, params: Params, batch: Batch, estimator: Est
         return inner_loss(policy, p, b, estimator, old)
 
     grads: Params
+    differentiable = torch.is_grad_enabled() and any(p.requires_grad for p in params.values())
+    if old_log_probs is None and not differentiable and supports_fast_products(policy):
+        return policy_gradients(policy, params, batch)  # same values, cached batched matmuls
     if old_log_probs is None:
         grads = vmap(grad(lambda p, b: loss(p, b, None)))(params, batch)
     else:
@@ -113,7 +118,8 @@ def adapt(
     Returns:
         Adapted per-task parameters ``[T, ...]``.
     """
-    grads = inner_gradients(policy, params, batch, estimator, old_log_probs)
+    at = {n: p.detach() for n, p in params.items()} if first_order else params
+    grads = inner_gradients(policy, at, batch, estimator, old_log_probs)
     adapted: Params = {}
     for name, p in params.items():
         g = grads[name].detach() if first_order else grads[name]

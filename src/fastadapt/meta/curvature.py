@@ -33,7 +33,12 @@ from fastadapt.meta.adapt import (
     inner_gradients,
 )
 from fastadapt.meta.estimators import Estimator
-from fastadapt.meta.mlp_products import HessianProducts, MLPProducts, supports_fast_products
+from fastadapt.meta.mlp_products import (
+    HessianProducts,
+    MLPProducts,
+    inner_loss_output_gradient,
+    supports_fast_products,
+)
 from fastadapt.policies.mlp import Policy
 from fastadapt.types import Batch, Params
 
@@ -70,11 +75,7 @@ def inner_loss_hessian(policy: Policy, params: Params, batch: Batch, estimator: 
     if supports_fast_products(policy) and estimator in ("maml", "emaml"):
         mlp = MLPProducts(policy, params, batch.observations)
         out = mlp.out.detach().requires_grad_(True)
-        with torch.enable_grad():
-            log_probs = policy.log_prob(out.view(*batch.masks.shape, -1), batch.actions)
-            weights = batch.advantages * batch.masks
-            per_task = -(log_probs * weights).sum((1, 2)) / batch.masks.sum((1, 2)).clamp(min=1)
-            (loss_grad,) = torch.autograd.grad(per_task.sum(), out, create_graph=True)
+        loss_grad = inner_loss_output_gradient(policy, out, batch, create_graph=True)
         return HessianProducts(mlp, out, loss_grad)
     leaf = _leaf(params)
     with torch.enable_grad():
@@ -185,16 +186,20 @@ class KLHessian:
         policy: the policy module.
         adapted: per-task parameters ``phi_old [T, ...]``.
         batch: validation episodes ``[T, E, H, ...]`` whose states the KL averages over.
+        products: the MLP's forward pass at ``adapted`` and ``batch.observations`` if the
+            caller already has it (the outer gradient's), else built here.
     """
 
-    def __init__(self, policy: Policy, adapted: Params, batch: Batch) -> None:
+    def __init__(self, policy: Policy, adapted: Params, batch: Batch,
+                 products: MLPProducts | None = None) -> None:
         self._policy = policy
         masks = batch.masks
         # mean over each task's unmasked steps, then over tasks (as mean_kl)
         weights = masks / masks.sum((1, 2), keepdim=True).clamp(min=1.0) / masks.shape[0]
         self._linear: MLPProducts | OutputLinearization
         if supports_fast_products(policy):
-            self._linear = MLPProducts(policy, adapted, batch.observations)
+            self._linear = products or MLPProducts(policy, adapted, batch.observations,
+                                                   second_order=False)
             self._weights = weights.reshape(masks.shape[0], -1, 1)
         else:
             self._linear = OutputLinearization(policy, adapted, batch.observations)

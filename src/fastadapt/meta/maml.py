@@ -25,6 +25,7 @@ from fastadapt.meta.adapt import adapt, adapt_steps, expand_to_tasks, per_task_o
 from fastadapt.meta.curvature import InnerLoopJacobian, KLHessian, subsample_episodes
 from fastadapt.meta.estimators import Estimator
 from fastadapt.meta.losses import mean_kl, surrogate_loss
+from fastadapt.meta.mlp_products import MLPProducts, supports_fast_products
 from fastadapt.meta.trpo import (
     TRPOConfig,
     backtracking_line_search,
@@ -167,23 +168,56 @@ class MAMLTRPO:
     def load_state_dict(self, tensors: dict[str, Tensor]) -> None:
         """Nothing to restore (see :meth:`state_dict`)."""
 
-    def _meta_fisher(self, theta: Params, meta_batch: MetaBatch, jacobian: InnerLoopJacobian
-                     ) -> Callable[[Tensor], Tensor]:
+    def _meta_fisher(self, theta: Params, meta_batch: MetaBatch, jacobian: InnerLoopJacobian,
+                     products: MLPProducts | None = None) -> Callable[[Tensor], Tensor]:
         """Damped meta-Fisher-vector product ``v -> (sum_i J_i^T F_i J_i + d I) v``.
 
         With ``trpo.fvp_subsample < 1`` the inner Hessians in ``J_i`` and the Fisher ``F_i``
         (still at the adapted ``phi_i``) are estimated on that fraction of the episodes.
+        ``products``: the forward pass on the whole validation batch, reused when exact.
         """
         fraction = self.trpo.fvp_subsample
         jacobian = jacobian.subsampled(fraction)
         valid = subsample_episodes(meta_batch.valid, fraction)
-        fisher = KLHessian(self.policy, jacobian.adapted, valid)
+        fisher = KLHessian(self.policy, jacobian.adapted, valid,
+                           products if fraction >= 1.0 else None)
 
         def fvp(vector: Tensor) -> Tensor:
             per_task = fisher(jacobian.jvp(unflatten(vector, theta)))
             return flatten(jacobian.vjp(per_task)) + self.trpo.cg_damping * vector
 
         return fvp
+
+    def _outer_gradient(self, adapted: Params, valid: Batch
+                        ) -> tuple[MLPProducts | None, Tensor, Params, Tensor]:
+        """Surrogate loss at ``phi_old = adapted`` and its gradient in ``phi`` per task.
+
+        MLP policies take one cached forward pass (:class:`MLPProducts`, which the exact
+        Fisher reuses) and one backward pass; others autograd through ``vmap``.
+
+        Returns:
+            ``(products or None, loss, d loss / d phi [T, ...], out [T, E, H, D])``.
+        """
+        policy = self.policy
+        products = None
+        with torch.enable_grad():
+            if supports_fast_products(policy):
+                products = MLPProducts(policy, adapted, valid.observations, second_order=False)
+                leaf = products.out.view(*valid.masks.shape, -1).requires_grad_(True)
+                old_out = leaf.detach()  # the sampling policy pi_phi_old
+                loss, _ = surrogate_loss(policy, {}, valid, policy.log_prob(old_out, valid.actions),
+                                         leaf)
+                (d_out,) = torch.autograd.grad(loss, leaf)
+                grads = products.vjp(d_out.reshape(products.out.shape))
+            else:
+                params = {n: p.detach().requires_grad_(True) for n, p in adapted.items()}
+                out = per_task_output(policy, params, valid.observations)
+                old_out = out.detach()  # the sampling policy pi_phi_old: one forward for both
+                loss, _ = surrogate_loss(policy, params, valid,
+                                         policy.log_prob(old_out, valid.actions), out)
+                grads = dict(zip(params, torch.autograd.grad(loss, list(params.values())),
+                                 strict=True))
+        return products, loss.detach(), grads, old_out
 
     def step(self, theta: Params, meta_batch: MetaBatch) -> tuple[Params, dict[str, float]]:
         """One TRPO meta-update.
@@ -202,19 +236,14 @@ class MAMLTRPO:
             policy, theta, meta_batch.train, self.maml.inner_lr, self.maml.first_order,
             num_tasks=valid.masks.shape[0], estimator=self.estimator,
         )
-        leaf = {n: p.detach().requires_grad_(True) for n, p in jacobian.adapted.items()}
-        with torch.enable_grad():
-            out = per_task_output(policy, leaf, valid.observations)
-            old_out = out.detach()  # the sampling policy pi_phi_old: one forward for both
-            old_log_probs = policy.log_prob(old_out, valid.actions)
-            loss, _ = surrogate_loss(policy, leaf, valid, old_log_probs, out)
-            grads = torch.autograd.grad(loss, list(leaf.values()))
-        gradient = flatten(jacobian.vjp(dict(zip(leaf, grads, strict=True))))
+        products, loss, outer_grads, old_out = self._outer_gradient(jacobian.adapted, valid)
+        old_log_probs = policy.log_prob(old_out, valid.actions)
+        gradient = flatten(jacobian.vjp(outer_grads))
         metrics = {"loss_before": float(loss.detach()), "grad_norm": float(gradient.norm())}
         if not torch.isfinite(gradient).all() or not torch.isfinite(loss):
             return theta, {**metrics, "step_accepted": 0.0, "nonfinite": 1.0, "kl": 0.0}
 
-        fvp = self._meta_fisher(theta, meta_batch, jacobian)
+        fvp = self._meta_fisher(theta, meta_batch, jacobian, products)
         full_step, predicted_kl = natural_step(gradient, fvp, self.trpo)
 
         @torch.no_grad()

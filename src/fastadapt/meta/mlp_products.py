@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from fastadapt.policies.mlp import CategoricalMLPPolicy, GaussianMLPPolicy, Policy, tanh
-from fastadapt.types import Params
+from fastadapt.types import Batch, Params
 
 
 def supports_fast_products(policy: object) -> bool:
@@ -58,6 +58,77 @@ def mlp_forward(policy: Policy, params: Params, obs: Tensor) -> Tensor:
     return a.reshape(*obs.shape[:-1], a.shape[-1])
 
 
+def weight_gradient(delta: Tensor, inputs: Tensor) -> Tensor:
+    """``delta^T inputs`` per task: ``[T, N, out]``, ``[T, N, in]`` -> ``[T, out, in]``.
+
+    Computed as ``(inputs^T delta)^T`` when ``in < out``: torch's CPU ``bmm`` is slow when the
+    product's last dimension is tiny (first layer, ``in`` = 2 observation dimensions:
+    ``[20, 64, 2000] @ [20, 2000, 2]`` takes 5.0 ms on one thread, the transposed form 0.7 ms).
+    """
+    if inputs.shape[-1] < delta.shape[-1]:
+        return torch.bmm(inputs.transpose(1, 2), delta).transpose(1, 2)
+    return torch.bmm(delta.transpose(1, 2), inputs)
+
+
+class SamplingForward:
+    """``mlp_forward`` prepared for a sampler's many small steps with fixed per-task params.
+
+    A rollout calls the policy once per env step on ``[T, E, O]`` observations (a few hundred
+    rows), where per-op overhead, not arithmetic, sets the cost. Once per rollout this
+    transposes the weights, computes ``sigma = exp(log_std)``, and folds the affine maps of
+    ``tanh(z) = 2 sigmoid(2z) - 1`` into the weights (with ``s = sigmoid(2z)``:
+    ``W tanh(z) + b = (2W) s + (b - W 1)``), so each hidden layer is one ``baddbmm`` and one
+    in-place ``sigmoid``, and a Gaussian action ``mu + sigma * noise`` is the output layer's
+    ``baddbmm`` onto ``b + sigma * noise``. 20 x 20 rows, 64-64 tanh, one thread: 0.20 ms
+    per step against 0.42 ms for ``mlp_forward`` and sampling. Same function as
+    :func:`mlp_forward` up to float32 rounding (~2e-6 on the outputs).
+
+    Args:
+        policy: a policy :func:`supports_fast_products` accepts.
+        params: per-task parameters ``[T, ...]`` (read once; later changes are not seen).
+    """
+
+    def __init__(self, policy: Policy, params: Params) -> None:
+        layers, activation = _layers(policy)
+        self._sigmoid = activation == "tanh"
+        self._affine: list[tuple[Tensor, Tensor]] = []  # (bias [T, 1, out], weight [T, in, out])
+        last = len(layers) - 1
+        for i, (w, b) in enumerate(layers):
+            weight = params[w].detach().transpose(1, 2)
+            bias = params[b].detach().unsqueeze(1)
+            if self._sigmoid:
+                if i > 0:  # the input is s = sigmoid(2 z_prev): W h = 2 W s - W 1
+                    bias = bias - weight.sum(1, keepdim=True)
+                    weight = 2 * weight
+                if i < last:  # this layer's pre-activation enters as 2 z
+                    bias, weight = 2 * bias, 2 * weight
+            # hidden layers: contiguous [in, out]; the narrow output layer stays a transposed
+            # view ([20, 20, 64] @ [20, 64, 2]: 20 us that way, 47 us contiguous)
+            self._affine.append((bias, weight if i == last else weight.contiguous()))
+        self.std: Tensor | None = None
+        if isinstance(policy, GaussianMLPPolicy):
+            self.std = params["log_std"].detach().clamp(min=policy.min_log_std).exp().unsqueeze(1)
+
+    def _hidden(self, obs: Tensor) -> Tensor:
+        a = obs
+        for bias, weight in self._affine[:-1]:
+            a = torch.baddbmm(bias, a, weight)
+            a = a.sigmoid_() if self._sigmoid else a.relu_()
+        return a
+
+    def __call__(self, obs: Tensor) -> Tensor:
+        """Network outputs (Gaussian means or logits) ``[T, E, D]`` at ``obs [T, E, O]``."""
+        bias, weight = self._affine[-1]
+        return torch.baddbmm(bias, self._hidden(obs), weight)
+
+    def gaussian_actions(self, obs: Tensor, noise: Tensor) -> Tensor:
+        """``mu(obs) + sigma * noise`` ``[T, E, A]`` (Gaussian policies) for ``noise [T, E, A]``."""
+        if self.std is None:
+            raise TypeError("gaussian_actions needs a GaussianMLPPolicy")
+        bias, weight = self._affine[-1]
+        return torch.baddbmm(torch.addcmul(bias, noise, self.std), self._hidden(obs), weight)
+
+
 class MLPProducts:
     """Linearisation of a per-task MLP policy at fixed inputs.
 
@@ -65,12 +136,15 @@ class MLPProducts:
         policy: the policy module (only its structure is used).
         params: per-task parameters ``[T, ...]`` (detached).
         obs: per-task observations ``[T, ..., O]``.
+        second_order: keep ``sigma''(z)`` for :class:`HessianProducts`; ``False`` when only
+            first-order products (gradients, Gauss-Newton) are taken.
 
     Attributes:
         out: distribution parameters ``[T, N, D]`` at ``obs``.
     """
 
-    def __init__(self, policy: Policy, params: Params, obs: Tensor) -> None:
+    def __init__(self, policy: Policy, params: Params, obs: Tensor,
+                 second_order: bool = True) -> None:
         self.params = {n: p.detach() for n, p in params.items()}
         self.layers, activation = _layers(policy)
         num_tasks = obs.shape[0]
@@ -79,18 +153,27 @@ class MLPProducts:
         self.d1: list[Tensor] = []  # sigma'(z) of each hidden layer
         self.d2: list[Tensor] = []  # sigma''(z)
         a = x
+        one, zero = x.new_ones(()), x.new_zeros(())
+        last = len(self.layers) - 1
         for i, (w, b) in enumerate(self.layers):
-            z = torch.baddbmm(self.params[b].unsqueeze(1), a, self.params[w].transpose(1, 2))
-            if i == len(self.layers) - 1:
+            bias, weight = self.params[b].unsqueeze(1), self.params[w].transpose(1, 2)
+            if i == last:
+                z = torch.baddbmm(bias, a, weight)
                 break
             if activation == "tanh":
-                a = tanh(z)
-                d1 = 1 - a * a
-                self.d2.append(-2 * a * d1)
+                # tanh(z) = 2 sigmoid(2z) - 1 with 2z from doubled weights (exact), in place,
+                # and one fused pass each for sigma' and sigma'': 4 passes over the [T, N, width]
+                # activations instead of 9, and the same values as `tanh`
+                a = torch.baddbmm(2 * bias, a, 2 * weight).sigmoid_().mul_(2).sub_(1)
+                d1 = torch.addcmul(one, a, a, value=-1)  # 1 - a^2
+                if second_order:
+                    self.d2.append(torch.addcmul(zero, a, d1, value=-2))  # -2 a (1 - a^2)
             else:
+                z = torch.baddbmm(bias, a, weight)
                 a = torch.relu(z)
                 d1 = (z > 0).to(z.dtype)
-                self.d2.append(torch.zeros_like(z))
+                if second_order:
+                    self.d2.append(torch.zeros_like(z))
             self.d1.append(d1)
             self.inputs.append(a)
         self.net_dim = z.shape[-1]
@@ -134,7 +217,7 @@ class MLPProducts:
         delta_z_hidden: list[Tensor] = [torch.empty(0)] * len(self.d1)
         for i in reversed(range(len(self.layers))):
             w, b = self.layers[i]
-            grads[w] = torch.bmm(delta_z.transpose(1, 2), self.inputs[i])
+            grads[w] = weight_gradient(delta_z, self.inputs[i])
             grads[b] = delta_z.sum(1)
             if i > 0:
                 delta_h[i - 1] = torch.bmm(delta_z, self.params[w])
@@ -146,6 +229,49 @@ class MLPProducts:
         """``tensors`` in the order of the parameters (flattening depends on it)."""
         return {n: tensors[n] for n in self.params}
 
+
+
+def inner_loss_output_gradient(policy: Policy, out: Tensor, batch: Batch,
+                               create_graph: bool = False) -> Tensor:
+    """``d/d out`` of the summed per-task inner losses ``-sum(m log pi(a|s) A) / sum(m)``.
+
+    Args:
+        out: distribution parameters ``[T, N, D]`` (``N = E * H``); with ``create_graph`` a
+            leaf requiring grad.
+        batch: the episodes ``[T, E, H, ...]`` whose observations ``out`` was computed at.
+        create_graph: keep the graph (for output-space Hessian products).
+
+    Returns:
+        ``[T, N, D]``.
+    """
+    def loss(out: Tensor) -> Tensor:
+        log_probs = policy.log_prob(out.view(*batch.masks.shape, -1), batch.actions)
+        weights = batch.advantages * batch.masks
+        per_task = -(log_probs * weights).sum((1, 2)) / batch.masks.sum((1, 2)).clamp(min=1)
+        return per_task.sum()
+
+    if not create_graph:  # torch.func: also inside vmap (finite-difference tests) and no_grad
+        gradient: Tensor = torch.func.grad(loss)(out)
+        return gradient
+    with torch.enable_grad():
+        (gradient,) = torch.autograd.grad(loss(out), out, create_graph=True)
+    return gradient
+
+
+def policy_gradients(policy: Policy, params: Params, batch: Batch) -> Params:
+    """Per-task gradients of the on-policy inner loss, without a graph (one cached forward
+    pass and one backward pass of batched matmuls; the values of
+    :func:`fastadapt.meta.adapt.inner_gradients`, ~30% faster than its ``vmap``).
+
+    Args:
+        params: per-task parameters ``[T, ...]``.
+        batch: ``[T, E, H, ...]``.
+
+    Returns:
+        ``[T, ...]`` (detached).
+    """
+    mlp = MLPProducts(policy, params, batch.observations, second_order=False)
+    return mlp.vjp(inner_loss_output_gradient(policy, mlp.out, batch))
 
 
 class HessianProducts:
@@ -190,7 +316,7 @@ class HessianProducts:
         r_delta_z = r_delta_out[..., : mlp.net_dim]
         for i in reversed(range(len(mlp.layers))):
             w, b = mlp.layers[i]
-            r_gw = torch.bmm(r_delta_z.transpose(1, 2), mlp.inputs[i])
+            r_gw = weight_gradient(r_delta_z, mlp.inputs[i])
             if i > 0:
                 r_gw = torch.baddbmm(r_gw, delta_z.transpose(1, 2), r_a_hidden[i - 1])
             result[w] = r_gw

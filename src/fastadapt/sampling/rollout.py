@@ -17,7 +17,7 @@ whole random state is the pair ``(s, c)`` (what a checkpoint stores).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -26,7 +26,7 @@ from torch import Tensor
 
 from fastadapt.envs.base import TaskFamily
 from fastadapt.meta.adapt import per_task_output
-from fastadapt.meta.mlp_products import mlp_forward, supports_fast_products
+from fastadapt.meta.mlp_products import SamplingForward, supports_fast_products
 from fastadapt.policies.mlp import GaussianMLPPolicy, Policy
 from fastadapt.types import Params, Trajectories
 
@@ -77,11 +77,21 @@ def actions_from_noise(policy: Policy, out: Tensor, noise: Tensor) -> Tensor:
     return draws.clamp(max=out.shape[-1] - 1)
 
 
-def _outputs(policy: Policy, params: Params, obs: Tensor) -> Tensor:
-    """Distribution parameters ``[T, E, D]`` of per-task ``params`` at ``obs [T, E, O]``."""
-    if supports_fast_products(policy):
-        return mlp_forward(policy, params, obs)
-    return per_task_output(policy, params, obs)
+def step_actions(policy: Policy, params: Params) -> Callable[[Tensor, Tensor], Tensor]:
+    """``(obs [T, E, O], noise) -> actions`` of per-task ``params``, fixed for a rollout.
+
+    MLP policies run a :class:`~fastadapt.meta.mlp_products.SamplingForward` prepared once
+    (Gaussian: ``mu + sigma * noise`` in one op); other policies ``vmap`` the module and
+    :func:`actions_from_noise`.
+    """
+    if not supports_fast_products(policy):
+        return lambda obs, noise: actions_from_noise(
+            policy, per_task_output(policy, params, obs), noise
+        )
+    forward = SamplingForward(policy, params)
+    if forward.std is not None:
+        return forward.gaussian_actions
+    return lambda obs, noise: actions_from_noise(policy, forward(obs), noise)
 
 
 @torch.no_grad()
@@ -119,25 +129,34 @@ def rollout(
     noise_per_task = [draw_noise(policy, g, (horizon, episodes)) for g in action_rngs]
     noise = torch.from_numpy(np.stack(noise_per_task, axis=1))  # [H, T, E, ...]
     env = family.make_batched(tasks, episodes, task_generators(seed, call, indices, ENV_STREAM))
-    obs = torch.from_numpy(env.reset())
-    shape = (num_tasks, episodes, horizon)
-    observations = torch.zeros(*shape, obs.shape[-1])
-    rewards = torch.zeros(shape)
-    masks = torch.zeros(shape)
-    successes = torch.zeros(shape) if env.success is not None else None
-    alive = torch.ones(num_tasks, episodes)
+    first_obs = env.reset()
+    # step-major numpy buffers while stepping (a numpy slice copy per step is cheaper than a
+    # torch indexed write); masks and masked rewards are computed once at the end
+    steps = (horizon, num_tasks, episodes)
+    observations = np.empty((*steps, first_obs.shape[-1]), dtype=np.float32)
+    observations[0] = first_obs
+    rewards = np.empty(steps, dtype=np.float32)
+    terminated = np.empty(steps, dtype=bool)
+    successes = np.empty(steps, dtype=bool) if env.success is not None else None
     actions_t: list[Tensor] = []
+    act = step_actions(policy, params)
     for t in range(horizon):
-        actions = actions_from_noise(policy, _outputs(policy, params, obs), noise[t])
-        next_obs, reward, terminated = env.step(actions.numpy())
-        observations[:, :, t] = obs
-        rewards[:, :, t] = torch.from_numpy(reward.astype(np.float32)) * alive
-        masks[:, :, t] = alive
+        actions = act(torch.from_numpy(observations[t]), noise[t])
+        next_obs, rewards[t], terminated[t] = env.step(actions.numpy())
+        if t + 1 < horizon:
+            observations[t + 1] = next_obs
         if successes is not None and env.success is not None:
-            successes[:, :, t] = torch.from_numpy(env.success).float() * alive
+            successes[t] = env.success
         actions_t.append(actions)
-        alive = alive * torch.from_numpy(~terminated).float()
-        obs = torch.from_numpy(next_obs)
+    alive = np.ones(steps, dtype=np.float32)  # step t counts if no earlier step terminated
+    alive[1:] = np.cumprod(~terminated[:-1], axis=0)
+    success_values = None if successes is None else _task_major(successes * alive)
     unstable = None if env.unstable is None else torch.from_numpy(env.unstable.copy()).float()
-    return Trajectories(observations, torch.stack(actions_t, dim=2), rewards, masks, successes,
+    return Trajectories(_task_major(observations), torch.stack(actions_t, dim=2),
+                        _task_major(rewards * alive), _task_major(alive), success_values,
                         unstable)
+
+
+def _task_major(steps: np.ndarray) -> Tensor:
+    """``[H, T, E, ...]`` numpy -> contiguous ``[T, E, H, ...]`` float32 tensor."""
+    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(steps, 0, 2), dtype=np.float32))
