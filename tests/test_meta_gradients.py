@@ -27,7 +27,12 @@ from fastadapt.meta.adapt import adapt, adapt_steps, expand_to_tasks, per_task_o
 from fastadapt.meta.curvature import InnerLoopJacobian
 from fastadapt.meta.losses import mean_kl, surrogate_loss
 from fastadapt.meta.maml import MAMLTRPO, MAMLConfig, MetaBatch, collect_meta_batch
-from fastadapt.meta.mlp_products import SamplingForward, mlp_forward, weight_gradient
+from fastadapt.meta.mlp_products import (
+    MLPProducts,
+    SamplingForward,
+    mlp_forward,
+    weight_gradient,
+)
 from fastadapt.meta.trpo import TRPOConfig, flatten, unflatten
 from fastadapt.policies.mlp import CategoricalMLPPolicy, GaussianMLPPolicy, Policy
 from fastadapt.sampling.vector import VectorSampler
@@ -571,6 +576,20 @@ def test_fast_mlp_forward_equals_vmapped_functional_call(kind: str) -> None:
     params = {n: p.detach() + 0.1 * torch.randn(3, *p.shape) for n, p in policy.named_parameters()}
     obs = torch.randn(3, 4, 5, 2)
     assert_close(mlp_forward(policy, params, obs), per_task_output(policy, params, obs))
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "categorical"])
+def test_cached_products_forward_is_exactly_the_module(kind: str) -> None:
+    """The in-place tanh of MLPProducts (2z from doubled weights) changes no bit."""
+    torch.manual_seed(0)
+    policy: Policy = GaussianMLPPolicy(2, 2, (16, 16))
+    if kind == "categorical":
+        policy = CategoricalMLPPolicy(2, 3, (16, 16))
+    params = {n: p.detach() + 0.3 * torch.randn(3, *p.shape) for n, p in policy.named_parameters()}
+    obs = torch.randn(3, 4, 5, 2)
+    products = MLPProducts(policy, params, obs)
+    module = per_task_output(policy, params, obs)
+    assert torch.equal(products.out, module.reshape(products.out.shape))
 
 
 @pytest.mark.parametrize("kind", ["gaussian", "categorical"])
