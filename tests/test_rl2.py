@@ -203,6 +203,21 @@ def test_rl2_cli_train_evaluate_and_bit_identical_resume(tmp_path: Path) -> None
     assert main(["plot", str(run)]) == 0
 
 
+@pytest.mark.parametrize("rl2", [True, False])
+def test_learning_curve_names_what_before_and_after_mean(rl2: bool) -> None:
+    import matplotlib.pyplot as plt
+
+    from fastadapt.plots import _learning_curve
+
+    figure, ax = plt.subplots()
+    _learning_curve(ax, [{"iteration": 1, "return_before": -2.0, "return_after": -1.0}], rl2)
+    labels = ax.get_legend_handles_labels()[1]
+    plt.close(figure)
+    expected = (["first episode of the trial", "last episode of the trial"] if rl2
+                else ["before adaptation", "after adaptation"])
+    assert labels == expected
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [

@@ -10,6 +10,7 @@ from typing import Any
 
 import matplotlib
 import numpy as np
+import yaml
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -18,14 +19,19 @@ from matplotlib.axes import Axes
 from fastadapt.errors import CheckpointError
 from fastadapt.evaluate import EVALUATION_FILE
 from fastadapt.run.logging import read_metrics
+from fastadapt.run.train import CONFIG_FILE
 
 REPORT_FILE = "report.png"
 
 
-def _learning_curve(ax: Axes, metrics: list[dict[str, Any]]) -> None:
+def _learning_curve(ax: Axes, metrics: list[dict[str, Any]], rl2: bool) -> None:
+    """Training returns by meta-iteration: before and after the inner steps, or (RL²) of the
+    first and the last episode of the trials."""
     iterations = [m["iteration"] for m in metrics]
-    ax.plot(iterations, [m["return_before"] for m in metrics], label="before adaptation")
-    ax.plot(iterations, [m["return_after"] for m in metrics], label="after adaptation")
+    before, after = (("first episode of the trial", "last episode of the trial") if rl2
+                     else ("before adaptation", "after adaptation"))
+    ax.plot(iterations, [m["return_before"] for m in metrics], label=before)
+    ax.plot(iterations, [m["return_after"] for m in metrics], label=after)
     ax.set(title="meta-training", xlabel="meta-iteration", ylabel="mean episode return")
     ax.legend()
 
@@ -68,7 +74,10 @@ def plot_run(run_dir: Path) -> Path:
     evaluation = json.loads(eval_path.read_text()) if eval_path.exists() else None
     panels = 1 + (evaluation is not None) + bool(evaluation and "trajectories" in evaluation)
     fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.5), squeeze=False)
-    _learning_curve(axes[0, 0], metrics)
+    config_path = run_dir / CONFIG_FILE
+    config = yaml.safe_load(config_path.read_text()) if config_path.exists() else None
+    _learning_curve(axes[0, 0], metrics, isinstance(config, dict)
+                    and config.get("algorithm") == "rl2")
     if evaluation is not None:
         _adaptation_curve(axes[0, 1], evaluation)
         if "trajectories" in evaluation:
