@@ -34,7 +34,7 @@ from fastadapt.meta.mlp_products import (
     weight_gradient,
 )
 from fastadapt.meta.trpo import TRPOConfig, flatten, unflatten
-from fastadapt.policies.mlp import CategoricalMLPPolicy, GaussianMLPPolicy, Policy
+from fastadapt.policies.mlp import Activation, CategoricalMLPPolicy, GaussianMLPPolicy, Policy
 from fastadapt.sampling.vector import VectorSampler
 from fastadapt.types import Batch, Params
 
@@ -567,13 +567,21 @@ def test_sampler_masks_steps_after_termination() -> None:
     assert trajectories.num_env_steps == 2 * (1 + 5 + horizon)
 
 
+def _per_task_policy(kind: str, hidden: tuple[int, int], scale: float,
+                     activation: Activation = "tanh") -> tuple[Policy, Params]:
+    """A Gaussian (2 actions) or categorical (3) MLP policy and 3 tasks' perturbed params."""
+    torch.manual_seed(0)
+    policy: Policy = GaussianMLPPolicy(2, 2, hidden, activation)
+    if kind == "categorical":
+        policy = CategoricalMLPPolicy(2, 3, hidden, activation)
+    params = {n: p.detach() + scale * torch.randn(3, *p.shape)
+              for n, p in policy.named_parameters()}
+    return policy, params
+
+
 @pytest.mark.parametrize("kind", ["gaussian", "categorical"])
 def test_fast_mlp_forward_equals_vmapped_functional_call(kind: str) -> None:
-    torch.manual_seed(0)
-    policy: Policy = GaussianMLPPolicy(2, 2, (8, 8))
-    if kind == "categorical":
-        policy = CategoricalMLPPolicy(2, 3, (8, 8))
-    params = {n: p.detach() + 0.1 * torch.randn(3, *p.shape) for n, p in policy.named_parameters()}
+    policy, params = _per_task_policy(kind, (8, 8), 0.1)
     obs = torch.randn(3, 4, 5, 2)
     assert_close(mlp_forward(policy, params, obs), per_task_output(policy, params, obs))
 
@@ -581,11 +589,7 @@ def test_fast_mlp_forward_equals_vmapped_functional_call(kind: str) -> None:
 @pytest.mark.parametrize("kind", ["gaussian", "categorical"])
 def test_cached_products_forward_is_exactly_the_module(kind: str) -> None:
     """The in-place tanh of MLPProducts (2z from doubled weights) changes no bit."""
-    torch.manual_seed(0)
-    policy: Policy = GaussianMLPPolicy(2, 2, (16, 16))
-    if kind == "categorical":
-        policy = CategoricalMLPPolicy(2, 3, (16, 16))
-    params = {n: p.detach() + 0.3 * torch.randn(3, *p.shape) for n, p in policy.named_parameters()}
+    policy, params = _per_task_policy(kind, (16, 16), 0.3)
     obs = torch.randn(3, 4, 5, 2)
     products = MLPProducts(policy, params, obs)
     module = per_task_output(policy, params, obs)
@@ -594,13 +598,10 @@ def test_cached_products_forward_is_exactly_the_module(kind: str) -> None:
 
 @pytest.mark.parametrize("kind", ["gaussian", "categorical"])
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
-def test_sampling_forward_equals_mlp_forward(float64: None, kind: str, activation: str) -> None:
+def test_sampling_forward_equals_mlp_forward(float64: None, kind: str,
+                                             activation: Activation) -> None:
     """The sampler's prepared forward (tanh folded into sigmoids, std precomputed)."""
-    torch.manual_seed(0)
-    policy: Policy = GaussianMLPPolicy(2, 2, (8, 8), activation)  # type: ignore[arg-type]
-    if kind == "categorical":
-        policy = CategoricalMLPPolicy(2, 3, (8, 8), activation)  # type: ignore[arg-type]
-    params = {n: p.detach() + 0.3 * torch.randn(3, *p.shape) for n, p in policy.named_parameters()}
+    policy, params = _per_task_policy(kind, (8, 8), 0.3, activation)
     obs = torch.randn(3, 4, 2)
     forward = SamplingForward(policy, params)
     expected = mlp_forward(policy, params, obs)
