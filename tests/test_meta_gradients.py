@@ -287,9 +287,10 @@ def _outer_gradient(problem: Problem, jacobian: InnerLoopJacobian, old_log_probs
     parameters (``old_log_probs`` are theirs: the step takes them from the same forward pass),
     pulled back with ``InnerLoopJacobian.vjp`` (which sums over tasks)."""
     maml = MAMLTRPO(problem.policy, MAMLConfig(meta_batch_size=T), TRPOConfig())
-    _, _, grads, out = maml._outer_gradient(jacobian.adapted, problem.valid)
-    assert_close(problem.policy.log_prob(out, problem.valid.actions), old_log_probs)
-    return flatten(jacobian.vjp(grads))
+    outer = maml._outer_gradient(jacobian.adapted, problem.valid)
+    assert_close(problem.policy.log_prob(outer.out, problem.valid.actions), old_log_probs)
+    assert_close(outer.log_probs, old_log_probs)
+    return flatten(jacobian.vjp(outer.grads))
 
 
 @pytest.mark.parametrize("kind", ["gaussian", "categorical"])
@@ -299,10 +300,11 @@ def test_outer_gradient_by_cached_matmuls_equals_autograd_through_vmap(
     problem = Problem(kind, num_steps=1)
     jacobian = InnerLoopJacobian(problem.policy, problem.theta, problem.train, INNER_LR)
     maml = MAMLTRPO(problem.policy, MAMLConfig(meta_batch_size=T), TRPOConfig())
-    products, fast_loss, fast, fast_out = maml._outer_gradient(jacobian.adapted, problem.valid)
+    products, fast_loss, fast, fast_out, _ = maml._outer_gradient(jacobian.adapted,
+                                                                  problem.valid)
     assert products is not None
     monkeypatch.setattr("fastadapt.meta.maml.supports_fast_products", lambda policy: False)
-    products, loss, generic, out = maml._outer_gradient(jacobian.adapted, problem.valid)
+    products, loss, generic, out, _ = maml._outer_gradient(jacobian.adapted, problem.valid)
     assert products is None
     assert_close(fast_loss, loss, rtol=1e-12, atol=1e-14)
     assert_close(fast_out, out, rtol=1e-12, atol=1e-14)

@@ -143,6 +143,24 @@ def collect_meta_batch(
     return MetaBatch(batches[:-1], batches[-1], task_returns, env_steps)
 
 
+class OuterGradient(NamedTuple):
+    """The post-adaptation surrogate at ``phi_old`` and what the TRPO step reuses of it.
+
+    Attributes:
+        products: the cached forward pass on the validation batch (MLP policies), else ``None``.
+        loss: the surrogate (a scalar, detached).
+        grads: ``d loss / d phi`` per task ``[T, ...]``.
+        out: distribution parameters of ``phi_old`` ``[T, E, H, D]`` (detached).
+        log_probs: ``log pi_phi_old(a|s)`` of the validation actions ``[T, E, H]``.
+    """
+
+    products: MLPProducts | None
+    loss: Tensor
+    grads: Params
+    out: Tensor
+    log_probs: Tensor
+
+
 class MAMLTRPO:
     """The MAML-TRPO meta-update ``theta -> theta'`` on one :class:`MetaBatch`."""
 
@@ -188,36 +206,32 @@ class MAMLTRPO:
 
         return fvp
 
-    def _outer_gradient(self, adapted: Params, valid: Batch
-                        ) -> tuple[MLPProducts | None, Tensor, Params, Tensor]:
+    def _outer_gradient(self, adapted: Params, valid: Batch) -> OuterGradient:
         """Surrogate loss at ``phi_old = adapted`` and its gradient in ``phi`` per task.
 
         MLP policies take one cached forward pass (:class:`MLPProducts`, which the exact
         Fisher reuses) and one backward pass; others autograd through ``vmap``.
-
-        Returns:
-            ``(products or None, loss, d loss / d phi [T, ...], out [T, E, H, D])``.
         """
         policy = self.policy
         products = None
         with torch.enable_grad():
             if supports_fast_products(policy):
                 products = MLPProducts(policy, adapted, valid.observations, second_order=False)
-                leaf = products.out.view(*valid.masks.shape, -1).requires_grad_(True)
-                old_out = leaf.detach()  # the sampling policy pi_phi_old
-                loss, _ = surrogate_loss(policy, {}, valid, policy.log_prob(old_out, valid.actions),
-                                         leaf)
-                (d_out,) = torch.autograd.grad(loss, leaf)
-                grads = products.vjp(d_out.reshape(products.out.shape))
+                out = products.out.view(*valid.masks.shape, -1).requires_grad_(True)
+                params: Params = {}  # the surrogate reads `out`
             else:
                 params = {n: p.detach().requires_grad_(True) for n, p in adapted.items()}
                 out = per_task_output(policy, params, valid.observations)
-                old_out = out.detach()  # the sampling policy pi_phi_old: one forward for both
-                loss, _ = surrogate_loss(policy, params, valid,
-                                         policy.log_prob(old_out, valid.actions), out)
+            old_out = out.detach()  # the sampling policy pi_phi_old: one forward for both
+            old_log_probs = policy.log_prob(old_out, valid.actions)
+            loss, _ = surrogate_loss(policy, params, valid, old_log_probs, out)
+            if products is not None:
+                (d_out,) = torch.autograd.grad(loss, out)
+                grads = products.vjp(d_out.reshape(products.out.shape))
+            else:
                 grads = dict(zip(params, torch.autograd.grad(loss, list(params.values())),
                                  strict=True))
-        return products, loss.detach(), grads, old_out
+        return OuterGradient(products, loss.detach(), grads, old_out, old_log_probs)
 
     def step(self, theta: Params, meta_batch: MetaBatch) -> tuple[Params, dict[str, float]]:
         """One TRPO meta-update.
@@ -236,8 +250,9 @@ class MAMLTRPO:
             policy, theta, meta_batch.train, self.maml.inner_lr, self.maml.first_order,
             num_tasks=valid.masks.shape[0], estimator=self.estimator,
         )
-        products, loss, outer_grads, old_out = self._outer_gradient(jacobian.adapted, valid)
-        old_log_probs = policy.log_prob(old_out, valid.actions)
+        products, loss, outer_grads, old_out, old_log_probs = self._outer_gradient(
+            jacobian.adapted, valid
+        )
         gradient = flatten(jacobian.vjp(outer_grads))
         metrics = {"loss_before": float(loss.detach()), "grad_norm": float(gradient.norm())}
         if not torch.isfinite(gradient).all() or not torch.isfinite(loss):
