@@ -27,7 +27,10 @@ from fastadapt.envs.locomotion import (
 from fastadapt.envs.mujoco_batched import BatchedMujoco, load_model
 from fastadapt.errors import ConfigError, TaskError
 from fastadapt.meta.adapt import expand_to_tasks
+from fastadapt.meta.rl2_sampling import TrialSampler
 from fastadapt.policies.mlp import GaussianMLPPolicy
+from fastadapt.policies.recurrent import GaussianGRUPolicy
+from fastadapt.run.rl2_runner import trial_outcomes
 from fastadapt.sampling.success import SuccessRecorder
 from fastadapt.sampling.vector import VectorSampler
 
@@ -214,3 +217,28 @@ def test_blow_ups_reach_the_trajectories_and_the_training_metrics(tmp_path: Path
                  "--set=policy.hidden_sizes=[8]", "--set=run.tensorboard=false"]) == 0
     record = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
     assert record["unstable_episodes"] == 0.0  # healthy physics: counted, none found
+
+
+def test_rl2_trials_count_blow_ups_per_episode(tmp_path: Path) -> None:
+    family = _BlowUpCheetah()
+    policy = GaussianGRUPolicy(17, 6, hidden_size=8)
+    params = {n: p.detach() for n, p in policy.named_parameters()}
+    tasks = [VelocityTask(0.5), VelocityTask(1.5)]
+    with TrialSampler(family, policy, horizon=6, episodes_per_trial=2, seed=0) as sampler:
+        trials = sampler.sample(params, tasks, 3)
+    # the 4th step (first episode) of trial 1 of each task blows up; the reset clears the flag
+    assert trials.unstable is not None
+    assert trials.unstable.tolist() == [[[0.0, 0.0], [1.0, 0.0], [0.0, 0.0]]] * 2
+    assert trials.masks[:, 1, :6].sum(-1).tolist() == [4.0, 4.0]  # ended at its 4th step
+    assert trials.masks[:, 1, 6:].sum(-1).tolist() == [6.0, 6.0]  # the next episode runs
+    assert trial_outcomes(trials, 2) == {"unstable_episodes": 2.0}
+
+    run = tmp_path / "rl2"
+    assert main(["train", "configs/rl2/halfcheetah-vel.yaml", "--run-dir", str(run),
+                 "--iterations", "1", "--quiet", "--set=rl2.tasks_per_iteration=2",
+                 "--set=rl2.trials_per_task=2", "--set=env.horizon=5",
+                 "--set=rl2.hidden_size=8", "--set=run.tensorboard=false"]) == 0
+    record = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
+    assert record["unstable_episodes"] == 0.0  # healthy physics: counted, none found
+    assert main(["evaluate", str(run), "--tasks", "2", "--episodes", "1"]) == 0
+    assert json.loads((run / "evaluation.json").read_text())["unstable_episodes"] == 0

@@ -66,8 +66,9 @@ def meta_test(
         ``episodes_per_task``, ``eval_episodes_per_task``, ``returns_mean`` and
         ``returns_ci95`` (``K + 1`` entries),
         ``per_task_returns`` (``N x (K + 1)``), the tasks, for 2D navigation example
-        trajectories before and after adaptation, and for families that report success
-        ``success_rate_mean``, ``success_rate_ci95`` and ``per_task_success_rates``.
+        trajectories before and after adaptation, for families that report success
+        ``success_rate_mean``, ``success_rate_ci95`` and ``per_task_success_rates``, and for
+        MuJoCo families ``unstable_episodes`` (episodes ended by a physics blow-up).
     """
     family = experiment.family
     tasks = family.test_tasks(num_tasks)
@@ -97,6 +98,8 @@ def meta_test(
     }
     if recorder.task_rates:  # families that report success (Meta-World)
         result.update(summarize_successes(torch.stack(recorder.task_rates, dim=1).double()))
+    if recorder.unstable_episodes is not None:  # MuJoCo families
+        result["unstable_episodes"] = recorder.unstable_episodes
     if family.name == "Navigation2D":
         result["trajectories"] = _navigation_trajectories(meta_batch, result["tasks"])
     return result

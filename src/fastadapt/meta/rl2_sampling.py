@@ -35,6 +35,9 @@ class Trials(NamedTuple):
         hidden: GRU state after each step ``[T, B, L, S]``.
         successes: ``[T, B, L]`` float, 1.0 where the task was solved at that step (0.0 where
             masked), for families that report success (Meta-World); else ``None``.
+        unstable: ``[T, B, n]`` float, 1.0 where the episode was ended by a physics blow-up
+            (:attr:`~fastadapt.envs.base.BatchedEnv.unstable`), for MuJoCo families; else
+            ``None``.
     """
 
     inputs: Tensor
@@ -45,6 +48,7 @@ class Trials(NamedTuple):
     values: Tensor
     hidden: Tensor
     successes: Tensor | None = None
+    unstable: Tensor | None = None
 
     def _by_episode(self, per_step: Tensor, episodes_per_trial: int) -> Tensor:
         """``[T, B, L]`` masked and viewed as ``[T, B, n, H]``."""
@@ -100,7 +104,8 @@ class TrialSampler:
         Returns:
             :class:`Trials` ``[T, B, L, ...]`` with ``B = trials_per_task``; ``successes`` is
             filled when the family's batched env reports
-            :attr:`~fastadapt.envs.base.BatchedEnv.success`, else ``None``.
+            :attr:`~fastadapt.envs.base.BatchedEnv.success`, else ``None``; ``unstable`` when
+            it reports :attr:`~fastadapt.envs.base.BatchedEnv.unstable`, else ``None``.
         """
         policy, horizon = self.policy, self.horizon
         env = self.family.make_batched(tasks, trials_per_task, self.env_rng)
@@ -111,6 +116,7 @@ class TrialSampler:
         prev_rewards, first = torch.zeros(n), torch.zeros(n)
         steps: list[tuple[Tensor, ...]] = []
         successes: list[Tensor] | None = [] if env.success is not None else None
+        unstable: list[Tensor] = []  # [T, B] per episode, read before the next reset clears it
         for _ in range(self.episodes_per_trial):
             obs = torch.from_numpy(env.reset()).reshape(n, -1)
             alive = torch.ones(n)
@@ -132,12 +138,17 @@ class TrialSampler:
                 first = torch.where(alive > 0, 0.0, first)
                 alive = alive * torch.from_numpy(~terminated).reshape(n).float()
                 obs = torch.from_numpy(next_obs).reshape(n, -1)
+            if env.unstable is not None:
+                unstable.append(torch.from_numpy(env.unstable.copy()).float())
             first = torch.ones(n)
         columns = [torch.stack(column, dim=1) for column in zip(*steps, strict=True)]
         trials = Trials(*(c.reshape(*shape, *c.shape[1:]) for c in columns))
-        if successes is None:
-            return trials
-        return trials._replace(successes=torch.stack(successes, dim=1).reshape(*shape, -1))
+        if successes is not None:
+            trials = trials._replace(
+                successes=torch.stack(successes, dim=1).reshape(*shape, -1))
+        if unstable:
+            trials = trials._replace(unstable=torch.stack(unstable, dim=-1))
+        return trials
 
     def close(self) -> None:
         """Nothing to release; present for the sampler interface."""

@@ -121,13 +121,17 @@ def mean_episode_returns(trials: Trials, episodes_per_trial: int) -> list[float]
     return [float(r) for r in returns.mean(dim=(0, 1))]
 
 
-def success_before_after(trials: Trials, episodes_per_trial: int) -> dict[str, float]:
+def trial_outcomes(trials: Trials, episodes_per_trial: int) -> dict[str, float]:
     """``success_rate_before`` / ``success_rate_after``: the fraction of the first and of the
-    last episodes of the trials that succeeded; empty for families without success."""
-    if trials.successes is None:
-        return {}
-    rates = trials.episode_successes(episodes_per_trial).mean(dim=(0, 1))  # [n]
-    return {"success_rate_before": float(rates[0]), "success_rate_after": float(rates[-1])}
+    last episodes of the trials that succeeded, for families with success (Meta-World);
+    ``unstable_episodes``: episodes ended by a physics blow-up, for MuJoCo families."""
+    metrics: dict[str, float] = {}
+    if trials.successes is not None:
+        rates = trials.episode_successes(episodes_per_trial).mean(dim=(0, 1))  # [n]
+        metrics.update(success_rate_before=float(rates[0]), success_rate_after=float(rates[-1]))
+    if trials.unstable is not None:
+        metrics["unstable_episodes"] = float(trials.unstable.sum())
+    return metrics
 
 
 def train_rl2(config: TrainConfig, run_dir: Path, resume: bool, show_progress: bool) -> Path:
@@ -148,7 +152,7 @@ def train_rl2(config: TrainConfig, run_dir: Path, resume: bool, show_progress: b
             tasks = setup.family.sample_tasks(state.task_rng, rl2.tasks_per_iteration)
             trials = state.sampler.sample(state.algorithm.params, tasks, rl2.trials_per_task)
             metrics = {**state.algorithm.step(trials),
-                       **success_before_after(trials, rl2.episodes_per_trial)}
+                       **trial_outcomes(trials, rl2.episodes_per_trial)}
             state.iteration += 1
             state.env_steps += trials.num_env_steps
             record = iteration_record(
@@ -173,7 +177,8 @@ def meta_test_rl2(setup: RL2Setup, params: Params, num_tasks: int, episodes_per_
     return of their ``k``-th episode; ``adaptation_steps = episodes_per_trial - 1`` and every
     step is one episode of experience (``episodes_per_step = 1``). Families that report
     success (Meta-World) add ``success_rate_mean[k]`` / ``success_rate_ci95[k]``: the fraction
-    of the ``k``-th episodes that succeeded, by task, then summarized over tasks.
+    of the ``k``-th episodes that succeeded, by task, then summarized over tasks; MuJoCo
+    families add ``unstable_episodes`` (episodes ended by a physics blow-up).
 
     Returns:
         The dict :func:`fastadapt.evaluate.meta_test` returns, with the same keys.
@@ -198,6 +203,8 @@ def meta_test_rl2(setup: RL2Setup, params: Params, num_tasks: int, episodes_per_
     if trials.successes is not None:  # families that report success (Meta-World)
         successes = trials.episode_successes(episodes_per_trial).mean(dim=1).double()
         result.update(summarize_successes(successes))  # [N, K + 1]
+    if trials.unstable is not None:  # MuJoCo families: physics blow-ups, zero return after
+        result["unstable_episodes"] = int(trials.unstable.sum())
     if family.name == "Navigation2D":
         result["trajectories"] = _navigation_trajectories(trials, result["tasks"], setup)
     return result
