@@ -4,7 +4,7 @@
 - ``InnerLoopJacobian`` products and the meta-gradient against central finite differences;
 - the meta-Fisher-vector product of ``MAMLTRPO`` against double backward through a fresh inner
   loop (the Hessian of the mean KL at ``theta_old``);
-- one ``MAMLTRPO.step`` and the vector sampler on Navigation2D.
+- one ``MAMLTRPO.step`` on Navigation2D.
 
 MAML-RL: Finn et al. 2017; the meta-Fisher identity is in ``fastadapt.meta.curvature``.
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 from torch import Tensor, nn
@@ -22,20 +21,12 @@ from torch.distributions import Categorical, Independent, Normal, kl_divergence
 from torch.func import functional_call, vmap
 from torch.testing import assert_close
 
-from fastadapt.envs.navigation import Navigation2D, NavigationTask
 from fastadapt.meta.adapt import adapt, adapt_steps, expand_to_tasks, per_task_output
 from fastadapt.meta.curvature import InnerLoopJacobian
-from fastadapt.meta.losses import mean_kl, surrogate_loss
-from fastadapt.meta.maml import MAMLTRPO, MAMLConfig, MetaBatch, collect_meta_batch
-from fastadapt.meta.mlp_products import (
-    MLPProducts,
-    SamplingForward,
-    mlp_forward,
-    weight_gradient,
-)
+from fastadapt.meta.losses import surrogate_loss
+from fastadapt.meta.maml import MAMLTRPO, MAMLConfig, MetaBatch
 from fastadapt.meta.trpo import TRPOConfig, flatten, unflatten
-from fastadapt.policies.mlp import Activation, CategoricalMLPPolicy, GaussianMLPPolicy, Policy
-from fastadapt.sampling.vector import VectorSampler
+from fastadapt.policies.mlp import CategoricalMLPPolicy, GaussianMLPPolicy
 from fastadapt.types import Batch, Params
 
 F64 = torch.float64
@@ -474,169 +465,3 @@ def test_subsampled_meta_fisher_estimates_curvature_on_the_first_episodes(float6
         fisher = torch.autograd.functional.hessian(kl, point)
         expected += jacobian.T @ fisher @ jacobian @ v
     assert_close(fvp(v), expected, rtol=1e-6, atol=1e-10)
-
-
-# --- one MAML-TRPO step on Navigation2D (float32) -----------------------------------------------
-
-
-def _navigation_meta_batch() -> tuple[GaussianMLPPolicy, Params, MetaBatch, MAMLConfig]:
-    torch.manual_seed(0)
-    family = Navigation2D()
-    policy = GaussianMLPPolicy(2, 2, HIDDEN)
-    theta = {n: p.detach().clone() for n, p in policy.named_parameters()}
-    config = MAMLConfig(meta_batch_size=T, episodes_per_task=4, gamma=0.99, inner_lr=0.1)
-    tasks = family.sample_tasks(np.random.default_rng(0), T)
-    sampler = VectorSampler(family, policy, horizon=10, seed=0)
-    return policy, theta, collect_meta_batch(sampler, policy, theta, tasks, config), config
-
-
-def test_maml_trpo_step_improves_inside_the_trust_region() -> None:
-    policy, theta, meta_batch, config = _navigation_meta_batch()
-    before = {n: p.clone() for n, p in theta.items()}
-    trpo = TRPOConfig(max_kl=1e-2)
-    new_theta, metrics = MAMLTRPO(policy, config, trpo).step(theta, meta_batch)
-
-    assert all(torch.equal(theta[n], before[n]) for n in theta)  # theta is not modified
-    assert metrics["nonfinite"] == 0.0
-    assert metrics["step_accepted"] == 1.0
-    assert metrics["loss_after"] < metrics["loss_before"]
-    assert 0.0 < metrics["kl"] <= trpo.max_kl
-    assert metrics["predicted_kl"] == pytest.approx(trpo.max_kl, rel=1e-3)
-    assert (flatten(new_theta) - flatten(theta)).abs().max() > 0
-
-    # The KL between the adapted policies, recomputed from the returned parameters.
-    valid = meta_batch.valid
-    with torch.no_grad():
-        old = adapt_steps(policy, expand_to_tasks(theta, T), meta_batch.train, config.inner_lr)
-        new = adapt_steps(policy, expand_to_tasks(new_theta, T), meta_batch.train, config.inner_lr)
-        old_out = per_task_output(policy, old, valid.observations)
-        new_out = per_task_output(policy, new, valid.observations)
-        kl = float(mean_kl(policy, old_out, new_out, valid.masks))
-    assert kl == pytest.approx(metrics["kl"], rel=1e-4)
-    assert kl <= trpo.max_kl * (1 + 1e-5)
-
-
-def test_maml_trpo_step_keeps_theta_on_a_nan_advantage() -> None:
-    policy, theta, meta_batch, config = _navigation_meta_batch()
-    advantages = meta_batch.valid.advantages.clone()
-    advantages[0, 0, 0] = float("nan")
-    poisoned = meta_batch._replace(valid=meta_batch.valid._replace(advantages=advantages))
-    new_theta, metrics = MAMLTRPO(policy, config, TRPOConfig()).step(theta, poisoned)
-    assert metrics["nonfinite"] == 1.0
-    assert metrics["step_accepted"] == 0.0
-    assert all(torch.equal(new_theta[n], theta[n]) for n in theta)
-
-
-# --- the vector sampler -----------------------------------------------------------------------
-
-
-def test_sampler_same_seed_gives_identical_trajectories() -> None:
-    torch.manual_seed(0)
-    family = Navigation2D()
-    policy = GaussianMLPPolicy(2, 2, HIDDEN)
-    params = expand_to_tasks(dict(policy.named_parameters()), T)
-    tasks = family.sample_tasks(np.random.default_rng(1), T)
-    runs = []
-    for seed in (5, 5, 6):
-        with VectorSampler(family, policy, horizon=10, seed=seed) as sampler:
-            runs.append(sampler.sample(params, tasks, episodes_per_task=4))
-    for a, b in zip(runs[0][:4], runs[1][:4], strict=True):  # successes: None (Navigation2D)
-        assert torch.equal(a, b)
-    assert not torch.equal(runs[0].actions, runs[2].actions)
-    assert runs[0].observations.shape == (T, 4, 10, 2)
-    assert runs[0].actions.shape == (T, 4, 10, 2)
-
-
-def test_sampler_masks_steps_after_termination() -> None:
-    # The mean action is exactly (0.05, 0) and the std is tiny: the goal (0.05, 0) is reached
-    # at the first step, the goal (0.25, 0) at the fifth, (0.5, 0.5) never.
-    family = Navigation2D()
-    policy = GaussianMLPPolicy(2, 2, HIDDEN)
-    params = {n: torch.zeros_like(p) for n, p in policy.named_parameters()}
-    params["mean.4.bias"] = torch.tensor([0.05, 0.0])
-    params["log_std"] = torch.full((2,), -30.0)  # clamped to log(min_std) = log(1e-6)
-    tasks = [NavigationTask(0.05, 0.0), NavigationTask(0.25, 0.0), NavigationTask(0.5, 0.5)]
-    horizon = 8
-    with VectorSampler(family, policy, horizon=horizon, seed=0) as sampler:
-        trajectories = sampler.sample(expand_to_tasks(params, 3), tasks, episodes_per_task=2)
-    lengths = torch.tensor([1, 5, horizon])
-    expected_masks = (torch.arange(horizon) < lengths[:, None, None]).float().expand(3, 2, -1)
-    assert torch.equal(trajectories.masks, expected_masks)
-    assert (trajectories.rewards[trajectories.masks == 0] == 0).all()
-    # Inside the episode the reward is minus the distance to the goal after the move.
-    assert trajectories.rewards[0, :, 0].abs().max() < 1e-4
-    assert_close(trajectories.rewards[2, :, 0], torch.full((2,), -float(np.hypot(0.45, 0.5))))
-    assert trajectories.num_env_steps == 2 * (1 + 5 + horizon)
-
-
-def _per_task_policy(kind: str, hidden: tuple[int, int], scale: float,
-                     activation: Activation = "tanh") -> tuple[Policy, Params]:
-    """A Gaussian (2 actions) or categorical (3) MLP policy and 3 tasks' perturbed params."""
-    torch.manual_seed(0)
-    policy: Policy = GaussianMLPPolicy(2, 2, hidden, activation)
-    if kind == "categorical":
-        policy = CategoricalMLPPolicy(2, 3, hidden, activation)
-    params = {n: p.detach() + scale * torch.randn(3, *p.shape)
-              for n, p in policy.named_parameters()}
-    return policy, params
-
-
-@pytest.mark.parametrize("kind", ["gaussian", "categorical"])
-def test_fast_mlp_forward_equals_vmapped_functional_call(kind: str) -> None:
-    policy, params = _per_task_policy(kind, (8, 8), 0.1)
-    obs = torch.randn(3, 4, 5, 2)
-    assert_close(mlp_forward(policy, params, obs), per_task_output(policy, params, obs))
-
-
-@pytest.mark.parametrize("kind", ["gaussian", "categorical"])
-def test_cached_products_forward_is_exactly_the_module(kind: str) -> None:
-    """The in-place tanh of MLPProducts (2z from doubled weights) changes no bit."""
-    policy, params = _per_task_policy(kind, (16, 16), 0.3)
-    obs = torch.randn(3, 4, 5, 2)
-    products = MLPProducts(policy, params, obs)
-    module = per_task_output(policy, params, obs)
-    assert torch.equal(products.out, module.reshape(products.out.shape))
-
-
-@pytest.mark.parametrize("kind", ["gaussian", "categorical"])
-@pytest.mark.parametrize("activation", ["tanh", "relu"])
-def test_sampling_forward_equals_mlp_forward(float64: None, kind: str,
-                                             activation: Activation) -> None:
-    """The sampler's prepared forward (tanh folded into sigmoids, std precomputed)."""
-    policy, params = _per_task_policy(kind, (8, 8), 0.3, activation)
-    obs = torch.randn(3, 4, 2)
-    forward = SamplingForward(policy, params)
-    expected = mlp_forward(policy, params, obs)
-    net_dim = 2 if kind == "gaussian" else 3
-    assert_close(forward(obs), expected[..., :net_dim], rtol=1e-12, atol=1e-12)
-    if kind == "gaussian":
-        noise = torch.randn(3, 4, 2)
-        expected_actions = expected[..., :2] + noise * expected[..., 2:].exp()
-        assert_close(forward.gaussian_actions(obs, noise), expected_actions, rtol=1e-12,
-                     atol=1e-12)
-    else:
-        assert forward.std is None
-        with pytest.raises(TypeError, match="GaussianMLPPolicy"):
-            forward.gaussian_actions(obs, torch.zeros(3, 4, 3))
-
-
-@pytest.mark.parametrize("sizes", [(2, 16), (16, 16), (16, 2)])
-def test_weight_gradient_is_delta_transposed_times_inputs(sizes: tuple[int, int]) -> None:
-    fan_in, fan_out = sizes
-    generator = torch.Generator().manual_seed(0)
-    delta = torch.randn(3, 50, fan_out, generator=generator)
-    inputs = torch.randn(3, 50, fan_in, generator=generator)
-    expected = torch.einsum("tno,tni->toi", delta, inputs)
-    assert_close(weight_gradient(delta, inputs), expected)
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_policy_tanh_equals_torch_tanh(dtype: torch.dtype) -> None:
-    from fastadapt.policies.mlp import Tanh, tanh
-
-    x = torch.cat([torch.linspace(-30, 30, 10_001, dtype=dtype), torch.tensor([0.0, 1e-8],
-                                                                                dtype=dtype)])
-    tolerance = 2.5e-7 if dtype == torch.float32 else 1e-15
-    assert (tanh(x) - torch.tanh(x)).abs().max() <= tolerance
-    assert torch.equal(Tanh()(x), tanh(x))
-    assert tanh(torch.tensor([-1e4, 1e4], dtype=dtype)).tolist() == [-1.0, 1.0]

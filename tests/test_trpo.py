@@ -1,16 +1,22 @@
 """TRPO's pieces on hand-built problems: conjugate gradient on a known SPD system, the trust-region
-scaling of the natural step on a quadratic KL, the backtracking line search, config checks."""
+scaling of the natural step on a quadratic KL, the backtracking line search, config checks; and
+one whole MAML-TRPO step on Navigation2D (trust region kept, NaN advantages rejected)."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch.testing import assert_close
 
+from fastadapt.envs.navigation import Navigation2D
 from fastadapt.errors import ConfigError
+from fastadapt.meta.adapt import adapt_steps, expand_to_tasks, per_task_output
+from fastadapt.meta.losses import mean_kl
+from fastadapt.meta.maml import MAMLTRPO, MAMLConfig, MetaBatch, collect_meta_batch
 from fastadapt.meta.trpo import (
     TRPOConfig,
     backtracking_line_search,
@@ -19,6 +25,9 @@ from fastadapt.meta.trpo import (
     natural_step,
     unflatten,
 )
+from fastadapt.policies.mlp import GaussianMLPPolicy
+from fastadapt.sampling.vector import VectorSampler
+from fastadapt.types import Params
 
 F64 = torch.float64
 
@@ -196,3 +205,54 @@ def test_conjugate_gradient_residual_gives_the_curvature_without_a_product() -> 
         x, residual = conjugate_gradient(lambda v: matrix @ v, b, iterations=iterations)
         torch.testing.assert_close(residual, b - matrix @ x, rtol=1e-10, atol=1e-10)
         torch.testing.assert_close(x @ (b - residual), x @ matrix @ x, rtol=1e-10, atol=1e-10)
+
+
+# --- one MAML-TRPO step on Navigation2D (float32) -----------------------------------------------
+
+
+def _navigation_meta_batch() -> tuple[GaussianMLPPolicy, Params, MetaBatch, MAMLConfig]:
+    torch.manual_seed(0)
+    family = Navigation2D()
+    policy = GaussianMLPPolicy(2, 2, (8, 8))
+    theta = {n: p.detach().clone() for n, p in policy.named_parameters()}
+    config = MAMLConfig(meta_batch_size=3, episodes_per_task=4, gamma=0.99, inner_lr=0.1)
+    tasks = family.sample_tasks(np.random.default_rng(0), 3)
+    sampler = VectorSampler(family, policy, horizon=10, seed=0)
+    return policy, theta, collect_meta_batch(sampler, policy, theta, tasks, config), config
+
+
+def test_maml_trpo_step_improves_inside_the_trust_region() -> None:
+    policy, theta, meta_batch, config = _navigation_meta_batch()
+    before = {n: p.clone() for n, p in theta.items()}
+    trpo = TRPOConfig(max_kl=1e-2)
+    new_theta, metrics = MAMLTRPO(policy, config, trpo).step(theta, meta_batch)
+
+    assert all(torch.equal(theta[n], before[n]) for n in theta)  # theta is not modified
+    assert metrics["nonfinite"] == 0.0
+    assert metrics["step_accepted"] == 1.0
+    assert metrics["loss_after"] < metrics["loss_before"]
+    assert 0.0 < metrics["kl"] <= trpo.max_kl
+    assert metrics["predicted_kl"] == pytest.approx(trpo.max_kl, rel=1e-3)
+    assert (flatten(new_theta) - flatten(theta)).abs().max() > 0
+
+    # The KL between the adapted policies, recomputed from the returned parameters.
+    valid = meta_batch.valid
+    with torch.no_grad():
+        old = adapt_steps(policy, expand_to_tasks(theta, 3), meta_batch.train, config.inner_lr)
+        new = adapt_steps(policy, expand_to_tasks(new_theta, 3), meta_batch.train, config.inner_lr)
+        old_out = per_task_output(policy, old, valid.observations)
+        new_out = per_task_output(policy, new, valid.observations)
+        kl = float(mean_kl(policy, old_out, new_out, valid.masks))
+    assert kl == pytest.approx(metrics["kl"], rel=1e-4)
+    assert kl <= trpo.max_kl * (1 + 1e-5)
+
+
+def test_maml_trpo_step_keeps_theta_on_a_nan_advantage() -> None:
+    policy, theta, meta_batch, config = _navigation_meta_batch()
+    advantages = meta_batch.valid.advantages.clone()
+    advantages[0, 0, 0] = float("nan")
+    poisoned = meta_batch._replace(valid=meta_batch.valid._replace(advantages=advantages))
+    new_theta, metrics = MAMLTRPO(policy, config, TRPOConfig()).step(theta, poisoned)
+    assert metrics["nonfinite"] == 1.0
+    assert metrics["step_accepted"] == 0.0
+    assert all(torch.equal(new_theta[n], theta[n]) for n in theta)
