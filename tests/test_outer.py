@@ -13,10 +13,10 @@ from test_meta_gradients import (
     T,
     _central_differences,
     _distribution,
-    _navigation_meta_batch,
     _old_log_probs,
     _outer_gradient,
 )
+from test_trpo import _navigation_meta_batch
 from torch import Tensor
 from torch.distributions import kl_divergence
 from torch.testing import assert_close
