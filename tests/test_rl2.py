@@ -203,6 +203,19 @@ def test_rl2_cli_train_evaluate_and_bit_identical_resume(tmp_path: Path) -> None
     assert main(["plot", str(run)]) == 0
 
 
+def test_annealed_learning_rate_decays_linearly_over_the_run(tmp_path: Path) -> None:
+    run = tmp_path / "anneal"
+    tiny = ["configs/rl2/bandit-k5.yaml", *RL2_TINY, "--set", "rl2.tasks_per_iteration=2",
+            "--set", "rl2.trials_per_task=2", "--set", "rl2.hidden_size=8",
+            "--set", "ppo.anneal_lr=true", "--set", "ppo.learning_rate=0.003"]
+    assert main(["train", *tiny, "--run-dir", str(run), "--iterations", "3"]) == 0
+    assert main(["train", "--resume", str(run), "--iterations", "4", "--quiet"]) == 0
+    rates = [json.loads(line)["learning_rate"]
+             for line in (run / "metrics.jsonl").read_text().splitlines()]
+    # iteration i of N uses 0.003 (1 - i / N); the resumed run follows its new total N = 4
+    assert rates == pytest.approx([0.003, 0.002, 0.001, 0.00075])
+
+
 @pytest.mark.parametrize("rl2", [True, False])
 def test_learning_curve_names_what_before_and_after_mean(rl2: bool) -> None:
     import matplotlib.pyplot as plt

@@ -43,6 +43,17 @@ class PPOConfig:
     """Gradients are clipped to this global norm."""
     normalize_advantages: bool = True
     """Standardise the advantages over the iteration's unmasked steps."""
+    anneal_lr: bool = False
+    """Decay the Adam step size linearly from ``learning_rate`` towards 0 over
+    ``run.iterations`` (CleanRL's ``anneal_lr``): iteration ``i = 0..N-1`` uses
+    ``learning_rate * (1 - i / N)``. The schedule follows ``run.iterations``, so resuming with
+    more iterations continues from the rate the new total gives."""
+
+    def learning_rate_at(self, fraction_done: float) -> float:
+        """The step size once ``fraction_done`` (in ``[0, 1)``) of the iterations are done."""
+        if not self.anneal_lr:
+            return self.learning_rate
+        return self.learning_rate * (1.0 - fraction_done)
 
     def __post_init__(self) -> None:
         if self.learning_rate <= 0 or self.max_grad_norm <= 0:

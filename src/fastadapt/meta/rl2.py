@@ -103,14 +103,23 @@ class RL2PPO:
         self.optimizer = torch.optim.Adam(self.params.values(), lr=ppo.learning_rate, eps=1e-5)
         self.generator = torch.Generator().manual_seed(seed)
 
-    def step(self, trials: Trials) -> dict[str, float]:
+    def step(self, trials: Trials, fraction_done: float = 0.0) -> dict[str, float]:
         """``ppo.epochs`` passes over ``trials`` in ``ppo.minibatches`` minibatches.
+
+        Args:
+            trials: the iteration's trials.
+            fraction_done: iterations done / ``run.iterations``; sets the step size when
+                ``ppo.anneal_lr`` (:meth:`PPOConfig.learning_rate_at`).
 
         Returns:
             Means over the minibatches of the loss terms, ``kl`` and ``clip_fraction`` of
-            the last epoch, ``grad_norm``, and ``nonfinite`` (1.0 if any minibatch had a
-            non-finite loss or gradient; such minibatches are skipped).
+            the last epoch, ``grad_norm``, ``learning_rate`` (the step size used), and
+            ``nonfinite`` (1.0 if any minibatch had a non-finite loss or gradient; such
+            minibatches are skipped).
         """
+        learning_rate = self.ppo.learning_rate_at(fraction_done)
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate
         batch = trial_batch(trials, self.config, self.ppo.normalize_advantages)
         num_trials = batch.masks.shape[0]
         nonfinite, count = 0.0, 0
@@ -134,7 +143,7 @@ class RL2PPO:
                 count += 1
         result = {key: value / max(count, 1) for key, value in totals.items()}
         result.setdefault("kl", 0.0)
-        return {**result, "nonfinite": nonfinite}
+        return {**result, "learning_rate": learning_rate, "nonfinite": nonfinite}
 
     def current_params(self) -> Params:
         """Detached copies of the parameters."""

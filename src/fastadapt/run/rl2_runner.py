@@ -151,7 +151,7 @@ def train_rl2(config: TrainConfig, run_dir: Path, resume: bool, show_progress: b
             start = time.perf_counter()
             tasks = setup.family.sample_tasks(state.task_rng, rl2.tasks_per_iteration)
             trials = state.sampler.sample(state.algorithm.params, tasks, rl2.trials_per_task)
-            metrics = {**state.algorithm.step(trials),
+            metrics = {**state.algorithm.step(trials, state.iteration / run.iterations),
                        **trial_outcomes(trials, rl2.episodes_per_trial)}
             state.iteration += 1
             state.env_steps += trials.num_env_steps
