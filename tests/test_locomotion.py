@@ -197,6 +197,18 @@ class _BlowUpCheetah(HalfCheetahVel):
         return env
 
 
+def _assert_healthy_run_counts_no_blow_ups(run: Path, config: str, tiny: list[str]) -> None:
+    """One tiny HalfCheetahVel iteration and a 2-task evaluation from the CLI: healthy physics
+    is counted (``unstable_episodes`` present) and none is found, in training and evaluation."""
+    assert main(["train", config, "--run-dir", str(run), "--iterations", "1", "--quiet",
+                 "--set=env.horizon=5", "--set=run.tensorboard=false", *tiny]) == 0
+    record = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
+    assert record["unstable_episodes"] == 0.0
+    assert main(["evaluate", str(run), "--tasks", "2", "--episodes", "1",
+                 "--adaptation-steps", "1"]) == 0
+    assert json.loads((run / "evaluation.json").read_text())["unstable_episodes"] == 0
+
+
 def test_blow_ups_reach_the_trajectories_and_the_training_metrics(tmp_path: Path) -> None:
     family = _BlowUpCheetah()
     policy = GaussianMLPPolicy(17, 6, (8,))
@@ -210,13 +222,10 @@ def test_blow_ups_reach_the_trajectories_and_the_training_metrics(tmp_path: Path
     assert trajectories.masks[:, 1].sum(-1).tolist() == [4.0, 4.0]  # ended at its 4th step
     assert recorder.before_after() == {"unstable_episodes": 2.0}
 
-    run = tmp_path / "run"
-    assert main(["train", "configs/maml-trpo/halfcheetah-vel.yaml", "--run-dir", str(run),
-                 "--iterations", "1", "--quiet", "--set=maml.meta_batch_size=2",
-                 "--set=maml.episodes_per_task=2", "--set=env.horizon=5",
-                 "--set=policy.hidden_sizes=[8]", "--set=run.tensorboard=false"]) == 0
-    record = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
-    assert record["unstable_episodes"] == 0.0  # healthy physics: counted, none found
+    _assert_healthy_run_counts_no_blow_ups(
+        tmp_path / "maml", "configs/maml-trpo/halfcheetah-vel.yaml",
+        ["--set=maml.meta_batch_size=2", "--set=maml.episodes_per_task=2",
+         "--set=policy.hidden_sizes=[8]"])
 
 
 def test_rl2_trials_count_blow_ups_per_episode(tmp_path: Path) -> None:
@@ -233,12 +242,7 @@ def test_rl2_trials_count_blow_ups_per_episode(tmp_path: Path) -> None:
     assert trials.masks[:, 1, 6:].sum(-1).tolist() == [6.0, 6.0]  # the next episode runs
     assert trial_outcomes(trials, 2) == {"unstable_episodes": 2.0}
 
-    run = tmp_path / "rl2"
-    assert main(["train", "configs/rl2/halfcheetah-vel.yaml", "--run-dir", str(run),
-                 "--iterations", "1", "--quiet", "--set=rl2.tasks_per_iteration=2",
-                 "--set=rl2.trials_per_task=2", "--set=env.horizon=5",
-                 "--set=rl2.hidden_size=8", "--set=run.tensorboard=false"]) == 0
-    record = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
-    assert record["unstable_episodes"] == 0.0  # healthy physics: counted, none found
-    assert main(["evaluate", str(run), "--tasks", "2", "--episodes", "1"]) == 0
-    assert json.loads((run / "evaluation.json").read_text())["unstable_episodes"] == 0
+    _assert_healthy_run_counts_no_blow_ups(
+        tmp_path / "rl2", "configs/rl2/halfcheetah-vel.yaml",
+        ["--set=rl2.tasks_per_iteration=2", "--set=rl2.trials_per_task=2",
+         "--set=rl2.hidden_size=8"])
