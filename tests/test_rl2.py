@@ -17,6 +17,7 @@ from fastadapt.envs.navigation import BatchedNavigation, Navigation2D, Navigatio
 from fastadapt.meta.rl2_sampling import Trials, TrialSampler
 from fastadapt.policies.recurrent import RecurrentPolicy, make_recurrent_policy
 from fastadapt.run.checkpoint import load_tensors
+from fastadapt.types import Params
 
 HORIZON, EPISODES = 6, 3
 
@@ -93,28 +94,60 @@ def test_sampler_keeps_hidden_state_across_episodes_and_resets_it_between_trials
     assert torch.equal(flags, expected.expand_as(flags))
 
 
-def test_unroll_equals_gru_cell_stepped_by_hand_skipping_masked_steps() -> None:
-    torch.manual_seed(0)
-    policy = make_recurrent_policy(3, Navigation2D().action_space, hidden_size=8, init_std=1.0)
-    params = policy.params()
-    cell = torch.nn.GRUCell(policy.input_size, 8)
+def _gru_cell(params: Params, trunk: str, input_size: int) -> torch.nn.GRUCell:
+    cell = torch.nn.GRUCell(input_size, 8)
     cell.load_state_dict({
-        "weight_ih": params["gru_input.weight"], "weight_hh": params["gru_hidden.weight"],
-        "bias_ih": params["gru_input.bias"], "bias_hh": params["gru_hidden.bias"],
+        "weight_ih": params[f"{trunk}_input.weight"], "weight_hh": params[f"{trunk}_hidden.weight"],
+        "bias_ih": params[f"{trunk}_input.bias"], "bias_hh": params[f"{trunk}_hidden.bias"],
     })
+    return cell
+
+
+@pytest.mark.parametrize("separate", [False, True])
+def test_unroll_equals_gru_cell_stepped_by_hand_skipping_masked_steps(separate: bool) -> None:
+    torch.manual_seed(0)
+    policy = make_recurrent_policy(3, Navigation2D().action_space, hidden_size=8, init_std=1.0,
+                                   separate_value_gru=separate)
+    params = policy.params()
+    trunks = ["gru", "value_gru"] if separate else ["gru"]
+    cells = [_gru_cell(params, trunk, policy.input_size) for trunk in trunks]
     inputs = torch.randn(4, 7, policy.input_size)
     masks = (torch.rand(4, 7) > 0.3).float()
     unroll = policy.unroll(params, inputs, masks, policy.initial_hidden(4))
-    hidden = policy.initial_hidden(4)
+    assert unroll.hidden.shape == (4, 7, 8 * len(trunks)) == (4, 7, policy.state_size)
+    hidden = [torch.zeros(4, 8) for _ in cells]
     with torch.no_grad():
         for t in range(7):
             alive = masks[:, t, None] > 0
-            hidden = torch.where(alive, cell(inputs[:, t], hidden), hidden)
-            assert torch.allclose(unroll.hidden[:, t], hidden, atol=1e-6)
+            hidden = [torch.where(alive, cell(inputs[:, t], h), h)
+                      for cell, h in zip(cells, hidden, strict=True)]
+            assert torch.allclose(unroll.hidden[:, t], torch.cat(hidden, -1), atol=1e-6)
+            # the value head reads the last GRU's state: the policy's own, or the value GRU's
+            value = hidden[-1] @ params["value.weight"].T + params["value.bias"]
+            assert torch.allclose(unroll.values[:, t], value[:, 0], atol=1e-6)
+            head = hidden[0] @ params["head.weight"].T + params["head.bias"]
+            assert torch.allclose(unroll.out[:, t, :2], head, atol=1e-6)
     # a masked step keeps the state (up to float32 rounding)
     frozen = masks[:, 1:] == 0
     assert frozen.any()
     assert torch.allclose(unroll.hidden[:, 1:][frozen], unroll.hidden[:, :-1][frozen], atol=1e-6)
+
+
+def test_separate_value_gru_keeps_the_value_regression_off_the_policy_features() -> None:
+    torch.manual_seed(0)
+    policy = make_recurrent_policy(3, Navigation2D().action_space, hidden_size=8, init_std=1.0,
+                                   separate_value_gru=True)
+    params = {n: p.requires_grad_(True) for n, p in policy.params().items()}
+    inputs, masks = torch.randn(4, 7, policy.input_size), torch.ones(4, 7)
+    unroll = policy.unroll(params, inputs, masks, policy.initial_hidden(4))
+    value_grads = torch.autograd.grad(unroll.values.pow(2).sum(), list(params.values()),
+                                      allow_unused=True, retain_graph=True)
+    policy_grads = torch.autograd.grad((unroll.out + 1).pow(2).sum(), list(params.values()),
+                                       allow_unused=True)
+    for name, by_value, by_policy in zip(params, value_grads, policy_grads, strict=True):
+        value_side = name.startswith(("value_gru", "value."))
+        assert (by_value is not None and bool(by_value.abs().sum() > 0)) == value_side, name
+        assert (by_policy is None or bool(by_policy.abs().sum() == 0)) == value_side, name
 
 
 def test_masked_steps_freeze_the_hidden_state_and_inputs_carry_the_last_real_step() -> None:
@@ -168,11 +201,12 @@ def test_rl2_finds_the_good_arm_within_a_trial(tmp_path: Path,
     assert last > first + 0.15, result["returns_mean"]
 
 
-def test_rl2_cli_train_evaluate_and_bit_identical_resume(tmp_path: Path) -> None:
+@pytest.mark.parametrize("separate", [False, True])
+def test_rl2_cli_train_evaluate_and_bit_identical_resume(tmp_path: Path, separate: bool) -> None:
     tiny = ["configs/rl2/2d-navigation.yaml", *RL2_TINY, "--set", "env.horizon=5",
             "--set", "rl2.tasks_per_iteration=3", "--set", "rl2.trials_per_task=2",
             "--set", "rl2.hidden_size=8", "--set", "run.checkpoint_every=1",
-            "--set", "ppo.minibatches=2"]
+            "--set", "ppo.minibatches=2", "--set", f"rl2.separate_value_gru={separate}"]
     assert main(["train", *tiny, "--run-dir", str(tmp_path / "straight"),
                  "--iterations", "3"]) == 0
     assert main(["train", *tiny, "--run-dir", str(tmp_path / "resumed"),
@@ -182,6 +216,7 @@ def test_rl2_cli_train_evaluate_and_bit_identical_resume(tmp_path: Path) -> None
     straight, _ = load_tensors(tmp_path / "straight" / "policy.safetensors")
     resumed, _ = load_tensors(tmp_path / "resumed" / "policy.safetensors")
     assert straight.keys() == resumed.keys()
+    assert ("value_gru_hidden.weight" in straight) == separate
     for name, value in straight.items():
         assert torch.equal(value, resumed[name]), name
     records = [json.loads(line) for line in

@@ -14,12 +14,13 @@ GRU update (Cho et al. 2014; the gate layout of ``torch.nn.GRUCell``)::
     h' = (1 - z) * n + z * h
 
 ``h'`` feeds a distribution head (``out [..., D]``, see :mod:`fastadapt.policies.distributions`)
-and a value head ``V(h')``. A step whose mask is 0 (after its episode terminated) leaves ``h``
-unchanged, so the sampler and the PPO update see the same hidden states. The recurrence runs
-in ``torch.gru`` (the kernel of ``torch.nn.GRU``, about 4x faster on a CPU than a Python loop
-over steps); a masked step gets an extra input that saturates its update gate
-(:data:`FREEZE_LOGIT`), which is how the kernel keeps ``h`` unchanged. Tests compare it with
-``torch.nn.GRUCell`` stepped by hand.
+and a value head ``V(h')`` (or, with ``separate_value_gru``, ``V`` reads a second GRU of its
+own over the same inputs, as Duan et al. 2016's RNN baseline). A step whose mask is 0 (after
+its episode terminated) leaves ``h`` unchanged, so the sampler and the PPO update see the
+same hidden states. The recurrence runs in ``torch.gru`` (the kernel of ``torch.nn.GRU``,
+about 4x faster on a CPU than a Python loop over steps); a masked step gets an extra input
+that saturates its update gate (:data:`FREEZE_LOGIT`), which is how the kernel keeps ``h``
+unchanged. Tests compare it with ``torch.nn.GRUCell`` stepped by hand.
 
 Shapes: ``N`` sequences (flattened tasks x trials), ``L`` steps, ``I`` input size, ``S`` GRU
 units, ``D`` distribution parameters.
@@ -52,7 +53,7 @@ class Unroll(NamedTuple):
     Attributes:
         out: distribution parameters ``[N, L, D]``.
         values: state values ``V(h_t)`` ``[N, L]``.
-        hidden: hidden state after each step, ``[N, L, S]`` (``hidden[:, -1]`` continues).
+        hidden: state after each step, ``[N, L, state_size]`` (``hidden[:, -1]`` continues).
     """
 
     out: Tensor
@@ -61,19 +62,32 @@ class Unroll(NamedTuple):
 
 
 class _GRUCore(nn.Module):
-    """GRU trunk with distribution and value heads; subclasses add the distribution."""
+    """GRU trunk with distribution and value heads; subclasses add the distribution.
 
-    def __init__(self, obs_dim: int, action_features: int, head_dim: int, hidden_size: int
-                 ) -> None:
+    With ``separate_value_gru`` the value head reads a second GRU of the same size over the
+    same inputs (Duan et al. 2016 fit their baseline as a separate RNN), so the critic's
+    regression never moves the policy's hidden state; the state ``h`` is then both GRUs'
+    states side by side, ``[N, 2S]`` (policy units first).
+    """
+
+    def __init__(self, obs_dim: int, action_features: int, head_dim: int, hidden_size: int,
+                 separate_value_gru: bool = False) -> None:
         super().__init__()
         self.obs_dim, self.action_features, self.hidden_size = obs_dim, action_features, hidden_size
         self.input_size = obs_dim + action_features + 2
-        self.gru_input = nn.Linear(self.input_size, 3 * hidden_size)
-        self.gru_hidden = nn.Linear(hidden_size, 3 * hidden_size)
+        self.separate_value_gru = separate_value_gru
+        self.state_size = 2 * hidden_size if separate_value_gru else hidden_size
+        """Width of the carried state ``h`` (``S``, or ``2S`` with a separate value GRU)."""
+        trunks = ("gru", "value_gru") if separate_value_gru else ("gru",)
         bound = 1.0 / math.sqrt(hidden_size)  # torch.nn.GRU's initialisation
-        for layer in (self.gru_input, self.gru_hidden):
-            nn.init.uniform_(layer.weight, -bound, bound)
-            nn.init.uniform_(layer.bias, -bound, bound)
+        for trunk in trunks:
+            layers = (nn.Linear(self.input_size, 3 * hidden_size),
+                      nn.Linear(hidden_size, 3 * hidden_size))
+            for name, layer in zip(("input", "hidden"), layers, strict=True):
+                self.add_module(f"{trunk}_{name}", layer)
+            for layer in layers:
+                nn.init.uniform_(layer.weight, -bound, bound)
+                nn.init.uniform_(layer.bias, -bound, bound)
         self.head = nn.Linear(hidden_size, head_dim)
         with torch.no_grad():
             self.head.weight.mul_(HEAD_INIT_SCALE)
@@ -81,8 +95,8 @@ class _GRUCore(nn.Module):
         self.value = nn.Linear(hidden_size, 1)
 
     def initial_hidden(self, num_sequences: int) -> Tensor:
-        """The state every trial starts from: zeros ``[N, S]``."""
-        return torch.zeros(num_sequences, self.hidden_size)
+        """The state every trial starts from: zeros ``[N, state_size]``."""
+        return torch.zeros(num_sequences, self.state_size)
 
     def action_encoding(self, actions: Tensor) -> Tensor:
         """Actions as network inputs: ``[N, A]`` float (identity) or ``[N]`` int -> one-hot."""
@@ -108,31 +122,43 @@ class _GRUCore(nn.Module):
         return out
 
     def unroll(self, params: Params, inputs: Tensor, masks: Tensor, hidden: Tensor) -> Unroll:
-        """Run the GRU over sequences with explicit ``params`` (named as ``named_parameters``).
+        """Run the GRU(s) over sequences with explicit ``params`` (named as ``named_parameters``).
 
         Args:
             inputs: ``[N, L, I]`` from :meth:`encode`.
             masks: ``[N, L]``; where 0 the hidden state is carried over unchanged.
-            hidden: the state before the first step, ``[N, S]``.
+            hidden: the state before the first step, ``[N, state_size]``.
 
         Returns:
-            :class:`Unroll` with outputs, values and hidden states of every step.
+            :class:`Unroll` with outputs, values and the states ``[N, L, state_size]`` of
+            every step.
         """
+        frozen = (masks <= 0).to(inputs.dtype).unsqueeze(-1)  # [N, L, 1]
+        inputs = torch.cat([inputs, frozen], dim=-1)
+        size = self.hidden_size
+        policy_states = self._gru(params, "gru", inputs, hidden[:, :size])
+        if not self.separate_value_gru:
+            return self._heads(params, policy_states, policy_states)
+        value_states = self._gru(params, "value_gru", inputs, hidden[:, size:])
+        return self._heads(params, policy_states, value_states)
+
+    def _gru(self, params: Params, trunk: str, inputs: Tensor, hidden: Tensor) -> Tensor:
+        """One GRU's states ``[N, L, S]`` over ``inputs [N, L, I + 1]`` (last: frozen flag)."""
         size = self.hidden_size
         gate = torch.zeros(3 * size, 1, dtype=inputs.dtype)
         gate[size : 2 * size] = FREEZE_LOGIT  # the update gate's rows
-        weights = [torch.cat([params["gru_input.weight"], gate], dim=1),
-                   params["gru_hidden.weight"], params["gru_input.bias"],
-                   params["gru_hidden.bias"]]
-        frozen = (masks <= 0).to(inputs.dtype).unsqueeze(-1)  # [N, L, 1]
-        stacked, _ = torch.gru(torch.cat([inputs, frozen], dim=-1), hidden[None], weights,
-                               True, 1, 0.0, True, False, True)
-        return self._heads(params, stacked)
+        weights = [torch.cat([params[f"{trunk}_input.weight"], gate], dim=1),
+                   params[f"{trunk}_hidden.weight"], params[f"{trunk}_input.bias"],
+                   params[f"{trunk}_hidden.bias"]]
+        stacked, _ = torch.gru(inputs, hidden[None], weights, True, 1, 0.0, True, False, True)
+        return stacked
 
-    def _heads(self, params: Params, hidden: Tensor) -> Unroll:
-        """Distribution parameters and values of hidden states ``[N, L, S]``."""
-        values = F.linear(hidden, params["value.weight"], params["value.bias"]).squeeze(-1)
-        return Unroll(self._distribution_out(params, hidden), values, hidden)
+    def _heads(self, params: Params, policy_states: Tensor, value_states: Tensor) -> Unroll:
+        """Distribution parameters and values of the GRUs' states ``[N, L, S]`` each."""
+        values = F.linear(value_states, params["value.weight"], params["value.bias"]).squeeze(-1)
+        hidden = (policy_states if value_states is policy_states
+                  else torch.cat([policy_states, value_states], dim=-1))
+        return Unroll(self._distribution_out(params, policy_states), values, hidden)
 
     def params(self) -> Params:
         """The module's own parameters as a detached ``Params`` dict (a fresh initialisation)."""
@@ -142,8 +168,9 @@ class _GRUCore(nn.Module):
 class CategoricalGRUPolicy(CategoricalLogits, _GRUCore):
     """GRU policy over ``K`` discrete actions; ``out`` are the logits ``[..., K]``."""
 
-    def __init__(self, obs_dim: int, num_actions: int, hidden_size: int = 64) -> None:
-        super().__init__(obs_dim, num_actions, num_actions, hidden_size)
+    def __init__(self, obs_dim: int, num_actions: int, hidden_size: int = 64,
+                 separate_value_gru: bool = False) -> None:
+        super().__init__(obs_dim, num_actions, num_actions, hidden_size, separate_value_gru)
         self.num_actions = num_actions
 
 
@@ -152,8 +179,9 @@ class GaussianGRUPolicy(DiagonalGaussian, _GRUCore):
     ``out = [mu, log sigma]`` ``[..., 2A]``."""
 
     def __init__(self, obs_dim: int, action_dim: int, hidden_size: int = 64,
-                 init_std: float = 1.0, min_std: float = 1e-6) -> None:
-        super().__init__(obs_dim, action_dim, action_dim, hidden_size)
+                 init_std: float = 1.0, min_std: float = 1e-6,
+                 separate_value_gru: bool = False) -> None:
+        super().__init__(obs_dim, action_dim, action_dim, hidden_size, separate_value_gru)
         self.action_dim = action_dim
         self.log_std = nn.Parameter(torch.full((action_dim,), math.log(init_std)))
         self.min_log_std = math.log(min_std)
@@ -168,10 +196,12 @@ RecurrentPolicy = CategoricalGRUPolicy | GaussianGRUPolicy
 
 
 def make_recurrent_policy(obs_dim: int, action_space: gym.spaces.Space[Any], hidden_size: int,
-                          init_std: float) -> RecurrentPolicy:
+                          init_std: float, separate_value_gru: bool = False) -> RecurrentPolicy:
     """A categorical GRU policy for a ``Discrete`` action space, Gaussian for a ``Box``."""
     if isinstance(action_space, gym.spaces.Discrete):
-        return CategoricalGRUPolicy(obs_dim, int(action_space.n), hidden_size)
+        return CategoricalGRUPolicy(obs_dim, int(action_space.n), hidden_size,
+                                    separate_value_gru)
     if isinstance(action_space, gym.spaces.Box):
-        return GaussianGRUPolicy(obs_dim, int(action_space.shape[0]), hidden_size, init_std)
+        return GaussianGRUPolicy(obs_dim, int(action_space.shape[0]), hidden_size, init_std,
+                                 separate_value_gru=separate_value_gru)
     raise TypeError(f"unsupported action space {action_space!r}")
