@@ -75,7 +75,8 @@ def main() -> None:
     for iteration in range(args.iterations):
         start = time.perf_counter()
         tasks = experiment.family.sample_tasks(rng, config.maml.meta_batch_size)
-        meta_batch = collect_meta_batch(sampler, experiment.policy, theta, tasks, config.maml)
+        meta_batch = collect_meta_batch(sampler, experiment.policy, theta, tasks, config.maml,
+                                        inner_loop=algorithm.inner_loop(theta, len(tasks)))
         sampled = time.perf_counter()
         theta, metrics = algorithm.step(theta, meta_batch)
         end = time.perf_counter()

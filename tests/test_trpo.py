@@ -256,3 +256,45 @@ def test_maml_trpo_step_keeps_theta_on_a_nan_advantage() -> None:
     assert metrics["nonfinite"] == 1.0
     assert metrics["step_accepted"] == 0.0
     assert all(torch.equal(new_theta[n], theta[n]) for n in theta)
+
+
+@pytest.mark.parametrize("adaptation_steps", [1, 2])
+def test_sampler_inner_loop_serves_the_step_with_the_same_result(adaptation_steps: int) -> None:
+    """The Hessian caches built while sampling (``inner_loop``) give the step that rebuilding
+    them from the training batches gives, and the sampling used exactly the step's phi."""
+    torch.manual_seed(0)
+    family, policy = Navigation2D(), GaussianMLPPolicy(2, 2, (8, 8))
+    theta = {n: p.detach().clone() for n, p in policy.named_parameters()}
+    config = MAMLConfig(meta_batch_size=3, episodes_per_task=4, inner_lr=0.1,
+                        adaptation_steps=adaptation_steps)
+    tasks = family.sample_tasks(np.random.default_rng(0), 3)
+    algorithm = MAMLTRPO(policy, config, TRPOConfig())
+
+    def collect(inner_loop: bool) -> MetaBatch:
+        sampler = VectorSampler(family, policy, horizon=10, seed=0)
+        return collect_meta_batch(sampler, policy, theta, tasks, config, inner_loop=(
+            algorithm.inner_loop(theta, len(tasks)) if inner_loop else None))
+
+    kept, plain = collect(True), collect(False)
+    assert kept.inner_loop is not None and kept.inner_loop.steps == adaptation_steps
+    assert algorithm._inner_loop_of(theta, kept) is kept.inner_loop
+    for a, b in zip([*kept.train, kept.valid], [*plain.train, plain.valid], strict=True):
+        torch.testing.assert_close(a.observations, b.observations, rtol=1e-5, atol=1e-5)
+    # the parameters that sampled the validation batch (and that the step's outer loss
+    # reads) are the plain inner steps' on the same batches
+    with torch.no_grad():
+        plain_phi = adapt_steps(policy, expand_to_tasks(theta, 3), kept.train, config.inner_lr,
+                                first_order=True)
+    for name, value in plain_phi.items():
+        torch.testing.assert_close(kept.inner_loop.adapted[name], value, rtol=1e-5, atol=1e-6)
+    reused, reused_metrics = algorithm.step(theta, kept)
+    rebuilt, rebuilt_metrics = algorithm.step(theta, kept._replace(inner_loop=None))
+    assert reused_metrics["step_accepted"] == rebuilt_metrics["step_accepted"] == 1.0
+    for name in theta:
+        torch.testing.assert_close(reused[name], rebuilt[name], rtol=1e-4, atol=1e-6)
+    # a loop that is not fresh, or starts elsewhere, is refused; a foreign one is not reused
+    with pytest.raises(ValueError, match="fresh inner_loop"):
+        collect_meta_batch(VectorSampler(family, policy, horizon=10, seed=0), policy, theta,
+                           tasks, config, inner_loop=kept.inner_loop)
+    other = {n: p.clone() for n, p in theta.items()}
+    assert algorithm._inner_loop_of(other, kept) is not kept.inner_loop

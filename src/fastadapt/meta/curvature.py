@@ -95,11 +95,13 @@ class InnerLoopJacobian:
         hessian_fraction: build each step's Hessian on the first ``ceil(fraction * E)``
             episodes only (an unbiased estimate; the inner steps themselves use all episodes).
         num_tasks: ``T``; needed only without inner steps (``batches == []``: ``J = I``,
-            multi-task training of one shared policy).
+            multi-task training of one shared policy, or steps to come from :meth:`extend`).
         estimator: the inner surrogate whose Hessian ``J`` holds.
 
     Attributes:
-        adapted: the adapted per-task parameters ``phi [T, ...]`` (detached).
+        theta: the meta-parameters it starts from.
+        adapted: the adapted per-task parameters ``phi [T, ...]`` (detached) after the
+            steps taken so far.
     """
 
     def __init__(
@@ -114,27 +116,51 @@ class InnerLoopJacobian:
         estimator: Estimator = "maml",
     ) -> None:
         self.inner_lr, self.estimator = inner_lr, estimator
+        self.first_order, self.hessian_fraction = first_order, hessian_fraction
         num_tasks = batches[0].masks.shape[0] if batches else num_tasks
         if num_tasks is None:
             raise ValueError("InnerLoopJacobian without inner steps needs num_tasks")
-        current = {n: p.detach() for n, p in expand_to_tasks(theta, num_tasks).items()}
-        self._policy, self._batches = policy, batches
+        self.theta = theta
+        self._policy = policy
+        self._batches: list[Batch] = []
         self._points: list[Params] = []  # phi^(k), where step k's Hessian is taken
         self._hessians: list[Callable[[Params], Params]] = []
+        self.adapted: Params = {n: p.detach() for n, p in
+                                expand_to_tasks(theta, num_tasks).items()}
         for batch in batches:
-            self._points.append(current)
-            gradient = None
-            if not first_order:
-                hessian = self._hessian(current, batch, hessian_fraction)
-                self._hessians.append(hessian)
-                if isinstance(hessian, HessianProducts) and hessian_fraction >= 1.0:
-                    gradient = hessian.gradient  # the inner step's gradient, already computed
-            with torch.no_grad():
-                if gradient is None:
-                    current = adapt(policy, current, batch, inner_lr, first_order=True)
-                else:
-                    current = {n: p - self._lr(n) * gradient[n] for n, p in current.items()}
-        self.adapted: Params = current
+            self.extend(batch)
+
+    def extend(self, batch: Batch) -> Params:
+        """Take one more inner step, on ``batch`` (sampled by :attr:`adapted`).
+
+        The sampler's inner step and the step whose Jacobian TRPO needs are then one
+        computation (:func:`~fastadapt.meta.maml.collect_meta_batch` takes this object).
+
+        Returns:
+            The new :attr:`adapted` ``[T, ...]`` (detached).
+        """
+        current = self.adapted
+        self._batches.append(batch)
+        self._points.append(current)
+        gradient = None
+        if not self.first_order:
+            with torch.enable_grad():  # also when sampling under no_grad
+                hessian = self._hessian(current, batch, self.hessian_fraction)
+            self._hessians.append(hessian)
+            if isinstance(hessian, HessianProducts) and self.hessian_fraction >= 1.0:
+                gradient = hessian.gradient  # the inner step's gradient, already computed
+        with torch.no_grad():
+            if gradient is None:
+                current = adapt(self._policy, current, batch, self.inner_lr, first_order=True)
+            else:
+                current = {n: p - self._lr(n) * gradient[n] for n, p in current.items()}
+        self.adapted = current
+        return current
+
+    @property
+    def steps(self) -> int:
+        """Inner steps taken so far."""
+        return len(self._batches)
 
     def _hessian(self, point: Params, batch: Batch, fraction: float
                  ) -> Callable[[Params], Params]:

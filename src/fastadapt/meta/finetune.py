@@ -79,6 +79,10 @@ class NoUpdate:
         """The fine-tuning step size."""
         return self.config.inner_lr
 
+    def inner_loop(self, theta: Params, num_tasks: int) -> None:
+        """None: nothing is differentiated."""
+        return None
+
     def state_dict(self) -> dict[str, Tensor]:
         """No state."""
         return {}

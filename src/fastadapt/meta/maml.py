@@ -96,6 +96,9 @@ class MetaBatch(NamedTuple):
     valid: Batch
     task_returns: list[Tensor]
     env_steps: int
+    inner_loop: InnerLoopJacobian | None = None
+    """The inner loop that adapted the sampling policies, when the caller passed one in
+    (its Hessian caches then serve the outer step)."""
 
     @property
     def returns(self) -> list[float]:
@@ -113,6 +116,7 @@ def collect_meta_batch(
     adaptation_steps: int | None = None,
     inner_lr: float | Params | None = None,
     valid_episodes_per_task: int | None = None,
+    inner_loop: InnerLoopJacobian | None = None,
 ) -> MetaBatch:
     """Sample the inner-step batches and the validation batch of ``tasks`` (no graph kept).
 
@@ -122,11 +126,19 @@ def collect_meta_batch(
         valid_episodes_per_task: episodes per task of the validation batch (sampled with the
             finally adapted policy); ``None`` takes ``config.episodes_per_task`` like the
             inner-step batches. Meta-World's protocol evaluates 3 episodes after adapting on 10.
+        inner_loop: a fresh :class:`InnerLoopJacobian` at ``theta`` (from
+            :meth:`MAMLTRPO.inner_loop`) that takes the inner steps instead of :func:`adapt`,
+            so the outer step reuses the products it cached; returned in the meta-batch.
+
+    Raises:
+        ValueError: ``inner_loop`` has taken steps already or starts from other parameters.
     """
     steps = config.adaptation_steps if adaptation_steps is None else adaptation_steps
     lr = config.inner_lr if inner_lr is None else inner_lr
     valid_episodes = (config.episodes_per_task if valid_episodes_per_task is None
                       else valid_episodes_per_task)
+    if inner_loop is not None and (inner_loop.steps or inner_loop.theta is not theta):
+        raise ValueError("collect_meta_batch needs a fresh inner_loop built at theta")
     params = expand_to_tasks(theta, len(tasks))
     batches: list[Batch] = []
     task_returns: list[Tensor] = []
@@ -139,8 +151,9 @@ def collect_meta_batch(
         batch = process_trajectories(trajectories, config.gamma, config.gae_lambda)
         batches.append(batch)
         if k < steps:
-            params = adapt(policy, params, batch, lr, first_order=True)
-    return MetaBatch(batches[:-1], batches[-1], task_returns, env_steps)
+            params = (adapt(policy, params, batch, lr, first_order=True) if inner_loop is None
+                      else inner_loop.extend(batch))
+    return MetaBatch(batches[:-1], batches[-1], task_returns, env_steps, inner_loop)
 
 
 class OuterGradient(NamedTuple):
@@ -185,6 +198,27 @@ class MAMLTRPO:
 
     def load_state_dict(self, tensors: dict[str, Tensor]) -> None:
         """Nothing to restore (see :meth:`state_dict`)."""
+
+    def inner_loop(self, theta: Params, num_tasks: int) -> InnerLoopJacobian:
+        """A fresh inner loop at ``theta`` for :func:`collect_meta_batch`: the sampler's inner
+        steps then build the Hessian caches that :meth:`step` needs, once."""
+        return InnerLoopJacobian(self.policy, theta, [], self.maml.inner_lr,
+                                 self.maml.first_order, num_tasks=num_tasks,
+                                 estimator=self.estimator)
+
+    def _inner_loop_of(self, theta: Params, meta_batch: MetaBatch) -> InnerLoopJacobian:
+        """The meta-batch's own inner loop if it is this step's (same ``theta``, steps and
+        settings), else one rebuilt from its training batches."""
+        kept = meta_batch.inner_loop
+        if (kept is not None and kept.theta is theta and kept.steps == len(meta_batch.train)
+                and kept.inner_lr == self.maml.inner_lr
+                and kept.first_order == self.maml.first_order
+                and kept.estimator == self.estimator and kept.hessian_fraction == 1.0):
+            return kept
+        return InnerLoopJacobian(
+            self.policy, theta, meta_batch.train, self.maml.inner_lr, self.maml.first_order,
+            num_tasks=meta_batch.valid.masks.shape[0], estimator=self.estimator,
+        )
 
     def _meta_fisher(self, theta: Params, meta_batch: MetaBatch, jacobian: InnerLoopJacobian,
                      products: MLPProducts | None = None) -> Callable[[Tensor], Tensor]:
@@ -246,10 +280,7 @@ class MAMLTRPO:
             == 0`` (``metrics["nonfinite"] == 1`` for a non-finite gradient).
         """
         policy, valid = self.policy, meta_batch.valid
-        jacobian = InnerLoopJacobian(
-            policy, theta, meta_batch.train, self.maml.inner_lr, self.maml.first_order,
-            num_tasks=valid.masks.shape[0], estimator=self.estimator,
-        )
+        jacobian = self._inner_loop_of(theta, meta_batch)
         products, loss, outer_grads, old_out, old_log_probs = self._outer_gradient(
             jacobian.adapted, valid
         )

@@ -208,6 +208,10 @@ class GradientMAML:
         groups = self.optimizer.state_dict()["param_groups"]
         self.optimizer.load_state_dict({"state": state, "param_groups": groups})
 
+    def inner_loop(self, theta: Params, num_tasks: int) -> None:
+        """None: the outer loss differentiates through its own inner loop."""
+        return None
+
     def inner_lr(self) -> float | Params:
         """The inner step size the samplers and evaluation adapt with (learned for Meta-SGD)."""
         if self.inner_lrs is None:

@@ -8,6 +8,7 @@ from typing import Protocol
 
 from torch import Tensor
 
+from fastadapt.meta.curvature import InnerLoopJacobian
 from fastadapt.meta.finetune import pretrainer
 from fastadapt.meta.maml import MAMLTRPO, MetaBatch
 from fastadapt.meta.outer import GradientMAML
@@ -25,6 +26,11 @@ class OuterAlgorithm(Protocol):
 
     def inner_lr(self) -> float | Params:
         """The inner step size(s) to adapt with when sampling and evaluating."""
+        ...
+
+    def inner_loop(self, theta: Params, num_tasks: int) -> InnerLoopJacobian | None:
+        """An inner loop for :func:`collect_meta_batch` whose caches :meth:`step` reuses
+        (MAML-TRPO's Hessian products), or ``None`` to adapt with plain gradients."""
         ...
 
     def state_dict(self) -> dict[str, Tensor]:

@@ -282,7 +282,7 @@ def _loop(experiment: Experiment, algorithm: OuterAlgorithm, state: _State,
         recorder = SuccessRecorder(sampler)  # success rates of families that report them
         meta_batch = collect_meta_batch(
             recorder, experiment.policy, state.theta, tasks, sampling, inner_steps,
-            algorithm.inner_lr(),
+            algorithm.inner_lr(), inner_loop=algorithm.inner_loop(state.theta, len(tasks)),
         )
         state.theta, metrics = algorithm.step(state.theta, meta_batch)
         metrics = {**metrics, **recorder.before_after()}
