@@ -25,7 +25,7 @@ from fastadapt.meta.adapt import adapt, adapt_steps, expand_to_tasks, per_task_o
 from fastadapt.meta.curvature import InnerLoopJacobian, KLHessian, subsample_episodes
 from fastadapt.meta.estimators import Estimator
 from fastadapt.meta.losses import mean_kl, surrogate_loss
-from fastadapt.meta.mlp_products import MLPProducts, supports_fast_products
+from fastadapt.meta.mlp_products import MLPProducts, mlp_forward, supports_fast_products
 from fastadapt.meta.trpo import (
     TRPOConfig,
     backtracking_line_search,
@@ -296,7 +296,9 @@ class MAMLTRPO:
         def evaluate(candidate: Tensor) -> tuple[float, float]:
             params = expand_to_tasks(unflatten(candidate, theta), valid.masks.shape[0])
             adapted = adapt_steps(policy, params, meta_batch.train, self.maml.inner_lr, True)
-            new_loss, new_out = surrogate_loss(policy, adapted, valid, old_log_probs)
+            out = (mlp_forward(policy, adapted, valid.observations)  # batched matmuls, no vmap
+                   if supports_fast_products(policy) else None)
+            new_loss, new_out = surrogate_loss(policy, adapted, valid, old_log_probs, out)
             return float(new_loss), float(mean_kl(policy, old_out, new_out, valid.masks))
 
         new_flat, backtracks, new_loss, kl = backtracking_line_search(
