@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from torch.testing import assert_close
 
+from fastadapt.cli import main
 from fastadapt.envs.navigation import Navigation2D
 from fastadapt.errors import ConfigError
 from fastadapt.meta.adapt import adapt_steps, expand_to_tasks, per_task_output
+from fastadapt.meta.curvature import InnerLoopJacobian
 from fastadapt.meta.losses import mean_kl
 from fastadapt.meta.maml import MAMLTRPO, MAMLConfig, MetaBatch, collect_meta_batch
 from fastadapt.meta.trpo import (
@@ -290,11 +293,38 @@ def test_sampler_inner_loop_serves_the_step_with_the_same_result(adaptation_step
     reused, reused_metrics = algorithm.step(theta, kept)
     rebuilt, rebuilt_metrics = algorithm.step(theta, kept._replace(inner_loop=None))
     assert reused_metrics["step_accepted"] == rebuilt_metrics["step_accepted"] == 1.0
-    for name in theta:
-        torch.testing.assert_close(reused[name], rebuilt[name], rtol=1e-4, atol=1e-6)
-    # a loop that is not fresh, or starts elsewhere, is refused; a foreign one is not reused
+    for name in theta:  # the same computation, reordered: bit-identical
+        assert torch.equal(reused[name], rebuilt[name]), name
+    # a loop that is not fresh, or starts elsewhere, or adapts at another rate is refused
+    sampler = VectorSampler(family, policy, horizon=10, seed=0)
     with pytest.raises(ValueError, match="fresh inner_loop"):
-        collect_meta_batch(VectorSampler(family, policy, horizon=10, seed=0), policy, theta,
-                           tasks, config, inner_loop=kept.inner_loop)
+        collect_meta_batch(sampler, policy, theta, tasks, config, inner_loop=kept.inner_loop)
+    with pytest.raises(ValueError, match=r"inner_lr 0\.1, not the 0\.2"):
+        collect_meta_batch(sampler, policy, theta, tasks, config, inner_lr=0.2,
+                           inner_loop=algorithm.inner_loop(theta, len(tasks)))
+    # a loop of other parameters or other batches is not reused
     other = {n: p.clone() for n, p in theta.items()}
     assert algorithm._inner_loop_of(other, kept) is not kept.inner_loop
+    swapped = kept._replace(train=plain.train)
+    assert algorithm._inner_loop_of(theta, swapped) is not kept.inner_loop
+
+
+def test_training_steps_reuse_the_sampler_inner_loop(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """``fastadapt train`` hands the sampler's inner loop to the step: the Hessian caches are
+    built once per meta-iteration, not once while sampling and again in the step."""
+    reused: list[bool] = []
+    original = MAMLTRPO._inner_loop_of
+
+    def spy(self: MAMLTRPO, theta: Params, meta_batch: MetaBatch) -> InnerLoopJacobian:
+        result = original(self, theta, meta_batch)
+        reused.append(meta_batch.inner_loop is not None and result is meta_batch.inner_loop)
+        return result
+
+    monkeypatch.setattr(MAMLTRPO, "_inner_loop_of", spy)
+    assert main(["train", "configs/maml-trpo/2d-navigation.yaml", "--run-dir",
+                 str(tmp_path / "run"), "--set", "maml.meta_batch_size=3",
+                 "--set", "maml.episodes_per_task=2", "--set", "env.horizon=5",
+                 "--set", "policy.hidden_sizes=[8]", "--set", "run.tensorboard=false",
+                 "--set", "run.num_threads=1", "--iterations", "3", "--quiet"]) == 0
+    assert reused == [True, True, True]

@@ -162,6 +162,11 @@ class InnerLoopJacobian:
         """Inner steps taken so far."""
         return len(self._batches)
 
+    @property
+    def batches(self) -> tuple[Batch, ...]:
+        """The training batches of the steps taken so far."""
+        return tuple(self._batches)
+
     def _hessian(self, point: Params, batch: Batch, fraction: float
                  ) -> Callable[[Params], Params]:
         return inner_loss_hessian(self._policy, point, subsample_episodes(batch, fraction),

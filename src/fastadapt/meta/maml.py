@@ -139,6 +139,9 @@ def collect_meta_batch(
                       else valid_episodes_per_task)
     if inner_loop is not None and (inner_loop.steps or inner_loop.theta is not theta):
         raise ValueError("collect_meta_batch needs a fresh inner_loop built at theta")
+    if inner_loop is not None and not _same_rate(inner_loop.inner_lr, lr):
+        raise ValueError(f"inner_loop adapts with inner_lr {inner_loop.inner_lr!r}, "
+                         f"not the {lr!r} asked for")
     params = expand_to_tasks(theta, len(tasks))
     batches: list[Batch] = []
     task_returns: list[Tensor] = []
@@ -154,6 +157,13 @@ def collect_meta_batch(
             params = (adapt(policy, params, batch, lr, first_order=True) if inner_loop is None
                       else inner_loop.extend(batch))
     return MetaBatch(batches[:-1], batches[-1], task_returns, env_steps, inner_loop)
+
+
+def _same_rate(a: float | Params, b: float | Params) -> bool:
+    """Equal float step sizes, or the very same per-parameter rates (Meta-SGD)."""
+    if isinstance(a, dict) or isinstance(b, dict):
+        return a is b
+    return a == b
 
 
 class OuterGradient(NamedTuple):
@@ -211,7 +221,8 @@ class MAMLTRPO:
         settings), else one rebuilt from its training batches."""
         kept = meta_batch.inner_loop
         if (kept is not None and kept.theta is theta and kept.steps == len(meta_batch.train)
-                and kept.inner_lr == self.maml.inner_lr
+                and all(a is b for a, b in zip(kept.batches, meta_batch.train, strict=True))
+                and _same_rate(kept.inner_lr, self.maml.inner_lr)
                 and kept.first_order == self.maml.first_order
                 and kept.estimator == self.estimator and kept.hessian_fraction == 1.0):
             return kept

@@ -45,8 +45,9 @@ class RL2Config:
     """GRU units."""
     separate_value_gru: bool = False
     """Fit the values with a second GRU of ``hidden_size`` units (Duan et al. 2016's separate
-    RNN baseline) instead of a value head on the policy's GRU: the value regression then
-    never moves the policy's features, at about twice the GRU cost per step."""
+    RNN baseline) instead of a value head on the policy's GRU: the value loss's gradient then
+    never reaches the policy's parameters (the update still clips all gradients by one
+    global norm), at about twice the GRU cost per step."""
     gamma: float = 0.99
     """Discount across the whole trial."""
     gae_lambda: float = 0.95

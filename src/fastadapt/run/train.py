@@ -291,6 +291,7 @@ def _loop(experiment: Experiment, algorithm: OuterAlgorithm, state: _State,
         state.env_steps += meta_batch.env_steps
         record = iteration_record(state.iteration, seconds, state.env_steps,
                                   meta_batch.env_steps, meta_batch.returns, metrics)
+        del meta_batch  # its inner loop's caches must not outlive the step into the next
         nonfinite_streak = log_and_checkpoint(
             config.run, record, nonfinite_streak,
             lambda: state.save(run_dir, config.run.keep_checkpoints, sampler, algorithm), logger,
