@@ -137,10 +137,12 @@ class _GRUCore(nn.Module):
         inputs = torch.cat([inputs, frozen], dim=-1)
         size = self.hidden_size
         policy_states = self._gru(params, "gru", inputs, hidden[:, :size])
-        if not self.separate_value_gru:
-            return self._heads(params, policy_states, policy_states)
-        value_states = self._gru(params, "value_gru", inputs, hidden[:, size:])
-        return self._heads(params, policy_states, value_states)
+        value_states, states = policy_states, policy_states
+        if self.separate_value_gru:
+            value_states = self._gru(params, "value_gru", inputs, hidden[:, size:])
+            states = torch.cat([policy_states, value_states], dim=-1)
+        values = F.linear(value_states, params["value.weight"], params["value.bias"]).squeeze(-1)
+        return Unroll(self._distribution_out(params, policy_states), values, states)
 
     def _gru(self, params: Params, trunk: str, inputs: Tensor, hidden: Tensor) -> Tensor:
         """One GRU's states ``[N, L, S]`` over ``inputs [N, L, I + 1]`` (last: frozen flag)."""
@@ -152,13 +154,6 @@ class _GRUCore(nn.Module):
                    params[f"{trunk}_hidden.bias"]]
         stacked, _ = torch.gru(inputs, hidden[None], weights, True, 1, 0.0, True, False, True)
         return stacked
-
-    def _heads(self, params: Params, policy_states: Tensor, value_states: Tensor) -> Unroll:
-        """Distribution parameters and values of the GRUs' states ``[N, L, S]`` each."""
-        values = F.linear(value_states, params["value.weight"], params["value.bias"]).squeeze(-1)
-        hidden = (policy_states if value_states is policy_states
-                  else torch.cat([policy_states, value_states], dim=-1))
-        return Unroll(self._distribution_out(params, policy_states), values, hidden)
 
     def params(self) -> Params:
         """The module's own parameters as a detached ``Params`` dict (a fresh initialisation)."""
