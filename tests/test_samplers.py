@@ -265,11 +265,16 @@ def test_ctrl_c_during_training_exits_and_leaves_no_process(tmp_path: Path) -> N
 # --- resume across sampler kinds ---------------------------------------------------------------
 
 
+TINY_NAVIGATION = [
+    "configs/maml-trpo/2d-navigation.yaml", "--quiet", "--set", "maml.meta_batch_size=3",
+    "--set", "maml.episodes_per_task=2", "--set", "env.horizon=8",
+    "--set", "policy.hidden_sizes=[8]", "--set", "run.tensorboard=false",
+    "--set", "run.checkpoint_every=1", "--set", "run.num_threads=1",
+]
+
+
 def test_resume_with_another_sampler_is_bit_identical(tmp_path: Path) -> None:
-    tiny = ["configs/maml-trpo/2d-navigation.yaml", "--quiet", "--set", "maml.meta_batch_size=3",
-            "--set", "maml.episodes_per_task=2", "--set", "env.horizon=8",
-            "--set", "policy.hidden_sizes=[8]", "--set", "run.tensorboard=false",
-            "--set", "run.checkpoint_every=1", "--set", "run.num_threads=1"]
+    tiny = TINY_NAVIGATION
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert main(["train", *tiny, "--run-dir", str(straight), "--iterations", "3"]) == 0
     assert main(["train", *tiny, "--run-dir", str(split), "--iterations", "2",
@@ -279,6 +284,28 @@ def test_resume_with_another_sampler_is_bit_identical(tmp_path: Path) -> None:
     a, _ = load_tensors(straight / "policy.safetensors")
     b, _ = load_tensors(split / "policy.safetensors")
     assert all(torch.equal(a[name], b[name]) for name in a)
+
+
+def test_evaluate_gives_the_same_result_with_worker_processes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = tmp_path / "run"
+    assert main(["train", *TINY_NAVIGATION, "--run-dir", str(run), "--iterations", "1"]) == 0
+    evaluate = ["evaluate", str(run), "--tasks", "3", "--adaptation-steps", "2",
+                "--episodes", "2"]
+    assert main(evaluate) == 0  # the run's sampler: vector
+    expected = (run / "evaluation.json").read_text()
+    calls: list[int] = []  # tasks of every batch the worker processes sampled
+    sample = ProcessSampler.sample
+
+    def counting(self: ProcessSampler, params: Params, tasks: list[Any], episodes: int
+                 ) -> Trajectories:
+        calls.append(len(tasks))
+        return sample(self, params, tasks, episodes)
+
+    monkeypatch.setattr(ProcessSampler, "sample", counting)
+    assert main([*evaluate, "--sampler", "process", "--workers", "2"]) == 0
+    assert calls == [3, 3, 3]  # before, after one and after two inner steps
+    assert (run / "evaluation.json").read_text() == expected
 
 
 # --- Ray ---------------------------------------------------------------------------------------

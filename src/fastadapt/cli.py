@@ -52,7 +52,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 
     path = evaluate_run(
         Path(args.run_dir), args.tasks, args.adaptation_steps, args.episodes, args.seed,
-        args.eval_episodes,
+        args.eval_episodes, args.sampler, args.workers,
     )
     import json
 
@@ -134,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="episodes per task sampled with the finally adapted policy (default: "
                         "--episodes; Meta-World's protocol: 3 after 10-episode steps)")
     p.add_argument("--seed", type=int, default=0, help="seed of the evaluation rollouts")
+    p.add_argument("--sampler", metavar="{vector,process,ray}",
+                   help="who steps the envs (default: the run's run.sampler; same result)")
+    p.add_argument("--workers", metavar="N",
+                   help="worker processes / Ray actors (default: the run's run.workers)")
     p.set_defaults(func=_evaluate)
 
     p = commands.add_parser("plot", help="draw RUN_DIR/report.png")

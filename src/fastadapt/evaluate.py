@@ -35,8 +35,8 @@ from fastadapt.run.train import (
     load_run_config,
     sampling_config,
 )
+from fastadapt.sampling import make_sampler
 from fastadapt.sampling.success import SuccessRecorder
-from fastadapt.sampling.vector import VectorSampler
 from fastadapt.types import Params
 
 EVALUATION_FILE = "evaluation.json"
@@ -54,6 +54,10 @@ def meta_test(
     eval_episodes_per_task: int | None = None,
 ) -> dict[str, Any]:
     """Adaptation curve of ``theta`` on ``num_tasks`` held-out tasks.
+
+    The episodes are sampled by the config's ``run.sampler`` (``run.workers`` processes or Ray
+    actors): every sampler returns the same batches for a seed, so the result does not depend
+    on it, only the wall time does.
 
     Args:
         inner_lr: the inner step size(s); ``None`` takes the config's (Meta-SGD passes its
@@ -78,7 +82,9 @@ def meta_test(
         sampling_config(experiment.config), meta_batch_size=num_tasks,
         episodes_per_task=episodes_per_task,
     )
-    with VectorSampler(family, experiment.policy, experiment.horizon, seed) as sampler:
+    run = experiment.config.run  # run.sampler: all samplers give the same batches
+    with make_sampler(run.sampler, family, experiment.policy, experiment.horizon, seed,
+                      run.workers, run.ray_address) as sampler:
         recorder = SuccessRecorder(sampler)
         meta_batch = collect_meta_batch(
             recorder, experiment.policy, theta, tasks, maml, adaptation_steps, inner_lr,
@@ -149,19 +155,26 @@ def evaluate_run(
     episodes_per_task: int | None = None,
     seed: int = 0,
     eval_episodes_per_task: int | None = None,
+    sampler: str | None = None,
+    workers: int | str | None = None,
 ) -> Path:
     """Meta-test a run's final parameters; writes and returns ``run_dir/evaluation.json``.
 
     Unset arguments take the run config's ``evaluate`` section (RL²: ``adaptation_steps``
     defaults to ``rl2.episodes_per_trial - 1``, see :func:`~fastadapt.run.rl2_runner.
     evaluate_rl2`); ``eval_episodes_per_task`` (episodes sampled with the finally adapted
-    policy) defaults to the episodes per step. The result also records the run's ``algorithm``.
+    policy) defaults to the episodes per step. ``sampler`` / ``workers`` replace the run's
+    ``run.sampler`` / ``run.workers`` for this evaluation (the result is the same; only the
+    wall time changes). The result also records the run's ``algorithm``.
 
     Raises:
         ConfigError: ``eval_episodes_per_task`` is below 1, or given for an RL² run (whose
-            trials have no separately sampled adapted policy).
+            trials have no separately sampled adapted policy); an invalid ``sampler`` or
+            ``workers``, or a sampler other than ``vector`` for RL².
     """
-    config = load_run_config(run_dir)
+    overrides = [f"run.{key}={value}" for key, value in
+                 (("sampler", sampler), ("workers", workers)) if value is not None]
+    config = load_run_config(run_dir, overrides)
     configure_process(config.run.num_threads, config.run.retain_freed_memory)
     defaults = config.evaluate
     tasks = num_tasks or defaults.num_tasks

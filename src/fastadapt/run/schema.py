@@ -146,6 +146,14 @@ class TrainConfig:
     run: RunConfig = field(default_factory=RunConfig)
     evaluate: EvalConfig = field(default_factory=EvalConfig)
 
+    def __post_init__(self) -> None:
+        if self.algorithm == "rl2" and self.run.sampler != "vector":
+            raise ConfigError(
+                f"run.sampler {self.run.sampler!r} is not available for rl2: RL² steps all its "
+                "trials in-process with one GRU forward per step (run.sampler: vector); the "
+                "process and ray samplers serve the MAML family and the transfer baselines"
+            )
+
     @property
     def is_maml(self) -> bool:
         """Whether the algorithm meta-learns an initialisation with MAML's inner loop."""

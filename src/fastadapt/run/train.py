@@ -8,7 +8,7 @@ Checkpoints carry the parameters and every random stream, so ``--resume`` contin
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -79,13 +79,13 @@ def build_experiment(config: TrainConfig) -> Experiment:
     return Experiment(config, family, policy, horizon)
 
 
-def load_run_config(run_dir: Path) -> TrainConfig:
-    """The resolved config of a run directory."""
+def load_run_config(run_dir: Path, overrides: Sequence[str] = ()) -> TrainConfig:
+    """The resolved config of a run directory, with ``overrides`` (``"run.workers=4"``)."""
     if not run_dir.is_dir():
         raise CheckpointError(f"run directory {run_dir} does not exist")
     if not (run_dir / CONFIG_FILE).exists():
         raise CheckpointError(f"{run_dir} is not a run directory (no {CONFIG_FILE})")
-    return load_config(TrainConfig, run_dir / CONFIG_FILE)
+    return load_config(TrainConfig, run_dir / CONFIG_FILE, overrides)
 
 
 def check_params(params: Params, expected: Params, source: Path) -> Params:
