@@ -235,6 +235,8 @@ def test_rl2_cli_train_evaluate_and_bit_identical_resume(tmp_path: Path, separat
     assert not any(key.startswith("success") for key in [*result, *records[0]])
     # an RL² trial has no separately sampled adapted policy: --eval-episodes is refused
     assert main(["evaluate", str(run), "--eval-episodes", "3"]) == 2
+    # RL² samples in-process only: another sampler is refused, not silently ignored
+    assert main(["evaluate", str(run), "--sampler", "process"]) == 2
     assert main(["plot", str(run)]) == 0
 
 
