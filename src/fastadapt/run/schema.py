@@ -80,7 +80,8 @@ class RunConfig:
     sampler: Literal["vector", "process", "ray"] = "vector"
     """Who steps the envs: ``vector`` (in-process, one array op for all tasks), ``process``
     (``run.workers`` worker processes) or ``ray`` (``run.workers`` Ray actors; needs
-    ``fastadapt[ray]``). All give the same batches for the same seed."""
+    ``fastadapt[ray]``). All give the same batches for the same seed. RL² samples its trials
+    in-process: ``vector`` only."""
     workers: int = 2
     """Worker processes or Ray actors of the ``process``/``ray`` samplers (1 to
     ``MAX_WORKERS``; each runs one torch thread); ignored by ``vector``."""
