@@ -11,7 +11,9 @@ import pytest
 
 from fastadapt.bandit_baselines import (
     UCB1_GRID,
+    exploration_profile,
     gittins,
+    gittins_actions,
     gittins_indices,
     thompson,
     tune_ucb1,
@@ -115,6 +117,30 @@ def test_ucb1_and_thompson_on_deterministic_arms() -> None:
     assert ucb1(means, 3, 4, rng) == pytest.approx([2.0, 0.0])
     assert thompson(np.ones((2, 4)), 7, 3, rng) == pytest.approx([7.0, 7.0])
     assert gittins(np.array([[1.0, 1.0]]), 5, 2, rng) == pytest.approx([5.0])
+
+
+def test_exploration_profile_by_hand() -> None:
+    means = np.array([[0.2, 0.8, 0.5]])
+    # trial 1 tries arm 0 twice, then stays on the best arm; trial 2 never leaves arm 0
+    actions = np.array([[[0, 0, 1, 1, 1, 1, 1, 1, 1, 1], [0] * 10]])
+    profile = exploration_profile(means, actions)
+    assert profile.reward_by_tenth == pytest.approx([0.2, 0.2] + [0.5] * 8)
+    assert profile.arms_tried == 1.5
+    assert profile.best_arm_share == 0.5  # the last 2 of 10 pulls: both, then neither
+    with pytest.raises(ValueError, match="multiple of 10"):
+        exploration_profile(means, actions[..., :5])
+
+
+def test_gittins_actions_are_the_pulls_gittins_is_scored_on() -> None:
+    # 0/1 arm means make every reward deterministic: the total is the sum over the pulls
+    means = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    table = gittins_indices(20)
+    actions = gittins_actions(means, 20, 3, np.random.default_rng(0), table)
+    assert actions.shape == (3, 3, 20)
+    totals = gittins(means, 20, 3, np.random.default_rng(0), table)
+    assert totals == pytest.approx(np.take_along_axis(
+        np.broadcast_to(means[:, None], (3, 3, 3)), actions, -1).sum(-1).mean(-1))
+    assert exploration_profile(means[:2], actions[:2]).best_arm_share == 1.0
 
 
 def test_ucb1_with_prior_counts_by_hand() -> None:

@@ -47,10 +47,12 @@ class _EarlyEndNavigation(Navigation2D):
         return env
 
 
-def _sample(family: Any, calls: int = 1) -> tuple[RecurrentPolicy, list[Trials]]:
+def _sample(family: Any, calls: int = 1, time_input: bool = False
+            ) -> tuple[RecurrentPolicy, list[Trials]]:
     """``calls`` successive samples of 3 tasks x 2 trials with one sampler."""
     torch.manual_seed(0)
-    policy = make_recurrent_policy(2, family.action_space, hidden_size=8, init_std=0.5)
+    policy = make_recurrent_policy(2, family.action_space, hidden_size=8, init_std=0.5,
+                                   time_input=time_input)
     sampler = TrialSampler(family, policy, HORIZON, EPISODES, seed=0)
     tasks = family.sample_tasks(np.random.default_rng(0), 3)
     return policy, [sampler.sample(policy.params(), tasks, 2) for _ in range(calls)]
@@ -92,6 +94,21 @@ def test_sampler_keeps_hidden_state_across_episodes_and_resets_it_between_trials
     expected = torch.zeros(EPISODES * HORIZON)
     expected[HORIZON::HORIZON] = 1.0
     assert torch.equal(flags, expected.expand_as(flags))
+
+
+def test_time_input_reads_the_fraction_of_the_trial_already_taken() -> None:
+    plain, (without,) = _sample(_EarlyEndNavigation())
+    policy, (trials,) = _sample(_EarlyEndNavigation(), time_input=True)
+    assert policy.input_size == plain.input_size + 1
+    length = EPISODES * HORIZON
+    # t / L at every step of every trial, masked steps included; the other inputs unchanged
+    expected = torch.arange(length, dtype=torch.float32) / length
+    assert torch.equal(trials.inputs[..., -1], expected.expand_as(trials.inputs[..., -1]))
+    assert torch.equal(trials.inputs[0, 0, :1, :-1], without.inputs[0, 0, :1])
+    # the PPO update's recomputation from the trial start sees the same inputs
+    inputs, masks = trials.inputs.flatten(0, 1), trials.masks.flatten(0, 1)
+    unroll = policy.unroll(policy.params(), inputs, masks, policy.initial_hidden(6))
+    assert torch.allclose(unroll.hidden, trials.hidden.flatten(0, 1), atol=1e-6)
 
 
 def _gru_cell(params: Params, trunk: str, input_size: int) -> torch.nn.GRUCell:
@@ -201,12 +218,15 @@ def test_rl2_finds_the_good_arm_within_a_trial(tmp_path: Path,
     assert last > first + 0.15, result["returns_mean"]
 
 
-@pytest.mark.parametrize("separate", [False, True])
-def test_rl2_cli_train_evaluate_and_bit_identical_resume(tmp_path: Path, separate: bool) -> None:
+@pytest.mark.parametrize(("separate", "time_input"), [(False, False), (True, False),
+                                                     (False, True)])
+def test_rl2_cli_train_evaluate_and_bit_identical_resume(tmp_path: Path, separate: bool,
+                                                        time_input: bool) -> None:
     tiny = ["configs/rl2/2d-navigation.yaml", *RL2_TINY, "--set", "env.horizon=5",
             "--set", "rl2.tasks_per_iteration=3", "--set", "rl2.trials_per_task=2",
             "--set", "rl2.hidden_size=8", "--set", "run.checkpoint_every=1",
-            "--set", "ppo.minibatches=2", "--set", f"rl2.separate_value_gru={separate}"]
+            "--set", "ppo.minibatches=2", "--set", f"rl2.separate_value_gru={separate}",
+            "--set", f"rl2.time_input={time_input}"]
     assert main(["train", *tiny, "--run-dir", str(tmp_path / "straight"),
                  "--iterations", "3"]) == 0
     assert main(["train", *tiny, "--run-dir", str(tmp_path / "resumed"),
@@ -217,6 +237,7 @@ def test_rl2_cli_train_evaluate_and_bit_identical_resume(tmp_path: Path, separat
     resumed, _ = load_tensors(tmp_path / "resumed" / "policy.safetensors")
     assert straight.keys() == resumed.keys()
     assert ("value_gru_hidden.weight" in straight) == separate
+    assert straight["gru_input.weight"].shape[1] == 2 + 2 + 2 + int(time_input)  # obs, a, r, d
     for name, value in straight.items():
         assert torch.equal(value, resumed[name]), name
     records = [json.loads(line) for line in
@@ -288,3 +309,24 @@ def test_bad_rl2_config_is_one_line_error(tmp_path: Path, capsys: pytest.Capture
     assert code == 2 and err.startswith("fastadapt: error: ") and len(err.splitlines()) == 1
     assert expected in err
     assert not (tmp_path / "run").exists()
+
+
+def test_exploration_benchmark_profiles_a_bandit_run(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    assert main(["train", "configs/rl2/bandit-k5.yaml", "--run-dir", str(run), *RL2_TINY,
+                 "--set", "rl2.tasks_per_iteration=4", "--set", "rl2.trials_per_task=2",
+                 "--iterations", "2"]) == 0
+    done = subprocess.run([sys.executable, "benchmarks/rl2_bandit_exploration.py", str(run),
+                           "--tasks", "6", "--trials", "2"],
+                          capture_output=True, text=True, check=True, timeout=120)
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| RL²")
+            or line.startswith("| FH-Gittins")]
+    assert len(rows) == 2, done.stdout
+    for line in rows:  # player | total | 10 tenths | arms tried (1..5) | share (0..1)
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert float(cells[1]) == pytest.approx(sum(map(float, cells[2].split(" / "))),
+                                                abs=0.06)  # 10 roundings
+        assert 1.0 <= float(cells[3]) <= 5.0 and 0.0 <= float(cells[4]) <= 1.0

@@ -14,12 +14,17 @@ per bandit ``[N]``. All are vectorised over runs and bandits.
   near-Bayes-optimal benchmark for a known horizon ``n``: each arm's index is the per-pull
   retirement reward ``lambda`` at which, with ``r`` pulls left, playing that arm optimally
   against retiring is a fair bet. :func:`gittins_indices` computes the table.
+
+:func:`exploration_profile` summarizes how a strategy's pulls ``[N, R, n]`` explore (arms
+tried, expected reward by tenth of the trial, share of late pulls on the best arm), so a learned
+strategy (RL²'s sampled actions) can be set against :func:`gittins_actions`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -45,13 +50,19 @@ Chooser = Callable[[int, np.ndarray, np.ndarray], np.ndarray]
 
 
 def _play(means: np.ndarray, pulls: int, runs: int, rng: np.random.Generator,
-          choose: Chooser) -> np.ndarray:
-    """Play ``choose`` for ``pulls`` pulls, ``runs`` times; mean total reward per bandit ``[N]``."""
+          choose: Chooser, choices: list[np.ndarray] | None = None) -> np.ndarray:
+    """Play ``choose`` for ``pulls`` pulls, ``runs`` times; mean total reward per bandit ``[N]``.
+
+    ``choices``, if given, receives the arms pulled at each ``t`` (``[R, N]`` each).
+    """
     counts = np.zeros((runs, *means.shape))
     successes = np.zeros_like(counts)
     total = np.zeros(counts.shape[:2])
     for t in range(pulls):
-        total += _pull(means, choose(t, counts, successes), counts, successes, rng)
+        choice = choose(t, counts, successes)
+        if choices is not None:
+            choices.append(choice)
+        total += _pull(means, choice, counts, successes, rng)
     result: np.ndarray = total.mean(axis=0)
     return result
 
@@ -151,13 +162,7 @@ def gittins_indices(pulls: int, grid_points: int = GRID_POINTS) -> np.ndarray:
     return table
 
 
-def gittins(means: np.ndarray, pulls: int, runs: int, rng: np.random.Generator,
-            table: np.ndarray | None = None) -> np.ndarray:
-    """The FH-Gittins index policy; mean total reward per bandit ``[N]``.
-
-    Args:
-        table: :func:`gittins_indices` of at least ``pulls`` (computed if ``None``).
-    """
+def _gittins_chooser(pulls: int, table: np.ndarray | None) -> Chooser:
     indices = gittins_indices(pulls) if table is None else table
     if indices.shape[0] <= pulls:
         raise ValueError(f"the Gittins table covers {indices.shape[0] - 1} pulls, need {pulls}")
@@ -168,4 +173,55 @@ def gittins(means: np.ndarray, pulls: int, runs: int, rng: np.random.Generator,
         arms_chosen: np.ndarray = np.argmax(indices[pulls - t, s, f], axis=-1)
         return arms_chosen
 
-    return _play(means, pulls, runs, rng, choose)
+    return choose
+
+
+def gittins(means: np.ndarray, pulls: int, runs: int, rng: np.random.Generator,
+            table: np.ndarray | None = None) -> np.ndarray:
+    """The FH-Gittins index policy; mean total reward per bandit ``[N]``.
+
+    Args:
+        table: :func:`gittins_indices` of at least ``pulls`` (computed if ``None``).
+    """
+    return _play(means, pulls, runs, rng, _gittins_chooser(pulls, table))
+
+
+def gittins_actions(means: np.ndarray, pulls: int, runs: int, rng: np.random.Generator,
+                    table: np.ndarray | None = None) -> np.ndarray:
+    """The arms the FH-Gittins policy pulls, ``[N, runs, pulls]`` int (see :func:`gittins`)."""
+    choices: list[np.ndarray] = []
+    _play(means, pulls, runs, rng, _gittins_chooser(pulls, table), choices)
+    return np.stack(choices, axis=-1).transpose(1, 0, 2)
+
+
+class ExplorationProfile(NamedTuple):
+    """How a strategy spreads its pulls, averaged over bandits and trials.
+
+    Attributes:
+        reward_by_tenth: expected reward (the pulled arm's mean) summed over each tenth of the
+            trial's pulls ``[10]``; their sum is the expected total reward per trial.
+        arms_tried: distinct arms pulled per trial.
+        best_arm_share: share of the last fifth of the pulls that went to the best arm.
+    """
+
+    reward_by_tenth: np.ndarray
+    arms_tried: float
+    best_arm_share: float
+
+
+def exploration_profile(means: np.ndarray, actions: np.ndarray) -> ExplorationProfile:
+    """Summarize pulls ``actions [N, R, n]`` (int, ``n`` a multiple of 10) on bandits
+    ``means [N, K]``; see :class:`ExplorationProfile`."""
+    num_bandits, runs, pulls = actions.shape
+    if pulls % 10:
+        raise ValueError(f"need a multiple of 10 pulls per trial, got {pulls}")
+    expected = np.take_along_axis(np.broadcast_to(means[:, None, :], (num_bandits, runs,
+                                                                       means.shape[1])),
+                                  actions, axis=-1)  # [N, R, n]
+    by_tenth = expected.reshape(num_bandits, runs, 10, pulls // 10).sum(-1).mean((0, 1))
+    tried = np.zeros((num_bandits, runs, means.shape[1]), dtype=bool)
+    np.put_along_axis(tried, actions, True, axis=-1)
+    late = actions[..., pulls - max(pulls // 5, 1):]
+    best = means.argmax(-1)[:, None, None]
+    return ExplorationProfile(by_tenth, float(tried.sum(-1).mean()),
+                              float((late == best).mean()))

@@ -48,6 +48,10 @@ class RL2Config:
     RNN baseline) instead of a value head on the policy's GRU: the value loss's gradient then
     never reaches the policy's parameters (the update still clips all gradients by one
     global norm), at about twice the GRU cost per step."""
+    time_input: bool = False
+    """Feed the GRU ``t / L``, the fraction of the trial's ``L`` steps already taken (Wang et
+    al. 2016's time-step input; Duan et al. 2016 do not). ``L`` is the length of the trial
+    being played, so an evaluation with another number of episodes per trial rescales it."""
     gamma: float = 0.99
     """Discount across the whole trial."""
     gae_lambda: float = 0.95

@@ -26,7 +26,7 @@ class Trials(NamedTuple):
 
     Attributes:
         inputs: GRU inputs ``[T, B, L, I]`` (observation, previous action, previous reward,
-            new-episode flag), see :meth:`RecurrentPolicy.encode`.
+            new-episode flag, and t / L with ``time_input``), see :meth:`RecurrentPolicy.encode`.
         actions: ``[T, B, L, A]`` float or ``[T, B, L]`` int64.
         rewards: ``[T, B, L]``, zero where masked.
         masks: ``[T, B, L]``, 0.0 after an episode terminated until the next episode starts.
@@ -118,11 +118,13 @@ class TrialSampler:
         steps: list[tuple[Tensor, ...]] = []
         successes: list[Tensor] | None = [] if env.success is not None else None
         unstable: list[Tensor] = []  # [T, B] per episode, read before the next reset clears it
-        for _ in range(self.episodes_per_trial):
+        length = self.episodes_per_trial * horizon
+        for episode in range(self.episodes_per_trial):
             obs = torch.from_numpy(env.reset()).reshape(n, -1)
             alive = torch.ones(n)
-            for _ in range(horizon):
-                inputs = policy.encode(obs, prev_actions, prev_rewards, first)
+            for step in range(horizon):
+                progress = (episode * horizon + step) / length
+                inputs = policy.encode(obs, prev_actions, prev_rewards, first, progress)
                 unroll = policy.unroll(params, inputs[:, None], alive[:, None], hidden)
                 hidden, out = unroll.hidden[:, 0], unroll.out[:, 0]
                 actions = policy.sample(out, self.generator)

@@ -3,8 +3,11 @@
 At every step the network reads ``x_t = [s_t, a_{t-1}, r_{t-1}, d_t]``: the observation, the
 previous action (one-hot for discrete actions, the raw sample for continuous ones), the
 previous reward and a flag that is 1.0 on the first step of every episode but the trial's
-first. The hidden state ``h`` is carried across the episodes of one trial (one task) and
-starts at zero for every trial, so the activations are the "fast" learner's memory.
+first. With ``time_input`` it also reads ``t / L``, the fraction of the trial's ``L`` steps
+already taken (Wang et al. 2016 feed the time step: in a trial of fixed length the best action
+depends on how many steps remain, which a GRU otherwise has to count for itself). The hidden
+state ``h`` is carried across the episodes of one trial (one task) and starts at zero for every
+trial, so the activations are the "fast" learner's memory.
 
 GRU update (Cho et al. 2014; the gate layout of ``torch.nn.GRUCell``)::
 
@@ -71,10 +74,11 @@ class _GRUCore(nn.Module):
     """
 
     def __init__(self, obs_dim: int, action_features: int, head_dim: int, hidden_size: int,
-                 separate_value_gru: bool = False) -> None:
+                 separate_value_gru: bool = False, time_input: bool = False) -> None:
         super().__init__()
         self.obs_dim, self.action_features, self.hidden_size = obs_dim, action_features, hidden_size
-        self.input_size = obs_dim + action_features + 2
+        self.time_input = time_input
+        self.input_size = obs_dim + action_features + 2 + int(time_input)
         self.separate_value_gru = separate_value_gru
         self.state_size = 2 * hidden_size if separate_value_gru else hidden_size
         """Width of the carried state ``h`` (``S``, or ``2S`` with a separate value GRU)."""
@@ -104,9 +108,10 @@ class _GRUCore(nn.Module):
             return F.one_hot(actions.long(), self.action_features).to(torch.float32)
         return actions.to(torch.float32)
 
-    def encode(self, obs: Tensor, prev_actions: Tensor, prev_rewards: Tensor, first: Tensor
-               ) -> Tensor:
-        """The input ``x = [s, a_prev, r_prev, d]`` ``[N, I]``.
+    def encode(self, obs: Tensor, prev_actions: Tensor, prev_rewards: Tensor, first: Tensor,
+               progress: float = 0.0) -> Tensor:
+        """The input ``x = [s, a_prev, r_prev, d]`` (``[s, a_prev, r_prev, d, t / L]`` with
+        ``time_input``) ``[N, I]``.
 
         Args:
             obs: ``[N, O]``.
@@ -114,8 +119,13 @@ class _GRUCore(nn.Module):
                 start of a trial), see :meth:`action_encoding`.
             prev_rewards: ``[N]`` (zero at the start of a trial).
             first: ``[N]``, 1.0 on the first step of an episode other than the trial's first.
+            progress: ``t / L`` for the trial's step ``t = 0..L-1``, the same for all ``N``
+                (read only with ``time_input``).
         """
-        return torch.cat([obs, prev_actions, prev_rewards[:, None], first[:, None]], dim=-1)
+        columns = [obs, prev_actions, prev_rewards[:, None], first[:, None]]
+        if self.time_input:
+            columns.append(torch.full_like(first[:, None], progress))
+        return torch.cat(columns, dim=-1)
 
     def _distribution_out(self, params: Params, hidden: Tensor) -> Tensor:
         out: Tensor = F.linear(hidden, params["head.weight"], params["head.bias"])
@@ -164,8 +174,9 @@ class CategoricalGRUPolicy(CategoricalLogits, _GRUCore):
     """GRU policy over ``K`` discrete actions; ``out`` are the logits ``[..., K]``."""
 
     def __init__(self, obs_dim: int, num_actions: int, hidden_size: int = 64,
-                 separate_value_gru: bool = False) -> None:
-        super().__init__(obs_dim, num_actions, num_actions, hidden_size, separate_value_gru)
+                 separate_value_gru: bool = False, time_input: bool = False) -> None:
+        super().__init__(obs_dim, num_actions, num_actions, hidden_size, separate_value_gru,
+                         time_input)
         self.num_actions = num_actions
 
 
@@ -175,8 +186,9 @@ class GaussianGRUPolicy(DiagonalGaussian, _GRUCore):
 
     def __init__(self, obs_dim: int, action_dim: int, hidden_size: int = 64,
                  init_std: float = 1.0, min_std: float = 1e-6,
-                 separate_value_gru: bool = False) -> None:
-        super().__init__(obs_dim, action_dim, action_dim, hidden_size, separate_value_gru)
+                 separate_value_gru: bool = False, time_input: bool = False) -> None:
+        super().__init__(obs_dim, action_dim, action_dim, hidden_size, separate_value_gru,
+                         time_input)
         self.action_dim = action_dim
         self.log_std = nn.Parameter(torch.full((action_dim,), math.log(init_std)))
         self.min_log_std = math.log(min_std)
@@ -191,12 +203,13 @@ RecurrentPolicy = CategoricalGRUPolicy | GaussianGRUPolicy
 
 
 def make_recurrent_policy(obs_dim: int, action_space: gym.spaces.Space[Any], hidden_size: int,
-                          init_std: float, separate_value_gru: bool = False) -> RecurrentPolicy:
+                          init_std: float, separate_value_gru: bool = False,
+                          time_input: bool = False) -> RecurrentPolicy:
     """A categorical GRU policy for a ``Discrete`` action space, Gaussian for a ``Box``."""
     if isinstance(action_space, gym.spaces.Discrete):
         return CategoricalGRUPolicy(obs_dim, int(action_space.n), hidden_size,
-                                    separate_value_gru)
+                                    separate_value_gru, time_input)
     if isinstance(action_space, gym.spaces.Box):
         return GaussianGRUPolicy(obs_dim, int(action_space.shape[0]), hidden_size, init_std,
-                                 separate_value_gru=separate_value_gru)
+                                 separate_value_gru=separate_value_gru, time_input=time_input)
     raise TypeError(f"unsupported action space {action_space!r}")
