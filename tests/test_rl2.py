@@ -101,7 +101,8 @@ def test_time_input_reads_the_fraction_of_the_trial_already_taken() -> None:
     policy, (trials,) = _sample(_EarlyEndNavigation(), time_input=True)
     assert policy.input_size == plain.input_size + 1
     length = EPISODES * HORIZON
-    # t / L at every step of every trial, masked steps included; the other inputs unchanged
+    # t / L at every step of every trial, masked steps included; before it, the first step
+    # reads what the plain policy reads
     expected = torch.arange(length, dtype=torch.float32) / length
     assert torch.equal(trials.inputs[..., -1], expected.expand_as(trials.inputs[..., -1]))
     assert torch.equal(trials.inputs[0, 0, :1, :-1], without.inputs[0, 0, :1])

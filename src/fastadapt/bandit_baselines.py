@@ -215,9 +215,7 @@ def exploration_profile(means: np.ndarray, actions: np.ndarray) -> ExplorationPr
     num_bandits, runs, pulls = actions.shape
     if pulls % 10:
         raise ValueError(f"need a multiple of 10 pulls per trial, got {pulls}")
-    expected = np.take_along_axis(np.broadcast_to(means[:, None, :], (num_bandits, runs,
-                                                                       means.shape[1])),
-                                  actions, axis=-1)  # [N, R, n]
+    expected = np.take_along_axis(means[:, None, :], actions, axis=-1)  # [N, R, n]
     by_tenth = expected.reshape(num_bandits, runs, 10, pulls // 10).sum(-1).mean((0, 1))
     tried = np.zeros((num_bandits, runs, means.shape[1]), dtype=bool)
     np.put_along_axis(tried, actions, True, axis=-1)
