@@ -3,8 +3,9 @@
 For each trial length ``n`` (episodes of 10 steps in one MDP; S = 10 states, A = 5 actions,
 ``P[s, a, :] ~ Dirichlet(1)``, ``R[s, a] ~ N(1, 1)``, Duan et al. 2016, §4.2) the script trains
 RL² with ``configs/rl2/tabular-mdp.yaml`` (``rl2.episodes_per_trial = n``), evaluates it on the
-fixed held-out MDPs (``--trials`` trials per MDP) and runs PSRL (Osband et al. 2013), uniform
-random play and the optimal policy of the known MDP on the *same* MDPs
+fixed held-out MDPs (``--trials`` trials per MDP) and runs PSRL (Osband et al. 2013),
+certainty-equivalent greedy play, uniform random play and the optimal policy of the known MDP
+on the *same* MDPs
 (:mod:`fastadapt.mdp_baselines`). It prints a markdown table of the total reward per trial
 (mean ± 95% CI over MDPs) with the gap to the oracle, then Duan et al.'s figures, then one
 JSON line.
@@ -29,7 +30,7 @@ import numpy as np
 import torch
 from rl2_bandits import cell, summary, train_and_evaluate
 
-from fastadapt.mdp_baselines import oracle, psrl, random_play
+from fastadapt.mdp_baselines import greedy, oracle, psrl, random_play
 
 DUAN_TABLE2: dict[int, dict[str, float]] = {
     # n (episodes per trial): total reward per trial, Duan et al. 2016, Table 2
@@ -63,10 +64,12 @@ def run_setting(episodes: int, args: argparse.Namespace
     rl2 = np.array(evaluation["per_task_returns"]).sum(axis=1)  # reward per trial, [N]
     rng = np.random.default_rng(args.seed)
     played = psrl(transitions, rewards, STEPS_PER_EPISODE, episodes, args.baseline_runs, rng)
+    estimated = greedy(transitions, rewards, STEPS_PER_EPISODE, episodes, args.baseline_runs, rng)
     budget = {"episodes": episodes, "iterations": args.iterations, **cost}
     return budget, {
         "rl2": summary(rl2, best),
         "psrl": summary(played, best),
+        "greedy": summary(estimated, best),
         "random": summary(random_play(transitions, rewards, STEPS_PER_EPISODE, episodes), best),
         "oracle": summary(best, best),
     }
@@ -78,19 +81,20 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=300)
     parser.add_argument("--tasks", type=int, default=500, help="held-out MDPs")
     parser.add_argument("--trials", type=int, default=4, help="RL² trials per held-out MDP")
-    parser.add_argument("--baseline-runs", type=int, default=4, help="PSRL trials per MDP")
+    parser.add_argument("--baseline-runs", type=int, default=4,
+                        help="PSRL and greedy trials per MDP")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", default="runs/bench-rl2-mdp", help="run directories")
     args = parser.parse_args()
     torch.set_num_threads(1)
     results, settings = [], []
-    print("| n | RL² | PSRL | random | oracle (known MDP) | RL² training |")
-    print("|---|---|---|---|---|---|")
+    print("| n | RL² | PSRL | greedy | random | oracle (known MDP) | RL² training |")
+    print("|---|---|---|---|---|---|---|")
     for episodes in (int(n) for n in args.episodes.split(",")):
         budget, scores = run_setting(episodes, args)
         results.append({**budget, **scores})
         settings.append(episodes)
-        cells = " | ".join(cell(scores[name]) for name in ("rl2", "psrl", "random"))
+        cells = " | ".join(cell(scores[name]) for name in ("rl2", "psrl", "greedy", "random"))
         print(f"| {episodes} | {cells} | {scores['oracle']['reward']:.1f} | {args.iterations} it, "
               f"{int(budget['env_steps']):,} steps, {budget['train_seconds']} s |", flush=True)
     print("\nDuan et al. 2016, Table 2 (total reward per trial; regret is not reported):\n")

