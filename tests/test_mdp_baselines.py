@@ -1,8 +1,13 @@
-"""Tabular-MDP baselines: value iteration against policy enumeration, hand values, PSRL plays."""
+"""Tabular-MDP baselines: value iteration against policy enumeration, hand values, PSRL and
+greedy plays, and the RL²-against-baselines benchmark."""
 
 from __future__ import annotations
 
 import itertools
+import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,3 +94,19 @@ def test_psrl_lies_between_random_play_and_the_oracle() -> None:
     assert played < oracle(transitions, rewards, steps, episodes).mean() - 40
     # measured on 500 MDPs: greedy 155.8, above PSRL with so few episodes
     assert greedy(transitions, rewards, steps, episodes, 2, rng).mean() > played + 10
+
+
+def test_tabular_benchmark_scores_rl2_and_the_baselines_on_the_same_mdps(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "benchmarks/rl2_tabular_mdp.py", "--iterations", "1",
+                           "--tasks", "5", "--trials", "1", "--baseline-runs", "1",
+                           "--out", str(tmp_path)], capture_output=True, text=True, check=True,
+                          timeout=300)
+    result = json.loads(done.stdout.splitlines()[-1])
+    (scores,) = result["results"]
+    assert scores["env_steps"] == 32 * 4 * 10 * 10  # MDPs x trials x episodes x steps
+    oracle_reward = scores["oracle"]["reward"]
+    for name in ("rl2", "psrl", "greedy", "random"):
+        # each regret is against the oracle on the same 5 MDPs
+        assert scores[name]["regret"] == pytest.approx(oracle_reward - scores[name]["reward"])
+        assert scores[name]["reward"] < oracle_reward
+    assert "| 10 | " in done.stdout and result["duan_table2"]["10"]["greedy"] == 134.8
