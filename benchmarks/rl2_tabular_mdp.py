@@ -13,10 +13,10 @@ JSON line.
 ``DUAN_TABLE2`` holds Duan et al. 2016 (arXiv:1611.02779), Table 2, from the same transcription
 as ``rl2_bandits.DUAN_TABLE1`` (lucaslingle/pytorch_rl2's README).
 
-Budget (``run.num_threads = 1``): about 4 s per iteration at n = 10 with the config's 256 GRU
-units (300 iterations: ~20 min; 0.9 s with 64 units), measured with a second job on the machine.
+Budget (``run.num_threads = 1``): about 2.6 s per iteration at n = 10 with the config's 256 GRU
+units (800 iterations: ~35 min), measured with a second job on the machine.
 
-    python benchmarks/rl2_tabular_mdp.py [--episodes 10,25] [--iterations 300]
+    python benchmarks/rl2_tabular_mdp.py [--episodes 10,25] [--iterations 800]
         [--out runs/bench-rl2-mdp]
 """
 
@@ -78,7 +78,7 @@ def run_setting(episodes: int, args: argparse.Namespace
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", default="10", help="comma-separated episodes per trial")
-    parser.add_argument("--iterations", type=int, default=300)
+    parser.add_argument("--iterations", type=int, default=800)
     parser.add_argument("--tasks", type=int, default=500, help="held-out MDPs")
     parser.add_argument("--trials", type=int, default=4, help="RL² trials per held-out MDP")
     parser.add_argument("--baseline-runs", type=int, default=4,
