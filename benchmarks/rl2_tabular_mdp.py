@@ -1,4 +1,4 @@
-"""RL² on random tabular MDPs next to posterior sampling (PSRL), random play and the oracle.
+"""RL² on random tabular MDPs next to PSRL, greedy play, random play and the oracle.
 
 For each trial length ``n`` (episodes of 10 steps in one MDP; S = 10 states, A = 5 actions,
 ``P[s, a, :] ~ Dirichlet(1)``, ``R[s, a] ~ N(1, 1)``, Duan et al. 2016, §4.2) the script trains

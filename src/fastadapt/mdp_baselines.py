@@ -93,11 +93,11 @@ def greedy(transitions: np.ndarray, mean_rewards: np.ndarray, steps: int, episod
     MDP (``P = (1 + counts) / sum``, ``R = m``) instead of a posterior sample: no deliberate
     exploration, only what acting on the current estimate finds. Ties (every untried action has
     the prior's value) are broken uniformly at random at every step. Measured on 500 held-out
-    MDPs (S = 10, A = 5, 10 episodes of 10 steps) it scores 155.8 against PSRL's ~134: with
+    MDPs (S = 10, A = 5, 10 episodes of 10 steps) it scores ~155 against PSRL's ~134: with
     ten episodes, exploring by posterior samples costs more than it finds. Duan et al. 2016
     report 134.8 for their "Greedy"; the same loop with a reward prior mean of 0 instead of the
     tasks' 1 (untried actions then look worse than tried ones, so it rarely tries a new one)
-    scores 138.4 here, which suggests theirs did not count on the prior.
+    scores ~138 here, which suggests theirs did not count on the prior.
     """
     return _posterior_play(transitions, mean_rewards, steps, episodes, runs, rng, sample=False)
 
