@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -313,16 +315,14 @@ def test_bad_rl2_config_is_one_line_error(tmp_path: Path, capsys: pytest.Capture
 
 
 def test_exploration_benchmark_profiles_a_bandit_run(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
     run = tmp_path / "run"
     assert main(["train", "configs/rl2/bandit-k5.yaml", "--run-dir", str(run), *RL2_TINY,
                  "--set", "rl2.tasks_per_iteration=4", "--set", "rl2.trials_per_task=2",
                  "--iterations", "2"]) == 0
     done = subprocess.run([sys.executable, "benchmarks/rl2_bandit_exploration.py", str(run),
                            "--tasks", "6", "--trials", "2"],
-                          capture_output=True, text=True, check=True, timeout=120)
+                          capture_output=True, text=True, check=True, timeout=120,
+                          cwd=Path(__file__).parents[1])
     rows = [line for line in done.stdout.splitlines() if line.startswith("| RL²")
             or line.startswith("| FH-Gittins")]
     assert len(rows) == 2, done.stdout
