@@ -29,7 +29,7 @@ from fastadapt.errors import ConfigError, TaskError
 from fastadapt.meta.adapt import expand_to_tasks
 from fastadapt.meta.rl2_sampling import TrialSampler
 from fastadapt.policies.mlp import GaussianMLPPolicy
-from fastadapt.policies.recurrent import GaussianGRUPolicy
+from fastadapt.policies.recurrent import GaussianRecurrentPolicy
 from fastadapt.run.rl2_runner import trial_outcomes
 from fastadapt.sampling.success import SuccessRecorder
 from fastadapt.sampling.vector import VectorSampler
@@ -230,7 +230,7 @@ def test_blow_ups_reach_the_trajectories_and_the_training_metrics(tmp_path: Path
 
 def test_rl2_trials_count_blow_ups_per_episode(tmp_path: Path) -> None:
     family = _BlowUpCheetah()
-    policy = GaussianGRUPolicy(17, 6, hidden_size=8)
+    policy = GaussianRecurrentPolicy(17, 6, hidden_size=8)
     params = {n: p.detach() for n, p in policy.named_parameters()}
     tasks = [VelocityTask(0.5), VelocityTask(1.5)]
     with TrialSampler(family, policy, horizon=6, episodes_per_trial=2, seed=0) as sampler:

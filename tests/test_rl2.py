@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pytest
@@ -17,11 +17,12 @@ from fastadapt.envs import registry
 from fastadapt.envs.bandit import BanditTask, BernoulliBandit
 from fastadapt.envs.navigation import BatchedNavigation, Navigation2D, NavigationTask
 from fastadapt.meta.rl2_sampling import Trials, TrialSampler
-from fastadapt.policies.recurrent import RecurrentPolicy, make_recurrent_policy
+from fastadapt.policies.recurrent import Cell, RecurrentPolicy, make_recurrent_policy
 from fastadapt.run.checkpoint import load_tensors
 from fastadapt.types import Params
 
 HORIZON, EPISODES = 6, 3
+CellT = TypeVar("CellT", torch.nn.GRUCell, torch.nn.LSTMCell)
 
 
 class _EarlyEndNavigation(Navigation2D):
@@ -49,19 +50,20 @@ class _EarlyEndNavigation(Navigation2D):
         return env
 
 
-def _sample(family: Any, calls: int = 1, time_input: bool = False
+def _sample(family: Any, calls: int = 1, time_input: bool = False, cell: Cell = "gru"
             ) -> tuple[RecurrentPolicy, list[Trials]]:
     """``calls`` successive samples of 3 tasks x 2 trials with one sampler."""
     torch.manual_seed(0)
     policy = make_recurrent_policy(2, family.action_space, hidden_size=8, init_std=0.5,
-                                   time_input=time_input)
+                                   time_input=time_input, cell=cell)
     sampler = TrialSampler(family, policy, HORIZON, EPISODES, seed=0)
     tasks = family.sample_tasks(np.random.default_rng(0), 3)
     return policy, [sampler.sample(policy.params(), tasks, 2) for _ in range(calls)]
 
 
-def test_recomputed_hidden_states_equal_the_rollout_for_any_minibatch() -> None:
-    policy, (trials,) = _sample(_EarlyEndNavigation())
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_recomputed_hidden_states_equal_the_rollout_for_any_minibatch(cell: Cell) -> None:
+    policy, (trials,) = _sample(_EarlyEndNavigation(), cell=cell)
     masks = trials.masks.flatten(0, 1)
     assert masks[:2].sum() < masks[2:4].sum(), "task 0 must have holes"
     for index in (torch.arange(6), torch.tensor([4, 0]), torch.tensor([3])):
@@ -73,8 +75,10 @@ def test_recomputed_hidden_states_equal_the_rollout_for_any_minibatch() -> None:
         assert torch.allclose(log_probs, trials.log_probs.flatten(0, 1)[index], atol=1e-5)
 
 
-def test_sampler_keeps_hidden_state_across_episodes_and_resets_it_between_trials() -> None:
-    policy, (trials, again) = _sample(Navigation2D(), calls=2)
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_sampler_keeps_hidden_state_across_episodes_and_resets_it_between_trials(
+        cell: Cell) -> None:
+    policy, (trials, again) = _sample(Navigation2D(), calls=2, cell=cell)
     params, n = policy.params(), 6
     inputs, hidden = trials.inputs.flatten(0, 1), trials.hidden.flatten(0, 1)
     ones = torch.ones(n, 1)
@@ -114,8 +118,9 @@ def test_time_input_reads_the_fraction_of_the_trial_already_taken() -> None:
     assert torch.allclose(unroll.hidden, trials.hidden.flatten(0, 1), atol=1e-6)
 
 
-def _gru_cell(params: Params, trunk: str, input_size: int) -> torch.nn.GRUCell:
-    cell = torch.nn.GRUCell(input_size, 8)
+def _torch_cell(params: Params, trunk: str, input_size: int, kind: type[CellT]) -> CellT:
+    """``torch.nn.GRUCell`` or ``LSTMCell`` of 8 units holding ``trunk``'s parameters."""
+    cell = kind(input_size, 8)
     cell.load_state_dict({
         "weight_ih": params[f"{trunk}_input.weight"], "weight_hh": params[f"{trunk}_hidden.weight"],
         "bias_ih": params[f"{trunk}_input.bias"], "bias_hh": params[f"{trunk}_hidden.bias"],
@@ -130,7 +135,8 @@ def test_unroll_equals_gru_cell_stepped_by_hand_skipping_masked_steps(separate: 
                                    separate_value_gru=separate)
     params = policy.params()
     trunks = ["gru", "value_gru"] if separate else ["gru"]
-    cells = [_gru_cell(params, trunk, policy.input_size) for trunk in trunks]
+    cells = [_torch_cell(params, trunk, policy.input_size, torch.nn.GRUCell)
+             for trunk in trunks]
     inputs = torch.randn(4, 7, policy.input_size)
     masks = (torch.rand(4, 7) > 0.3).float()
     unroll = policy.unroll(params, inputs, masks, policy.initial_hidden(4))
@@ -153,6 +159,60 @@ def test_unroll_equals_gru_cell_stepped_by_hand_skipping_masked_steps(separate: 
     assert torch.allclose(unroll.hidden[:, 1:][frozen], unroll.hidden[:, :-1][frozen], atol=1e-6)
 
 
+@pytest.mark.parametrize("separate", [False, True])
+def test_lstm_unroll_equals_lstm_cell_stepped_by_hand_keeping_c_on_masked_steps(
+        separate: bool) -> None:
+    torch.manual_seed(0)
+    policy = make_recurrent_policy(3, Navigation2D().action_space, hidden_size=8, init_std=1.0,
+                                   separate_value_gru=separate, cell="lstm")
+    params = policy.params()
+    trunks = ["lstm", "value_lstm"] if separate else ["lstm"]
+    assert all(params[f"{t}_input.bias"][8:16].mean() > 0.5 for t in trunks)  # forget bias +1
+    cells = [_torch_cell(params, trunk, policy.input_size, torch.nn.LSTMCell)
+             for trunk in trunks]
+    inputs = torch.randn(4, 7, policy.input_size)
+    masks = (torch.rand(4, 7) > 0.3).float()
+    start = torch.randn(4, policy.state_size)  # a state carried in from earlier steps
+    unroll = policy.unroll(params, inputs, masks, start)
+    assert unroll.hidden.shape == (4, 7, 16 * len(trunks)) == (4, 7, policy.state_size)
+    states = [(start[:, 16 * k : 16 * k + 8], start[:, 16 * k + 8 : 16 * k + 16])
+              for k in range(len(trunks))]
+    with torch.no_grad():
+        for t in range(7):
+            alive = masks[:, t, None] > 0
+            stepped = [cell(inputs[:, t], state) for cell, state in zip(cells, states, strict=True)]
+            # a masked step keeps c and exposes h = tanh(c)
+            states = [(torch.where(alive, h, torch.tanh(c_old)), torch.where(alive, c, c_old))
+                      for (h, c), (_, c_old) in zip(stepped, states, strict=True)]
+            expected = torch.cat([torch.cat(state, -1) for state in states], -1)
+            assert torch.allclose(unroll.hidden[:, t], expected, atol=1e-5)
+            value = states[-1][0] @ params["value.weight"].T + params["value.bias"]
+            assert torch.allclose(unroll.values[:, t], value[:, 0], atol=1e-5)
+            head = states[0][0] @ params["head.weight"].T + params["head.bias"]
+            assert torch.allclose(unroll.out[:, t, :2], head, atol=1e-5)
+    # stepping one step at a time from the carried state gives the same states
+    hidden = start
+    for t in range(7):
+        hidden = policy.unroll(params, inputs[:, t : t + 1], masks[:, t : t + 1],
+                               hidden).hidden[:, 0]
+        assert torch.allclose(hidden, unroll.hidden[:, t], atol=1e-5)
+
+
+@pytest.mark.parametrize(("cell", "separate"), [("gru", False), ("lstm", False), ("lstm", True)])
+def test_unroll_without_all_states_returns_the_last_state_and_the_same_outputs(
+        cell: Cell, separate: bool) -> None:
+    torch.manual_seed(0)
+    policy = make_recurrent_policy(3, Navigation2D().action_space, hidden_size=8, init_std=1.0,
+                                   separate_value_gru=separate, cell=cell)
+    inputs, masks = torch.randn(4, 7, policy.input_size), (torch.rand(4, 7) > 0.3).float()
+    full = policy.unroll(policy.params(), inputs, masks, policy.initial_hidden(4))
+    last = policy.unroll(policy.params(), inputs, masks, policy.initial_hidden(4),
+                         all_states=False)
+    assert last.hidden.shape == (4, 1, policy.state_size)
+    assert torch.allclose(last.hidden, full.hidden[:, -1:], atol=1e-6)
+    assert torch.equal(last.out, full.out) and torch.equal(last.values, full.values)
+
+
 def test_separate_value_gru_keeps_the_value_regression_off_the_policy_features() -> None:
     torch.manual_seed(0)
     policy = make_recurrent_policy(3, Navigation2D().action_space, hidden_size=8, init_std=1.0,
@@ -170,11 +230,18 @@ def test_separate_value_gru_keeps_the_value_regression_off_the_policy_features()
         assert (by_policy is None or bool(by_policy.abs().sum() == 0)) == value_side, name
 
 
-def test_masked_steps_freeze_the_hidden_state_and_inputs_carry_the_last_real_step() -> None:
-    _, (trials,) = _sample(_EarlyEndNavigation())
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_masked_steps_freeze_the_hidden_state_and_inputs_carry_the_last_real_step(
+        cell: Cell) -> None:
+    _, (trials,) = _sample(_EarlyEndNavigation(), cell=cell)
     hidden, masks, inputs = trials.hidden[0, 0], trials.masks[0, 0], trials.inputs[0, 0]
     assert masks[:HORIZON].tolist() == [1, 1, 0, 0, 0, 0]
-    assert torch.allclose(hidden[2:HORIZON], hidden[1].expand(HORIZON - 2, -1), atol=1e-6)
+    if cell == "lstm":  # c is kept; h becomes tanh(c) at the first masked step, then stays
+        h, c = hidden[..., :8], hidden[..., 8:]
+        assert torch.allclose(c[2:HORIZON], c[1].expand(HORIZON - 2, -1), atol=1e-6)
+        assert torch.allclose(h[2:HORIZON], torch.tanh(c[1]).expand(HORIZON - 2, -1), atol=1e-6)
+    else:
+        assert torch.allclose(hidden[2:HORIZON], hidden[1].expand(HORIZON - 2, -1), atol=1e-6)
     # the next episode's first input holds the last real action and reward (step 1)
     assert torch.allclose(inputs[HORIZON, 2:4], trials.actions[0, 0, 1])
     assert inputs[HORIZON, 4] == trials.rewards[0, 0, 1]
@@ -221,15 +288,15 @@ def test_rl2_finds_the_good_arm_within_a_trial(tmp_path: Path,
     assert last > first + 0.15, result["returns_mean"]
 
 
-@pytest.mark.parametrize(("separate", "time_input"), [(False, False), (True, False),
-                                                     (False, True)])
+@pytest.mark.parametrize(("separate", "time_input", "cell"), [
+    (False, False, "gru"), (True, False, "gru"), (False, True, "gru"), (True, False, "lstm")])
 def test_rl2_cli_train_evaluate_and_bit_identical_resume(tmp_path: Path, separate: bool,
-                                                        time_input: bool) -> None:
+                                                        time_input: bool, cell: str) -> None:
     tiny = ["configs/rl2/2d-navigation.yaml", *RL2_TINY, "--set", "env.horizon=5",
             "--set", "rl2.tasks_per_iteration=3", "--set", "rl2.trials_per_task=2",
             "--set", "rl2.hidden_size=8", "--set", "run.checkpoint_every=1",
             "--set", "ppo.minibatches=2", "--set", f"rl2.separate_value_gru={separate}",
-            "--set", f"rl2.time_input={time_input}"]
+            "--set", f"rl2.time_input={time_input}", "--set", f"rl2.cell={cell}"]
     assert main(["train", *tiny, "--run-dir", str(tmp_path / "straight"),
                  "--iterations", "3"]) == 0
     assert main(["train", *tiny, "--run-dir", str(tmp_path / "resumed"),
@@ -239,8 +306,9 @@ def test_rl2_cli_train_evaluate_and_bit_identical_resume(tmp_path: Path, separat
     straight, _ = load_tensors(tmp_path / "straight" / "policy.safetensors")
     resumed, _ = load_tensors(tmp_path / "resumed" / "policy.safetensors")
     assert straight.keys() == resumed.keys()
-    assert ("value_gru_hidden.weight" in straight) == separate
-    assert straight["gru_input.weight"].shape[1] == 2 + 2 + 2 + int(time_input)  # obs, a, r, d
+    assert (f"value_{cell}_hidden.weight" in straight) == separate
+    assert straight[f"{cell}_input.weight"].shape == (  # gates x units, obs, a, r, d (, t / L)
+        (4 if cell == "lstm" else 3) * 8, 2 + 2 + 2 + int(time_input))
     for name, value in straight.items():
         assert torch.equal(value, resumed[name]), name
     records = [json.loads(line) for line in
@@ -297,6 +365,7 @@ def test_learning_curve_names_what_before_and_after_mean(rl2: bool) -> None:
     [
         (["--set", "rl2.episodes_per_trail=2"], "did you mean 'rl2.episodes_per_trial'"),
         (["--set", "rl2.hidden_size=0"], "rl2.hidden_size must be >= 1"),
+        (["--set", "rl2.cell=lsmt"], "'rl2.cell' must be one of 'gru', 'lstm'"),
         (["--set", "rl2.gae_lambda=1.5"], "rl2.gae_lambda in [0, 1]"),
         (["--set", "ppo.clip_ratio=1.5"], "ppo.clip_ratio must be in (0, 1)"),
         (["--set", "ppo.epochs=many"], "'ppo.epochs' must be an int"),

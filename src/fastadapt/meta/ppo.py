@@ -136,7 +136,7 @@ def recurrent_ppo_loss(policy: RecurrentPolicy, params: Params, batch: TrialBatc
         ``value_loss``, ``entropy``, ``kl`` (approximate) and ``clip_fraction``.
     """
     hidden = policy.initial_hidden(batch.masks.shape[0])
-    unroll = policy.unroll(params, batch.inputs, batch.masks, hidden)
+    unroll = policy.unroll(params, batch.inputs, batch.masks, hidden, all_states=False)
     log_probs = policy.log_prob(unroll.out, batch.actions)
     surrogate, clip_fraction = clipped_surrogate(
         log_probs, batch.old_log_probs, batch.advantages, batch.masks, config.clip_ratio

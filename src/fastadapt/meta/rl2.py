@@ -23,7 +23,7 @@ from torch import Tensor
 from fastadapt.errors import ConfigError, require_at_least_one
 from fastadapt.meta.ppo import PPOConfig, TrialBatch, masked_mean, recurrent_ppo_loss
 from fastadapt.meta.rl2_sampling import Trials
-from fastadapt.policies.recurrent import RecurrentPolicy
+from fastadapt.policies.recurrent import Cell, RecurrentPolicy
 from fastadapt.returns import gae_skipping_masked
 from fastadapt.types import Params
 
@@ -42,7 +42,10 @@ class RL2Config:
     """Episodes ``n`` of one task in a trial, hidden state kept between them (bandits: pulls,
     with ``env.kwargs.num_pulls: 1``)."""
     hidden_size: int = 64
-    """GRU units."""
+    """Units of the recurrent cell."""
+    cell: Cell = "gru"
+    """The recurrent cell: ``gru`` (Duan et al. 2016) or ``lstm`` (Wang et al. 2016; its
+    additive cell state can keep counts), see :mod:`fastadapt.policies.recurrent`."""
     separate_value_gru: bool = False
     """Fit the values with a second GRU of ``hidden_size`` units (Duan et al. 2016's separate
     RNN baseline) instead of a value head on the policy's GRU: the value loss's gradient then

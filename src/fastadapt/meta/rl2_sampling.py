@@ -32,8 +32,8 @@ class Trials(NamedTuple):
         masks: ``[T, B, L]``, 0.0 after an episode terminated until the next episode starts.
         log_probs: ``log pi(a|h)`` of the sampling parameters ``[T, B, L]``.
         values: ``V(h)`` of the sampling parameters ``[T, B, L]``.
-        hidden: GRU state after each step ``[T, B, L, state_size]`` (see
-            :attr:`~fastadapt.policies.recurrent.CategoricalGRUPolicy.state_size`).
+        hidden: recurrent state after each step ``[T, B, L, state_size]`` (see
+            :attr:`~fastadapt.policies.recurrent.CategoricalRecurrentPolicy.state_size`).
         successes: ``[T, B, L]`` float, 1.0 where the task was solved at that step (0.0 where
             masked), for families that report success (Meta-World); else ``None``.
         unstable: ``[T, B, n]`` float, 1.0 where the episode was ended by a physics blow-up

@@ -1,4 +1,5 @@
-"""GRU policies of RL² (Duan et al. 2016, §2.2; Wang et al. 2016), called with explicit params.
+"""Recurrent (GRU or LSTM) policies of RL² (Duan et al. 2016, §2.2; Wang et al. 2016), called
+with explicit params.
 
 At every step the network reads ``x_t = [s_t, a_{t-1}, r_{t-1}, d_t]``: the observation, the
 previous action (one-hot for discrete actions, the raw sample for continuous ones), the
@@ -25,14 +26,31 @@ about 4x faster on a CPU than a Python loop over steps); a masked step gets an e
 that saturates its update gate (:data:`FREEZE_LOGIT`), which is how the kernel keeps ``h``
 unchanged. Tests compare it with ``torch.nn.GRUCell`` stepped by hand.
 
+With ``cell="lstm"`` the trunk is an LSTM (Hochreiter & Schmidhuber 1997; the gate layout of
+``torch.nn.LSTMCell``, Wang et al. 2016's cell), whose additive cell state can count (Weiss et
+al. 2018: an LSTM keeps exact counts where a GRU's convex update cannot, and counts of what
+each action returned are what a Bayes-optimal bandit or MDP player needs)::
+
+    i, f, g, o = sigmoid(.), sigmoid(.), tanh(.), sigmoid(.)   of W_i x + b_i + W_h h + b_h
+    c' = f * c + i * g
+    h' = o * tanh(c')
+
+The carried state is then ``[h, c]`` (``2S`` per trunk); the forget gate's bias starts at +1
+(Jozefowicz et al. 2015). A masked step saturates ``i`` shut and ``f``, ``o`` open, so ``c``
+is kept exactly and ``h' = tanh(c)``: nothing the cell holds is lost, and the sampler and the
+update compute the same states (an LSTM kernel cannot keep ``h`` itself: ``o`` would have to
+repeat its previous value). ``torch.lstm`` returns ``h`` at every step but ``c`` only at the
+last, so for longer unrolls ``c`` is recomputed from the gates (one matrix product, then an
+elementwise loop over steps).
+
 Shapes: ``N`` sequences (flattened tasks x trials), ``L`` steps, ``I`` input size, ``S`` GRU
-units, ``D`` distribution parameters.
+or LSTM units, ``D`` distribution parameters.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import gymnasium as gym
 import torch
@@ -46,17 +64,26 @@ FREEZE_LOGIT = 1e4
 """Added to the update gate's pre-activation on masked steps: ``z = sigmoid(.)`` is then 1.0
 exactly (float32 and float64), so ``h' = n + z (h - n) = h`` up to one rounding (the kernel's
 form of the update) and no gradient flows through the gate."""
+FORGET_BIAS = 1.0
+"""Added to the LSTM forget gate's initial bias (Jozefowicz et al. 2015): memory kept by
+default at the start of training."""
 HEAD_INIT_SCALE = 0.01
 """The distribution head's initial weights are scaled by this: a near-uniform first policy."""
 
 
+Cell = Literal["gru", "lstm"]
+"""The recurrent cell of the trunk(s)."""
+
+
 class Unroll(NamedTuple):
-    """What the GRU computes along sequences.
+    """What the recurrent trunk computes along sequences.
 
     Attributes:
         out: distribution parameters ``[N, L, D]``.
         values: state values ``V(h_t)`` ``[N, L]``.
-        hidden: state after each step, ``[N, L, state_size]`` (``hidden[:, -1]`` continues).
+        hidden: state after each step, ``[N, L, state_size]`` (``hidden[:, -1]`` continues);
+            after the last step only, ``[N, 1, state_size]``, when unrolled with
+            ``all_states=False``.
     """
 
     out: Tensor
@@ -64,34 +91,45 @@ class Unroll(NamedTuple):
     hidden: Tensor
 
 
-class _GRUCore(nn.Module):
-    """GRU trunk with distribution and value heads; subclasses add the distribution.
+class _RecurrentCore(nn.Module):
+    """Recurrent trunk (GRU or LSTM) with distribution and value heads; subclasses add the
+    distribution.
 
-    With ``separate_value_gru`` the value head reads a second GRU of the same size over the
-    same inputs (Duan et al. 2016 fit their baseline as a separate RNN), so the critic's
-    regression never moves the policy's hidden state; the state ``h`` is then both GRUs'
-    states side by side, ``[N, 2S]`` (policy units first).
+    With ``separate_value_gru`` the value head reads a second trunk of the same cell and size
+    over the same inputs (Duan et al. 2016 fit their baseline as a separate RNN), so the
+    critic's regression never moves the policy's hidden state; the state is then both trunks'
+    states side by side (policy trunk first). Parameters are named ``{trunk}_input.*`` and
+    ``{trunk}_hidden.*`` with ``trunk`` in ``gru``, ``value_gru`` (or ``lstm``, ``value_lstm``).
     """
 
     def __init__(self, obs_dim: int, action_features: int, head_dim: int, hidden_size: int,
-                 separate_value_gru: bool = False, time_input: bool = False) -> None:
+                 separate_value_gru: bool = False, time_input: bool = False,
+                 cell: Cell = "gru") -> None:
         super().__init__()
+        if cell not in ("gru", "lstm"):
+            raise ValueError(f"cell must be 'gru' or 'lstm', got {cell!r}")
         self.obs_dim, self.action_features, self.hidden_size = obs_dim, action_features, hidden_size
-        self.time_input = time_input
+        self.time_input, self.cell = time_input, cell
         self.input_size = obs_dim + action_features + 2 + int(time_input)
         self.separate_value_gru = separate_value_gru
-        self.state_size = 2 * hidden_size if separate_value_gru else hidden_size
-        """Width of the carried state ``h`` (``S``, or ``2S`` with a separate value GRU)."""
-        trunks = ("gru", "value_gru") if separate_value_gru else ("gru",)
-        bound = 1.0 / math.sqrt(hidden_size)  # torch.nn.GRU's initialisation
-        for trunk in trunks:
-            layers = (nn.Linear(self.input_size, 3 * hidden_size),
-                      nn.Linear(hidden_size, 3 * hidden_size))
+        self.trunks = (cell, f"value_{cell}") if separate_value_gru else (cell,)
+        self.trunk_state_size = hidden_size * (2 if cell == "lstm" else 1)
+        """Width of one trunk's state: ``h`` (GRU, ``S``) or ``[h, c]`` (LSTM, ``2S``)."""
+        self.state_size = len(self.trunks) * self.trunk_state_size
+        """Width of the carried state (both trunks' with a separate value trunk)."""
+        gates = 4 if cell == "lstm" else 3
+        bound = 1.0 / math.sqrt(hidden_size)  # torch.nn.GRU's and torch.nn.LSTM's initialisation
+        for trunk in self.trunks:
+            layers = (nn.Linear(self.input_size, gates * hidden_size),
+                      nn.Linear(hidden_size, gates * hidden_size))
             for name, layer in zip(("input", "hidden"), layers, strict=True):
                 self.add_module(f"{trunk}_{name}", layer)
             for layer in layers:
                 nn.init.uniform_(layer.weight, -bound, bound)
                 nn.init.uniform_(layer.bias, -bound, bound)
+            if cell == "lstm":
+                with torch.no_grad():
+                    layers[0].bias[hidden_size : 2 * hidden_size] += FORGET_BIAS
         self.head = nn.Linear(hidden_size, head_dim)
         with torch.no_grad():
             self.head.weight.mul_(HEAD_INIT_SCALE)
@@ -131,13 +169,19 @@ class _GRUCore(nn.Module):
         out: Tensor = F.linear(hidden, params["head.weight"], params["head.bias"])
         return out
 
-    def unroll(self, params: Params, inputs: Tensor, masks: Tensor, hidden: Tensor) -> Unroll:
-        """Run the GRU(s) over sequences with explicit ``params`` (named as ``named_parameters``).
+    def unroll(self, params: Params, inputs: Tensor, masks: Tensor, hidden: Tensor,
+               all_states: bool = True) -> Unroll:
+        """Run the trunk(s) over sequences with explicit ``params`` (named as
+        ``named_parameters``).
 
         Args:
             inputs: ``[N, L, I]`` from :meth:`encode`.
-            masks: ``[N, L]``; where 0 the hidden state is carried over unchanged.
+            masks: ``[N, L]``; where 0 the state is carried over (see the module docstring
+                for the LSTM's ``h``).
             hidden: the state before the first step, ``[N, state_size]``.
+            all_states: return the state after every step; ``False`` returns the last one
+                only (what a loss over the outputs needs: the LSTM then skips recomputing
+                ``c`` at every step).
 
         Returns:
             :class:`Unroll` with outputs, values and the states ``[N, L, state_size]`` of
@@ -145,17 +189,19 @@ class _GRUCore(nn.Module):
         """
         frozen = (masks <= 0).to(inputs.dtype).unsqueeze(-1)  # [N, L, 1]
         inputs = torch.cat([inputs, frozen], dim=-1)
-        size = self.hidden_size
-        policy_states = self._gru(params, "gru", inputs, hidden[:, :size])
-        value_states, states = policy_states, policy_states
-        if self.separate_value_gru:
-            value_states = self._gru(params, "value_gru", inputs, hidden[:, size:])
-            states = torch.cat([policy_states, value_states], dim=-1)
-        values = F.linear(value_states, params["value.weight"], params["value.bias"]).squeeze(-1)
-        return Unroll(self._distribution_out(params, policy_states), values, states)
+        width, size = self.trunk_state_size, self.hidden_size
+        run = self._lstm if self.cell == "lstm" else self._gru
+        trunk_states = [run(params, trunk, inputs, hidden[:, k * width : (k + 1) * width],
+                            all_states) for k, trunk in enumerate(self.trunks)]
+        policy_h, value_h = (trunk_states[0][0][..., :size], trunk_states[-1][0][..., :size])
+        states = torch.cat([s for _, s in trunk_states], dim=-1)
+        values = F.linear(value_h, params["value.weight"], params["value.bias"]).squeeze(-1)
+        return Unroll(self._distribution_out(params, policy_h), values, states)
 
-    def _gru(self, params: Params, trunk: str, inputs: Tensor, hidden: Tensor) -> Tensor:
-        """One GRU's states ``[N, L, S]`` over ``inputs [N, L, I + 1]`` (last: frozen flag)."""
+    def _gru(self, params: Params, trunk: str, inputs: Tensor, hidden: Tensor,
+             all_states: bool) -> tuple[Tensor, Tensor]:
+        """One GRU's outputs ``h`` ``[N, L, S]`` over ``inputs [N, L, I + 1]`` (last: frozen
+        flag), and its states: ``h`` again, or ``h`` after the last step ``[N, 1, S]``."""
         size = self.hidden_size
         gate = torch.zeros(3 * size, 1, dtype=inputs.dtype)
         gate[size : 2 * size] = FREEZE_LOGIT  # the update gate's rows
@@ -163,32 +209,64 @@ class _GRUCore(nn.Module):
                    params[f"{trunk}_hidden.weight"], params[f"{trunk}_input.bias"],
                    params[f"{trunk}_hidden.bias"]]
         stacked, _ = torch.gru(inputs, hidden[None], weights, True, 1, 0.0, True, False, True)
-        return stacked
+        return stacked, stacked if all_states else stacked[:, -1:]
+
+    def _lstm(self, params: Params, trunk: str, inputs: Tensor, state: Tensor,
+              all_states: bool) -> tuple[Tensor, Tensor]:
+        """One LSTM's outputs ``h`` ``[N, L, S]`` over ``inputs [N, L, I + 1]`` (last: frozen
+        flag) from ``state [N, 2S]``, and its states ``[h, c]``: ``[N, L, 2S]``, or after the
+        last step only ``[N, 1, 2S]``."""
+        size = self.hidden_size
+        gate = torch.zeros(4 * size, 1, dtype=inputs.dtype)
+        gate[:size] = -FREEZE_LOGIT  # input gate shut
+        gate[size : 2 * size] = FREEZE_LOGIT  # forget gate open
+        gate[3 * size :] = FREEZE_LOGIT  # output gate open
+        w_input = torch.cat([params[f"{trunk}_input.weight"], gate], dim=1)
+        w_hidden = params[f"{trunk}_hidden.weight"]
+        b_input, b_hidden = params[f"{trunk}_input.bias"], params[f"{trunk}_hidden.bias"]
+        h0, c0 = state[:, :size], state[:, size:]
+        outputs, _, c_last = torch.lstm(inputs, (h0[None], c0[None]),
+                                        [w_input, w_hidden, b_input, b_hidden],
+                                        True, 1, 0.0, True, False, True)
+        if inputs.shape[1] == 1 or not all_states:
+            return outputs, torch.cat([outputs[:, -1:], c_last[0][:, None]], dim=-1)
+        # c at every step: c_t = f_t c_{t-1} + i_t g_t, gates from x_t and h_{t-1}
+        h_before = torch.cat([h0[:, None], outputs[:, :-1]], dim=1)
+        pre = F.linear(inputs, w_input, b_input) + F.linear(h_before, w_hidden, b_hidden)
+        forget = torch.sigmoid(pre[..., size : 2 * size])
+        written = torch.sigmoid(pre[..., :size]) * torch.tanh(pre[..., 2 * size : 3 * size])
+        cells, c = [], c0
+        for t in range(inputs.shape[1]):
+            c = forget[:, t] * c + written[:, t]
+            cells.append(c)
+        return outputs, torch.cat([outputs, torch.stack(cells, dim=1)], dim=-1)
 
     def params(self) -> Params:
         """The module's own parameters as a detached ``Params`` dict (a fresh initialisation)."""
         return {name: p.detach().clone() for name, p in self.named_parameters()}
 
 
-class CategoricalGRUPolicy(CategoricalLogits, _GRUCore):
-    """GRU policy over ``K`` discrete actions; ``out`` are the logits ``[..., K]``."""
+class CategoricalRecurrentPolicy(CategoricalLogits, _RecurrentCore):
+    """Recurrent policy over ``K`` discrete actions; ``out`` are the logits ``[..., K]``."""
 
     def __init__(self, obs_dim: int, num_actions: int, hidden_size: int = 64,
-                 separate_value_gru: bool = False, time_input: bool = False) -> None:
+                 separate_value_gru: bool = False, time_input: bool = False,
+                 cell: Cell = "gru") -> None:
         super().__init__(obs_dim, num_actions, num_actions, hidden_size, separate_value_gru,
-                         time_input)
+                         time_input, cell)
         self.num_actions = num_actions
 
 
-class GaussianGRUPolicy(DiagonalGaussian, _GRUCore):
-    """GRU policy with a diagonal Gaussian head and state-independent ``log sigma``;
+class GaussianRecurrentPolicy(DiagonalGaussian, _RecurrentCore):
+    """Recurrent policy with a diagonal Gaussian head and state-independent ``log sigma``;
     ``out = [mu, log sigma]`` ``[..., 2A]``."""
 
     def __init__(self, obs_dim: int, action_dim: int, hidden_size: int = 64,
                  init_std: float = 1.0, min_std: float = 1e-6,
-                 separate_value_gru: bool = False, time_input: bool = False) -> None:
+                 separate_value_gru: bool = False, time_input: bool = False,
+                 cell: Cell = "gru") -> None:
         super().__init__(obs_dim, action_dim, action_dim, hidden_size, separate_value_gru,
-                         time_input)
+                         time_input, cell)
         self.action_dim = action_dim
         self.log_std = nn.Parameter(torch.full((action_dim,), math.log(init_std)))
         self.min_log_std = math.log(min_std)
@@ -199,17 +277,18 @@ class GaussianGRUPolicy(DiagonalGaussian, _GRUCore):
         return torch.cat([mean, log_std], dim=-1)
 
 
-RecurrentPolicy = CategoricalGRUPolicy | GaussianGRUPolicy
+RecurrentPolicy = CategoricalRecurrentPolicy | GaussianRecurrentPolicy
 
 
 def make_recurrent_policy(obs_dim: int, action_space: gym.spaces.Space[Any], hidden_size: int,
                           init_std: float, separate_value_gru: bool = False,
-                          time_input: bool = False) -> RecurrentPolicy:
-    """A categorical GRU policy for a ``Discrete`` action space, Gaussian for a ``Box``."""
+                          time_input: bool = False, cell: Cell = "gru") -> RecurrentPolicy:
+    """A categorical recurrent policy for a ``Discrete`` action space, Gaussian for a ``Box``."""
     if isinstance(action_space, gym.spaces.Discrete):
-        return CategoricalGRUPolicy(obs_dim, int(action_space.n), hidden_size,
-                                    separate_value_gru, time_input)
+        return CategoricalRecurrentPolicy(obs_dim, int(action_space.n), hidden_size,
+                                          separate_value_gru, time_input, cell)
     if isinstance(action_space, gym.spaces.Box):
-        return GaussianGRUPolicy(obs_dim, int(action_space.shape[0]), hidden_size, init_std,
-                                 separate_value_gru=separate_value_gru, time_input=time_input)
+        return GaussianRecurrentPolicy(obs_dim, int(action_space.shape[0]), hidden_size,
+                                       init_std, separate_value_gru=separate_value_gru,
+                                       time_input=time_input, cell=cell)
     raise TypeError(f"unsupported action space {action_space!r}")

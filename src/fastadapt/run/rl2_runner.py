@@ -65,7 +65,7 @@ def build_rl2(config: TrainConfig) -> RL2Setup:
     obs_dim = int(np.prod(family.observation_space.shape))
     policy = make_recurrent_policy(obs_dim, family.action_space, config.rl2.hidden_size,
                                    config.policy.init_std, config.rl2.separate_value_gru,
-                                   config.rl2.time_input)
+                                   config.rl2.time_input, config.rl2.cell)
     return RL2Setup(config, family, policy, config.env.horizon or family.horizon)
 
 
