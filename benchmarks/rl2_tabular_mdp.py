@@ -13,8 +13,9 @@ JSON line.
 ``DUAN_TABLE2`` holds Duan et al. 2016 (arXiv:1611.02779), Table 2, from the same transcription
 as ``rl2_bandits.DUAN_TABLE1`` (lucaslingle/pytorch_rl2's README).
 
-Budget (``run.num_threads = 1``): about 2.6 s per iteration at n = 10 with the config's 256 GRU
-units (800 iterations: ~35 min), measured with a second job on the machine.
+Budget (``run.num_threads = 1``): 2.2-2.6 s per iteration at n = 10 with the config's 256 GRU
+units; with the defaults 800 iterations trained in 1,790 s and the whole script took 33 min,
+measured with a second job on the machine.
 
     python benchmarks/rl2_tabular_mdp.py [--episodes 10,25] [--iterations 800]
         [--out runs/bench-rl2-mdp]
