@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pytest
 import torch
+from torch import Tensor
 
 from fastadapt.cli import main
 from fastadapt.envs import registry
@@ -159,37 +160,62 @@ def test_unroll_equals_gru_cell_stepped_by_hand_skipping_masked_steps(separate: 
     assert torch.allclose(unroll.hidden[:, 1:][frozen], unroll.hidden[:, :-1][frozen], atol=1e-6)
 
 
+def _lstm_stepped_by_hand(params: Params, trunks: list[str], inputs: Tensor, masks: Tensor,
+                          start: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``torch.nn.LSTMCell`` stepped with ``params`` (gradients flow to them), a masked step
+    keeping ``c`` and exposing ``h = tanh(c)``: states ``[N, L, 16 * trunks]``, values
+    ``[N, L]`` and the distribution head's means ``[N, L, 2]``."""
+    cell = torch.nn.LSTMCell(inputs.shape[-1], 8)
+    states = [(start[:, 16 * k : 16 * k + 8], start[:, 16 * k + 8 : 16 * k + 16])
+              for k in range(len(trunks))]
+    hidden, values, heads = [], [], []
+    for t in range(inputs.shape[1]):
+        alive = masks[:, t, None] > 0
+        stepped = [torch.func.functional_call(cell, {
+            "weight_ih": params[f"{trunk}_input.weight"],
+            "weight_hh": params[f"{trunk}_hidden.weight"],
+            "bias_ih": params[f"{trunk}_input.bias"], "bias_hh": params[f"{trunk}_hidden.bias"],
+        }, (inputs[:, t], state)) for trunk, state in zip(trunks, states, strict=True)]
+        states = [(torch.where(alive, h, torch.tanh(c_old)), torch.where(alive, c, c_old))
+                  for (h, c), (_, c_old) in zip(stepped, states, strict=True)]
+        hidden.append(torch.cat([torch.cat(state, -1) for state in states], -1))
+        values.append((states[-1][0] @ params["value.weight"].T + params["value.bias"])[:, 0])
+        heads.append(states[0][0] @ params["head.weight"].T + params["head.bias"])
+    return torch.stack(hidden, 1), torch.stack(values, 1), torch.stack(heads, 1)
+
+
 @pytest.mark.parametrize("separate", [False, True])
 def test_lstm_unroll_equals_lstm_cell_stepped_by_hand_keeping_c_on_masked_steps(
         separate: bool) -> None:
     torch.manual_seed(0)
     policy = make_recurrent_policy(3, Navigation2D().action_space, hidden_size=8, init_std=1.0,
                                    separate_value_gru=separate, cell="lstm")
-    params = policy.params()
+    params = {name: p.requires_grad_(True) for name, p in policy.params().items()}
     trunks = ["lstm", "value_lstm"] if separate else ["lstm"]
     assert all(params[f"{t}_input.bias"][8:16].mean() > 0.5 for t in trunks)  # forget bias +1
-    cells = [_torch_cell(params, trunk, policy.input_size, torch.nn.LSTMCell)
-             for trunk in trunks]
     inputs = torch.randn(4, 7, policy.input_size)
     masks = (torch.rand(4, 7) > 0.3).float()
+    assert (masks == 0).any()
     start = torch.randn(4, policy.state_size)  # a state carried in from earlier steps
     unroll = policy.unroll(params, inputs, masks, start)
     assert unroll.hidden.shape == (4, 7, 16 * len(trunks)) == (4, 7, policy.state_size)
-    states = [(start[:, 16 * k : 16 * k + 8], start[:, 16 * k + 8 : 16 * k + 16])
-              for k in range(len(trunks))]
-    with torch.no_grad():
-        for t in range(7):
-            alive = masks[:, t, None] > 0
-            stepped = [cell(inputs[:, t], state) for cell, state in zip(cells, states, strict=True)]
-            # a masked step keeps c and exposes h = tanh(c)
-            states = [(torch.where(alive, h, torch.tanh(c_old)), torch.where(alive, c, c_old))
-                      for (h, c), (_, c_old) in zip(stepped, states, strict=True)]
-            expected = torch.cat([torch.cat(state, -1) for state in states], -1)
-            assert torch.allclose(unroll.hidden[:, t], expected, atol=1e-5)
-            value = states[-1][0] @ params["value.weight"].T + params["value.bias"]
-            assert torch.allclose(unroll.values[:, t], value[:, 0], atol=1e-5)
-            head = states[0][0] @ params["head.weight"].T + params["head.bias"]
-            assert torch.allclose(unroll.out[:, t, :2], head, atol=1e-5)
+    hidden, values, heads = _lstm_stepped_by_hand(params, trunks, inputs, masks, start)
+    assert torch.allclose(unroll.hidden, hidden, atol=1e-5)
+    assert torch.allclose(unroll.values, values, atol=1e-5)
+    assert torch.allclose(unroll.out[..., :2], heads, atol=1e-5)
+    # gradients through every state, value and output agree with autograd through the cell
+    weights = torch.randn_like(hidden)
+    names = [name for name in params if name != "log_std"]
+
+    def loss(h: Tensor, v: Tensor, m: Tensor) -> Tensor:
+        return (h * weights).sum() + v.pow(2).sum() + m.pow(2).sum()
+
+    ours = torch.autograd.grad(loss(unroll.hidden, unroll.values, unroll.out[..., :2]),
+                               [params[n] for n in names])
+    reference = torch.autograd.grad(loss(hidden, values, heads), [params[n] for n in names])
+    for name, a, b in zip(names, ours, reference, strict=True):
+        assert torch.allclose(a, b, atol=1e-4), name
+    params = {name: p.detach() for name, p in params.items()}
     # stepping one step at a time from the carried state gives the same states
     hidden = start
     for t in range(7):
@@ -198,7 +224,8 @@ def test_lstm_unroll_equals_lstm_cell_stepped_by_hand_keeping_c_on_masked_steps(
         assert torch.allclose(hidden, unroll.hidden[:, t], atol=1e-5)
 
 
-@pytest.mark.parametrize(("cell", "separate"), [("gru", False), ("lstm", False), ("lstm", True)])
+@pytest.mark.parametrize(("cell", "separate"), [("gru", False), ("gru", True), ("lstm", False),
+                                              ("lstm", True)])
 def test_unroll_without_all_states_returns_the_last_state_and_the_same_outputs(
         cell: Cell, separate: bool) -> None:
     torch.manual_seed(0)
@@ -291,7 +318,7 @@ def test_rl2_finds_the_good_arm_within_a_trial(tmp_path: Path,
 @pytest.mark.parametrize(("separate", "time_input", "cell"), [
     (False, False, "gru"), (True, False, "gru"), (False, True, "gru"), (True, False, "lstm")])
 def test_rl2_cli_train_evaluate_and_bit_identical_resume(tmp_path: Path, separate: bool,
-                                                        time_input: bool, cell: str) -> None:
+                                                        time_input: bool, cell: Cell) -> None:
     tiny = ["configs/rl2/2d-navigation.yaml", *RL2_TINY, "--set", "env.horizon=5",
             "--set", "rl2.tasks_per_iteration=3", "--set", "rl2.trials_per_task=2",
             "--set", "rl2.hidden_size=8", "--set", "run.checkpoint_every=1",
@@ -306,7 +333,10 @@ def test_rl2_cli_train_evaluate_and_bit_identical_resume(tmp_path: Path, separat
     straight, _ = load_tensors(tmp_path / "straight" / "policy.safetensors")
     resumed, _ = load_tensors(tmp_path / "resumed" / "policy.safetensors")
     assert straight.keys() == resumed.keys()
-    assert (f"value_{cell}_hidden.weight" in straight) == separate
+    trunks = [cell, f"value_{cell}"] if separate else [cell]
+    assert set(straight) == {"head.weight", "head.bias", "value.weight", "value.bias", "log_std",
+                             *(f"{t}_{side}.{kind}" for t in trunks for side in ("input", "hidden")
+                               for kind in ("weight", "bias"))}  # gru_*: the names of old runs
     assert straight[f"{cell}_input.weight"].shape == (  # gates x units, obs, a, r, d (, t / L)
         (4 if cell == "lstm" else 3) * 8, 2 + 2 + 2 + int(time_input))
     for name, value in straight.items():

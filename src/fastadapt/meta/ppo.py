@@ -70,7 +70,7 @@ class TrialBatch(NamedTuple):
     """Whole trials ready for the PPO loss; ``N`` trials (tasks x trials flattened).
 
     Attributes:
-        inputs: GRU inputs ``[N, L, I]``.
+        inputs: recurrent policy inputs ``[N, L, I]``.
         actions: ``[N, L, A]`` or ``[N, L]``.
         masks: ``[N, L]``.
         old_log_probs: ``log pi_old(a|h)`` ``[N, L]``.

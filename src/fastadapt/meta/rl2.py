@@ -47,14 +47,16 @@ class RL2Config:
     """The recurrent cell: ``gru`` (Duan et al. 2016) or ``lstm`` (Wang et al. 2016; its
     additive cell state can keep counts), see :mod:`fastadapt.policies.recurrent`."""
     separate_value_gru: bool = False
-    """Fit the values with a second GRU of ``hidden_size`` units (Duan et al. 2016's separate
-    RNN baseline) instead of a value head on the policy's GRU: the value loss's gradient then
-    never reaches the policy's parameters (the update still clips all gradients by one
-    global norm), at about twice the GRU cost per step."""
+    """Fit the values with a second recurrent trunk (``cell``, ``hidden_size`` units; the name
+    is from when the GRU was the only cell) as Duan et al. 2016's separate RNN baseline,
+    instead of a value head on the policy's trunk: the value loss's gradient then never
+    reaches the policy's parameters (the update still clips all gradients by one global
+    norm), at about twice the recurrent cost per step."""
     time_input: bool = False
-    """Feed the GRU ``t / L``, the fraction of the trial's ``L`` steps already taken (Wang et
-    al. 2016's time-step input; Duan et al. 2016 do not). ``L`` is the length of the trial
-    being played, so an evaluation with another number of episodes per trial rescales it."""
+    """Feed the recurrent trunk ``t / L``, the fraction of the trial's ``L`` steps already
+    taken (Wang et al. 2016's time-step input; Duan et al. 2016 do not). ``L`` is the length
+    of the trial being played, so an evaluation with another number of episodes per trial
+    rescales it."""
     gamma: float = 0.99
     """Discount across the whole trial."""
     gae_lambda: float = 0.95

@@ -1,10 +1,10 @@
 """RL² trials: ``episodes_per_trial`` consecutive episodes of one task, hidden state kept.
 
-Duan et al. 2016, §2.2: a *trial* is a fixed number ``n`` of episodes of one MDP; the GRU's
+Duan et al. 2016, §2.2: a *trial* is a fixed number ``n`` of episodes of one MDP; the recurrent
 hidden state carries over between its episodes and is reset (to zero) between trials. The
 sampler steps all ``[T tasks, B trials]`` at once on the family's
 :class:`~fastadapt.envs.base.BatchedEnv` (its episode axis holds the trials), resetting the env
-(not the GRU) at every episode boundary. Shapes: ``L = n * H`` steps per trial.
+(not the recurrent state) at every episode boundary. Shapes: ``L = n * H`` steps per trial.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ class Trials(NamedTuple):
     """``T`` tasks x ``B`` trials of ``L = n * H`` steps, as the sampling policy saw them.
 
     Attributes:
-        inputs: GRU inputs ``[T, B, L, I]`` (observation, previous action, previous reward,
+        inputs: policy inputs ``[T, B, L, I]`` (observation, previous action, previous reward,
             new-episode flag, and t / L with ``time_input``), see :meth:`RecurrentPolicy.encode`.
         actions: ``[T, B, L, A]`` float or ``[T, B, L]`` int64.
         rewards: ``[T, B, L]``, zero where masked.

@@ -20,11 +20,12 @@ GRU update (Cho et al. 2014; the gate layout of ``torch.nn.GRUCell``)::
 ``h'`` feeds a distribution head (``out [..., D]``, see :mod:`fastadapt.policies.distributions`)
 and a value head ``V(h')`` (or, with ``separate_value_gru``, ``V`` reads a second GRU of its
 own over the same inputs, as Duan et al. 2016's RNN baseline). A step whose mask is 0 (after
-its episode terminated) leaves ``h`` unchanged, so the sampler and the PPO update see the
-same hidden states. The recurrence runs in ``torch.gru`` (the kernel of ``torch.nn.GRU``,
-about 4x faster on a CPU than a Python loop over steps); a masked step gets an extra input
-that saturates its update gate (:data:`FREEZE_LOGIT`), which is how the kernel keeps ``h``
-unchanged. Tests compare it with ``torch.nn.GRUCell`` stepped by hand.
+its episode terminated) leaves the GRU's ``h`` unchanged (the LSTM's ``c``, see below), and
+the sampler and the PPO update compute the same states. The recurrence runs in
+``torch.gru`` (the kernel of ``torch.nn.GRU``, about 4x faster on a CPU than a Python loop
+over steps); a masked step gets an extra input that saturates its update gate
+(:data:`FREEZE_LOGIT`), which is how the kernel keeps ``h`` unchanged. Tests compare it with
+``torch.nn.GRUCell`` stepped by hand.
 
 With ``cell="lstm"`` the trunk is an LSTM (Hochreiter & Schmidhuber 1997; the gate layout of
 ``torch.nn.LSTMCell``, Wang et al. 2016's cell), whose additive cell state can count (Weiss et
@@ -37,11 +38,12 @@ each action returned are what a Bayes-optimal bandit or MDP player needs)::
 
 The carried state is then ``[h, c]`` (``2S`` per trunk); the forget gate's bias starts at +1
 (Jozefowicz et al. 2015). A masked step saturates ``i`` shut and ``f``, ``o`` open, so ``c``
-is kept exactly and ``h' = tanh(c)``: nothing the cell holds is lost, and the sampler and the
-update compute the same states (an LSTM kernel cannot keep ``h`` itself: ``o`` would have to
-repeat its previous value). ``torch.lstm`` returns ``h`` at every step but ``c`` only at the
-last, so for longer unrolls ``c`` is recomputed from the gates (one matrix product, then an
-elementwise loop over steps).
+is kept exactly and ``h' = tanh(c)`` (only what the previous output gate masked out of ``h``
+is lost; an LSTM kernel cannot keep ``h`` itself: ``o`` would have to repeat its previous
+value). ``torch.lstm`` returns ``h`` at every step but ``c`` only at the last, so when every
+step's state is asked for (``all_states``), ``c`` is recomputed from the gates (two matrix
+products, then an elementwise loop over steps). Tests compare it with ``torch.nn.LSTMCell``
+stepped by hand, values and gradients.
 
 Shapes: ``N`` sequences (flattened tasks x trials), ``L`` steps, ``I`` input size, ``S`` GRU
 or LSTM units, ``D`` distribution parameters.
@@ -185,7 +187,7 @@ class _RecurrentCore(nn.Module):
 
         Returns:
             :class:`Unroll` with outputs, values and the states ``[N, L, state_size]`` of
-            every step.
+            every step (``[N, 1, state_size]``, the last, without ``all_states``).
         """
         frozen = (masks <= 0).to(inputs.dtype).unsqueeze(-1)  # [N, L, 1]
         inputs = torch.cat([inputs, frozen], dim=-1)

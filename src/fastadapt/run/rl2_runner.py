@@ -1,7 +1,7 @@
 """``fastadapt train`` / ``evaluate`` for RL²: the run loop, checkpoints and the meta-test.
 
 The run directory has the same layout as a MAML run (``config.yaml``, ``metrics.jsonl``,
-``checkpoints/``, ``policy.safetensors``, ``evaluation.json``). A checkpoint stores the GRU's
+``checkpoints/``, ``policy.safetensors``, ``evaluation.json``). A checkpoint stores the policy's
 parameters, Adam's moments, the minibatch-shuffling generator and every random stream of the
 sampler and the task sampler, so ``--resume`` continues bit-exactly.
 """
@@ -46,7 +46,8 @@ _TRAJECTORY_TASKS = 4
 
 @dataclass
 class RL2Setup:
-    """What an RL² config describes: the task family, the GRU policy and the episode length."""
+    """What an RL² config describes: the task family, the recurrent policy, the episode
+    length."""
 
     config: TrainConfig
     family: TaskFamily[Any]
@@ -59,7 +60,7 @@ class RL2Setup:
 
 
 def build_rl2(config: TrainConfig) -> RL2Setup:
-    """Build the family and the GRU policy of ``config`` (weights seeded by ``run.seed``)."""
+    """Build the family and the recurrent policy of ``config`` (weights seeded by ``run.seed``)."""
     family = make_family(config.env.name, **config.env.kwargs)
     torch.manual_seed(config.run.seed)
     obs_dim = int(np.prod(family.observation_space.shape))
