@@ -8,12 +8,14 @@ set of bandits), and prints :func:`~fastadapt.bandit_baselines.exploration_profi
 a markdown table: expected reward per trial and per tenth of the trial, distinct arms tried per
 trial, and the share of the last fifth of the pulls that went to the best arm. Where RL² loses
 reward against Gittins (too few arms tried, committing to a worse arm) shows up in the last two
-columns.
+columns. With ``--greedy`` each run also plays its policy's most likely arm at every pull
+instead of sampling (the same bandits and seed), which separates the policy's choices from its
+sampling noise.
 
 About 10 s per run (500 bandits x 4 trials of 100 pulls) plus ~5 s for the Gittins table.
 
     python benchmarks/rl2_bandit_exploration.py RUN_DIR [RUN_DIR ...] [--tasks 500]
-        [--trials 4] [--seed 0]
+        [--trials 4] [--seed 0] [--greedy]
 """
 
 from __future__ import annotations
@@ -35,14 +37,17 @@ from fastadapt.run.rl2_runner import build_rl2
 from fastadapt.run.train import load_params, load_run_config
 
 
-def rl2_actions(run_dir: Path, num_tasks: int, trials: int, seed: int
+def rl2_actions(run_dir: Path, num_tasks: int, trials: int, seed: int, greedy: bool = False
                 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Arm means ``[N, K]`` of the held-out bandits, RL²'s pulls ``[N, R, n]`` and ``n``."""
+    """Arm means ``[N, K]`` of the held-out bandits, RL²'s pulls ``[N, R, n]`` and ``n``;
+    with ``greedy`` every pull is the policy's most likely arm (``argmax`` of its logits)."""
     config = load_run_config(run_dir)
     if config.algorithm != "rl2" or config.env.name != "Bandit":
         raise SystemExit(f"{run_dir}: not an RL² run on Bandit")
     setup = build_rl2(config)
     params = load_params(run_dir, setup.initial_params())
+    if greedy:
+        setup.policy.sample = lambda out, generator: out.argmax(-1)  # type: ignore[method-assign]
     pulls = config.rl2.episodes_per_trial * setup.horizon
     tasks = setup.family.test_tasks(num_tasks)
     with TrialSampler(setup.family, setup.policy, setup.horizon,
@@ -64,6 +69,8 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=500, help="held-out bandits")
     parser.add_argument("--trials", type=int, default=4, help="trials per bandit")
     parser.add_argument("--seed", type=int, default=0, help="sampler seed (evaluate's default)")
+    parser.add_argument("--greedy", action="store_true",
+                        help="also play each run's most likely arm at every pull")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print("| player | expected reward per trial | by tenth of the trial | arms tried | "
@@ -75,6 +82,10 @@ def main() -> None:
         means, actions, pulls = rl2_actions(run_dir, args.tasks, args.trials, args.seed)
         print(row(f"RL² {run_dir.name} (K = {means.shape[1]}, n = {pulls})",
                   exploration_profile(means, actions)))
+        if args.greedy:
+            _, greedy, _ = rl2_actions(run_dir, args.tasks, args.trials, args.seed, greedy=True)
+            print(row(f"RL² {run_dir.name}, most likely arm at every pull",
+                      exploration_profile(means, greedy)))
         if (means.tobytes(), pulls) in played:
             continue
         played.add((means.tobytes(), pulls))
