@@ -75,6 +75,7 @@ def test_gae_over_a_trial_equals_episode_gae_without_holes() -> None:
         ({"clip_ratio": 0.0}, "ppo.clip_ratio must be in (0, 1)"),
         ({"minibatches": 0}, "ppo.minibatches must be >= 1"),
         ({"learning_rate": -1.0}, "ppo.learning_rate and ppo.max_grad_norm must be > 0"),
+        ({"entropy_coef_final": -0.01}, "ppo.entropy_coef_final must be >= 0, got -0.01"),
     ],
 )
 def test_ppo_config_range_checks(overrides: dict[str, float], message: str) -> None:

@@ -375,6 +375,37 @@ def test_annealed_learning_rate_decays_linearly_over_the_run(tmp_path: Path) -> 
     assert rates == pytest.approx([0.003, 0.002, 0.001, 0.00075])
 
 
+def test_entropy_schedule_moves_linearly_and_weights_the_update(tmp_path: Path) -> None:
+    from fastadapt.meta.ppo import PPOConfig
+    from fastadapt.meta.rl2 import RL2PPO, RL2Config
+
+    run = tmp_path / "entropy"
+    tiny = ["configs/rl2/bandit-k5.yaml", *RL2_TINY, "--set", "rl2.tasks_per_iteration=2",
+            "--set", "rl2.trials_per_task=2", "--set", "rl2.hidden_size=8",
+            "--set", "ppo.entropy_coef=0.05", "--set", "ppo.entropy_coef_final=0.01"]
+    assert main(["train", *tiny, "--run-dir", str(run), "--iterations", "3"]) == 0
+    assert main(["train", "--resume", str(run), "--iterations", "4", "--quiet"]) == 0
+    weights = [json.loads(line)["entropy_coef"]
+               for line in (run / "metrics.jsonl").read_text().splitlines()]
+    # iteration i of N uses 0.05 + (0.01 - 0.05) i / N; the resumed run follows N = 4
+    assert weights == pytest.approx([0.05, 0.05 - 0.04 / 3, 0.05 - 0.08 / 3, 0.02])
+    # halfway through a 0.2 -> 0 schedule the update equals one with a constant weight of 0.1
+    policy, (trials,) = _sample(Navigation2D())
+    config = RL2Config(tasks_per_iteration=3, trials_per_task=2, episodes_per_trial=EPISODES,
+                       hidden_size=8)
+    updated = []
+    for ppo, fraction_done in [(PPOConfig(entropy_coef=0.2, entropy_coef_final=0.0), 0.5),
+                               (PPOConfig(entropy_coef=0.1), 0.0),
+                               (PPOConfig(entropy_coef=0.2), 0.0)]:
+        update = RL2PPO(policy, policy.params(), config, ppo, seed=0)
+        assert update.step(trials, fraction_done)["entropy_coef"] == pytest.approx(
+            ppo.entropy_coef_at(fraction_done))
+        updated.append(update.current_params())
+    for name, value in updated[0].items():
+        torch.testing.assert_close(value, updated[1][name], rtol=0, atol=0)
+    assert any(not torch.equal(value, updated[2][name]) for name, value in updated[0].items())
+
+
 @pytest.mark.parametrize("rl2", [True, False])
 def test_learning_curve_names_what_before_and_after_mean(rl2: bool) -> None:
     import matplotlib.pyplot as plt

@@ -38,7 +38,13 @@ class PPOConfig:
     value_coef: float = 0.5
     """Weight of the value loss."""
     entropy_coef: float = 0.0
-    """Weight of the entropy bonus."""
+    """Weight of the entropy bonus (at the first iteration when ``entropy_coef_final`` is set)."""
+    entropy_coef_final: float | None = None
+    """If set, the entropy weight moves linearly from ``entropy_coef`` at iteration 0 towards
+    this value over ``run.iterations``: iteration ``i = 0..N-1`` uses
+    ``entropy_coef + (entropy_coef_final - entropy_coef) * i / N``. A large early bonus keeps
+    an RL² policy from committing before its memory is useful; a small late one lets it
+    exploit what it has learned."""
     max_grad_norm: float = 0.5
     """Gradients are clipped to this global norm."""
     normalize_advantages: bool = True
@@ -55,6 +61,12 @@ class PPOConfig:
             return self.learning_rate
         return self.learning_rate * (1.0 - fraction_done)
 
+    def entropy_coef_at(self, fraction_done: float) -> float:
+        """The entropy weight once ``fraction_done`` (in ``[0, 1)``) of the iterations are done."""
+        if self.entropy_coef_final is None:
+            return self.entropy_coef
+        return self.entropy_coef + (self.entropy_coef_final - self.entropy_coef) * fraction_done
+
     def __post_init__(self) -> None:
         if self.learning_rate <= 0 or self.max_grad_norm <= 0:
             raise ConfigError("ppo.learning_rate and ppo.max_grad_norm must be > 0, got "
@@ -64,6 +76,8 @@ class PPOConfig:
         require_at_least_one(self, "ppo", ("epochs", "minibatches"))
         if self.value_coef < 0 or self.entropy_coef < 0:
             raise ConfigError("ppo.value_coef and ppo.entropy_coef must be >= 0")
+        if self.entropy_coef_final is not None and self.entropy_coef_final < 0:
+            raise ConfigError(f"ppo.entropy_coef_final must be >= 0, got {self.entropy_coef_final}")
 
 
 class TrialBatch(NamedTuple):

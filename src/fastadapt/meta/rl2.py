@@ -15,7 +15,7 @@ of the ``k``-th episode of a trial on a held-out task is the adaptation curve.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -123,15 +123,17 @@ class RL2PPO:
         Args:
             trials: the iteration's trials.
             fraction_done: iterations done / ``run.iterations``; sets the step size when
-                ``ppo.anneal_lr`` (:meth:`PPOConfig.learning_rate_at`).
+                ``ppo.anneal_lr`` (:meth:`PPOConfig.learning_rate_at`) and the entropy weight
+                when ``ppo.entropy_coef_final`` is set (:meth:`PPOConfig.entropy_coef_at`).
 
         Returns:
             Means over the minibatches of the loss terms, ``kl`` and ``clip_fraction`` of
-            the last epoch, ``grad_norm``, ``learning_rate`` (the step size used), and
-            ``nonfinite`` (1.0 if any minibatch had a non-finite loss or gradient; such
-            minibatches are skipped).
+            the last epoch, ``grad_norm``, ``learning_rate`` (the step size used),
+            ``entropy_coef`` (the entropy weight used), and ``nonfinite`` (1.0 if any
+            minibatch had a non-finite loss or gradient; such minibatches are skipped).
         """
         learning_rate = self.ppo.learning_rate_at(fraction_done)
+        ppo = replace(self.ppo, entropy_coef=self.ppo.entropy_coef_at(fraction_done))
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate
         batch = trial_batch(trials, self.config, self.ppo.normalize_advantages)
@@ -143,7 +145,7 @@ class RL2PPO:
             order = torch.randperm(num_trials, generator=self.generator)
             for index in order.chunk(min(self.ppo.minibatches, num_trials)):
                 minibatch = TrialBatch(*(x[index] for x in batch))
-                loss, metrics = recurrent_ppo_loss(self.policy, self.params, minibatch, self.ppo)
+                loss, metrics = recurrent_ppo_loss(self.policy, self.params, minibatch, ppo)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()  # type: ignore[no-untyped-call]
                 norm = torch.nn.utils.clip_grad_norm_(self.params.values(), self.ppo.max_grad_norm)
@@ -157,7 +159,8 @@ class RL2PPO:
                 count += 1
         result = {key: value / max(count, 1) for key, value in totals.items()}
         result.setdefault("kl", 0.0)
-        return {**result, "learning_rate": learning_rate, "nonfinite": nonfinite}
+        return {**result, "learning_rate": learning_rate, "entropy_coef": ppo.entropy_coef,
+                "nonfinite": nonfinite}
 
     def current_params(self) -> Params:
         """Detached copies of the parameters."""
