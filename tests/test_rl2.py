@@ -362,33 +362,32 @@ def test_rl2_cli_train_evaluate_and_bit_identical_resume(tmp_path: Path, separat
     assert main(["plot", str(run)]) == 0
 
 
-def test_annealed_learning_rate_decays_linearly_over_the_run(tmp_path: Path) -> None:
-    run = tmp_path / "anneal"
+@pytest.mark.parametrize(
+    ("settings", "key", "expected"),
+    [   # iteration i of N uses 0.003 (1 - i / N)
+        (["ppo.anneal_lr=true", "ppo.learning_rate=0.003"], "learning_rate",
+         [0.003, 0.002, 0.001, 0.00075]),
+        # iteration i of N uses 0.05 + (0.01 - 0.05) i / N
+        (["ppo.entropy_coef=0.05", "ppo.entropy_coef_final=0.01"], "entropy_coef",
+         [0.05, 0.05 - 0.04 / 3, 0.05 - 0.08 / 3, 0.02]),
+    ],
+)
+def test_linear_schedules_follow_the_run_length_through_resume(
+        tmp_path: Path, settings: list[str], key: str, expected: list[float]) -> None:
+    run = tmp_path / "schedule"
     tiny = ["configs/rl2/bandit-k5.yaml", *RL2_TINY, "--set", "rl2.tasks_per_iteration=2",
             "--set", "rl2.trials_per_task=2", "--set", "rl2.hidden_size=8",
-            "--set", "ppo.anneal_lr=true", "--set", "ppo.learning_rate=0.003"]
+            *(arg for setting in settings for arg in ("--set", setting))]
     assert main(["train", *tiny, "--run-dir", str(run), "--iterations", "3"]) == 0
     assert main(["train", "--resume", str(run), "--iterations", "4", "--quiet"]) == 0
-    rates = [json.loads(line)["learning_rate"]
-             for line in (run / "metrics.jsonl").read_text().splitlines()]
-    # iteration i of N uses 0.003 (1 - i / N); the resumed run follows its new total N = 4
-    assert rates == pytest.approx([0.003, 0.002, 0.001, 0.00075])
+    logged = [json.loads(line)[key] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert logged == pytest.approx(expected)  # the resumed run follows its new total N = 4
 
 
-def test_entropy_schedule_moves_linearly_and_weights_the_update(tmp_path: Path) -> None:
+def test_entropy_weight_of_the_schedule_is_the_one_the_update_uses() -> None:
     from fastadapt.meta.ppo import PPOConfig
     from fastadapt.meta.rl2 import RL2PPO, RL2Config
 
-    run = tmp_path / "entropy"
-    tiny = ["configs/rl2/bandit-k5.yaml", *RL2_TINY, "--set", "rl2.tasks_per_iteration=2",
-            "--set", "rl2.trials_per_task=2", "--set", "rl2.hidden_size=8",
-            "--set", "ppo.entropy_coef=0.05", "--set", "ppo.entropy_coef_final=0.01"]
-    assert main(["train", *tiny, "--run-dir", str(run), "--iterations", "3"]) == 0
-    assert main(["train", "--resume", str(run), "--iterations", "4", "--quiet"]) == 0
-    weights = [json.loads(line)["entropy_coef"]
-               for line in (run / "metrics.jsonl").read_text().splitlines()]
-    # iteration i of N uses 0.05 + (0.01 - 0.05) i / N; the resumed run follows N = 4
-    assert weights == pytest.approx([0.05, 0.05 - 0.04 / 3, 0.05 - 0.08 / 3, 0.02])
     # halfway through a 0.2 -> 0 schedule the update equals one with a constant weight of 0.1
     policy, (trials,) = _sample(Navigation2D())
     config = RL2Config(tasks_per_iteration=3, trials_per_task=2, episodes_per_trial=EPISODES,
