@@ -1,11 +1,7 @@
-"""RL²: hidden-state handling of the trial sampler and the PPO update, learning, CLI runs."""
+"""RL²: hidden-state handling of the trial sampler and the recurrent policy, the PPO update."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -13,13 +9,11 @@ import pytest
 import torch
 from torch import Tensor
 
-from fastadapt.cli import main
-from fastadapt.envs import registry
-from fastadapt.envs.bandit import BanditTask, BernoulliBandit
 from fastadapt.envs.navigation import BatchedNavigation, Navigation2D, NavigationTask
+from fastadapt.meta.ppo import PPOConfig
+from fastadapt.meta.rl2 import RL2PPO, RL2Config
 from fastadapt.meta.rl2_sampling import Trials, TrialSampler
 from fastadapt.policies.recurrent import Cell, RecurrentPolicy, make_recurrent_policy
-from fastadapt.run.checkpoint import load_tensors
 from fastadapt.types import Params
 
 HORIZON, EPISODES = 6, 3
@@ -275,119 +269,7 @@ def test_masked_steps_freeze_the_hidden_state_and_inputs_carry_the_last_real_ste
     assert trials.rewards[0, 0, 2:HORIZON].abs().sum() == 0
 
 
-class _TwoArm(BernoulliBandit):
-    """2-armed bandits whose good arm (p = 0.9 vs 0.1) is drawn at random per task."""
-
-    name = "TwoArm"
-
-    def __init__(self, num_arms: int = 2, num_pulls: int = 1) -> None:
-        super().__init__(2, num_pulls)
-
-    def _draw_tasks(self, rng: np.random.Generator, num_tasks: int) -> list[BanditTask]:
-        flips = rng.random(num_tasks) < 0.5
-        return [BanditTask((0.9, 0.1) if flip else (0.1, 0.9)) for flip in flips]
-
-
-RL2_TINY = [
-    "--set", "algorithm=rl2",
-    "--set", "run.tensorboard=false",
-    "--set", "run.num_threads=1",
-    "--quiet",
-]
-
-
-def test_rl2_finds_the_good_arm_within_a_trial(tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(registry._FAMILIES, "TwoArm", _TwoArm)
-    run = tmp_path / "run"
-    assert main(["train", "configs/rl2/bandit-k5.yaml", "--run-dir", str(run), *RL2_TINY,
-                 "--set", "env.name=TwoArm", "--set", "env.kwargs={}",
-                 "--set", "rl2.tasks_per_iteration=16", "--set", "rl2.trials_per_task=4",
-                 "--set", "rl2.episodes_per_trial=5", "--set", "rl2.hidden_size=16",
-                 "--set", "ppo.learning_rate=0.01", "--set", "ppo.minibatches=2",
-                 "--set", "run.checkpoint_every=100", "--iterations", "60"]) == 0
-    assert main(["evaluate", str(run), "--tasks", "100", "--episodes", "4"]) == 0
-    result = json.loads((run / "evaluation.json").read_text())
-    assert result["algorithm"] == "rl2" and result["episodes_per_step"] == 1
-    first, last = result["returns_mean"][0], result["returns_mean"][-1]
-    # a random (or any non-adaptive) policy gets 0.5 per pull; the first pull cannot know
-    assert last > 0.75, result["returns_mean"]
-    assert last > first + 0.15, result["returns_mean"]
-
-
-@pytest.mark.parametrize(("separate", "time_input", "cell"), [
-    (False, False, "gru"), (True, False, "gru"), (False, True, "gru"), (True, False, "lstm")])
-def test_rl2_cli_train_evaluate_and_bit_identical_resume(tmp_path: Path, separate: bool,
-                                                        time_input: bool, cell: Cell) -> None:
-    tiny = ["configs/rl2/2d-navigation.yaml", *RL2_TINY, "--set", "env.horizon=5",
-            "--set", "rl2.tasks_per_iteration=3", "--set", "rl2.trials_per_task=2",
-            "--set", "rl2.hidden_size=8", "--set", "run.checkpoint_every=1",
-            "--set", "ppo.minibatches=2", "--set", f"rl2.separate_value_gru={separate}",
-            "--set", f"rl2.time_input={time_input}", "--set", f"rl2.cell={cell}"]
-    assert main(["train", *tiny, "--run-dir", str(tmp_path / "straight"),
-                 "--iterations", "3"]) == 0
-    assert main(["train", *tiny, "--run-dir", str(tmp_path / "resumed"),
-                 "--iterations", "2"]) == 0
-    assert main(["train", "--resume", str(tmp_path / "resumed"), "--iterations", "3",
-                 "--quiet"]) == 0
-    straight, _ = load_tensors(tmp_path / "straight" / "policy.safetensors")
-    resumed, _ = load_tensors(tmp_path / "resumed" / "policy.safetensors")
-    assert straight.keys() == resumed.keys()
-    trunks = [cell, f"value_{cell}"] if separate else [cell]
-    assert set(straight) == {"head.weight", "head.bias", "value.weight", "value.bias", "log_std",
-                             *(f"{t}_{side}.{kind}" for t in trunks for side in ("input", "hidden")
-                               for kind in ("weight", "bias"))}  # gru_*: the names of old runs
-    assert straight[f"{cell}_input.weight"].shape == (  # gates x units, obs, a, r, d (, t / L)
-        (4 if cell == "lstm" else 3) * 8, 2 + 2 + 2 + int(time_input))
-    for name, value in straight.items():
-        assert torch.equal(value, resumed[name]), name
-    records = [json.loads(line) for line in
-               (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["iteration"] for r in records] == [1, 2, 3]
-    for key in ("seconds", "env_steps", "return_before", "return_after", "kl"):
-        assert all(np.isfinite(r[key]) for r in records), key
-    assert records[0]["env_steps"] == 3 * 2 * 2 * 5  # tasks x trials x episodes x steps
-    run = tmp_path / "straight"
-    assert main(["evaluate", str(run), "--tasks", "3", "--episodes", "2"]) == 0
-    result = json.loads((run / "evaluation.json").read_text())
-    assert result["adaptation_steps"] == 1 and len(result["returns_mean"]) == 2
-    assert np.array(result["per_task_returns"]).shape == (3, 2)
-    assert len(result["trajectories"]) == 3
-    # Navigation2D reports no success: neither training nor evaluation gains success keys
-    assert not any(key.startswith("success") for key in [*result, *records[0]])
-    # an RL² trial has no separately sampled adapted policy: --eval-episodes is refused
-    assert main(["evaluate", str(run), "--eval-episodes", "3"]) == 2
-    # RL² samples in-process only: another sampler is refused, not silently ignored
-    assert main(["evaluate", str(run), "--sampler", "process"]) == 2
-    assert main(["plot", str(run)]) == 0
-
-
-@pytest.mark.parametrize(
-    ("settings", "key", "expected"),
-    [   # iteration i of N uses 0.003 (1 - i / N)
-        (["ppo.anneal_lr=true", "ppo.learning_rate=0.003"], "learning_rate",
-         [0.003, 0.002, 0.001, 0.00075]),
-        # iteration i of N uses 0.05 + (0.01 - 0.05) i / N
-        (["ppo.entropy_coef=0.05", "ppo.entropy_coef_final=0.01"], "entropy_coef",
-         [0.05, 0.05 - 0.04 / 3, 0.05 - 0.08 / 3, 0.02]),
-    ],
-)
-def test_linear_schedules_follow_the_run_length_through_resume(
-        tmp_path: Path, settings: list[str], key: str, expected: list[float]) -> None:
-    run = tmp_path / "schedule"
-    tiny = ["configs/rl2/bandit-k5.yaml", *RL2_TINY, "--set", "rl2.tasks_per_iteration=2",
-            "--set", "rl2.trials_per_task=2", "--set", "rl2.hidden_size=8",
-            *(arg for setting in settings for arg in ("--set", setting))]
-    assert main(["train", *tiny, "--run-dir", str(run), "--iterations", "3"]) == 0
-    assert main(["train", "--resume", str(run), "--iterations", "4", "--quiet"]) == 0
-    logged = [json.loads(line)[key] for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert logged == pytest.approx(expected)  # the resumed run follows its new total N = 4
-
-
 def test_entropy_weight_of_the_schedule_is_the_one_the_update_uses() -> None:
-    from fastadapt.meta.ppo import PPOConfig
-    from fastadapt.meta.rl2 import RL2PPO, RL2Config
-
     # halfway through a 0.2 -> 0 schedule the update equals one with a constant weight of 0.1
     policy, (trials,) = _sample(Navigation2D())
     config = RL2Config(tasks_per_iteration=3, trials_per_task=2, episodes_per_trial=EPISODES,
@@ -403,60 +285,3 @@ def test_entropy_weight_of_the_schedule_is_the_one_the_update_uses() -> None:
     for name, value in updated[0].items():
         torch.testing.assert_close(value, updated[1][name], rtol=0, atol=0)
     assert any(not torch.equal(value, updated[2][name]) for name, value in updated[0].items())
-
-
-@pytest.mark.parametrize("rl2", [True, False])
-def test_learning_curve_names_what_before_and_after_mean(rl2: bool) -> None:
-    import matplotlib.pyplot as plt
-
-    from fastadapt.plots import _learning_curve
-
-    figure, ax = plt.subplots()
-    _learning_curve(ax, [{"iteration": 1, "return_before": -2.0, "return_after": -1.0}], rl2)
-    labels = ax.get_legend_handles_labels()[1]
-    plt.close(figure)
-    expected = (["first episode of the trial", "last episode of the trial"] if rl2
-                else ["before adaptation", "after adaptation"])
-    assert labels == expected
-
-
-@pytest.mark.parametrize(
-    ("args", "expected"),
-    [
-        (["--set", "rl2.episodes_per_trail=2"], "did you mean 'rl2.episodes_per_trial'"),
-        (["--set", "rl2.hidden_size=0"], "rl2.hidden_size must be >= 1"),
-        (["--set", "rl2.cell=lsmt"], "'rl2.cell' must be one of 'gru', 'lstm'"),
-        (["--set", "rl2.gae_lambda=1.5"], "rl2.gae_lambda in [0, 1]"),
-        (["--set", "ppo.clip_ratio=1.5"], "ppo.clip_ratio must be in (0, 1)"),
-        (["--set", "ppo.epochs=many"], "'ppo.epochs' must be an int"),
-        (["--set", "ppo.entropy=0.1"], "did you mean 'ppo.entropy_coef'"),
-        (["--set", "algorithm=rl3"], "must be one of 'maml-trpo', 'maml-vpg'"),
-    ],
-)
-def test_bad_rl2_config_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                          args: list[str], expected: str) -> None:
-    code = main(["train", "configs/rl2/bandit-k5.yaml", "--run-dir", str(tmp_path / "run"),
-                 "--quiet", *args])
-    err = capsys.readouterr().err.strip()
-    assert code == 2 and err.startswith("fastadapt: error: ") and len(err.splitlines()) == 1
-    assert expected in err
-    assert not (tmp_path / "run").exists()
-
-
-def test_exploration_benchmark_profiles_a_bandit_run(tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    assert main(["train", "configs/rl2/bandit-k5.yaml", "--run-dir", str(run), *RL2_TINY,
-                 "--set", "rl2.tasks_per_iteration=4", "--set", "rl2.trials_per_task=2",
-                 "--iterations", "2"]) == 0
-    done = subprocess.run([sys.executable, "benchmarks/rl2_bandit_exploration.py", str(run),
-                           "--tasks", "6", "--trials", "2", "--greedy"],
-                          capture_output=True, text=True, check=True, timeout=120,
-                          cwd=Path(__file__).parents[1])
-    rows = [line for line in done.stdout.splitlines() if line.startswith("| RL²")
-            or line.startswith("| FH-Gittins")]
-    assert len(rows) == 3 and "most likely arm" in rows[1], done.stdout
-    for line in rows:  # player | total | 10 tenths | arms tried (1..5) | share (0..1)
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        assert float(cells[1]) == pytest.approx(sum(map(float, cells[2].split(" / "))),
-                                                abs=0.06)  # 10 roundings
-        assert 1.0 <= float(cells[3]) <= 5.0 and 0.0 <= float(cells[4]) <= 1.0
