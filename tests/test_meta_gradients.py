@@ -1,106 +1,35 @@
-"""The meta-gradient and the meta-Fisher against independent references, in float64.
+"""The inner loop and the meta-gradient against independent references, in float64.
 
 - ``adapt`` (vmap over tasks) against a per-task Python loop with ``torch.autograd.grad``;
-- ``InnerLoopJacobian`` products and the meta-gradient against central finite differences;
-- the meta-Fisher-vector product of ``MAMLTRPO`` against double backward through a fresh inner
-  loop (the Hessian of the mean KL at ``theta_old``);
-- one ``MAMLTRPO.step`` on Navigation2D.
+- ``InnerLoopJacobian`` products and the meta-gradient against central finite differences.
 
-MAML-RL: Finn et al. 2017; the meta-Fisher identity is in ``fastadapt.meta.curvature``.
+MAML-RL: Finn et al. 2017. The meta-Fisher is tested in ``test_meta_fisher.py``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 import torch
-from torch import Tensor, nn
-from torch.distributions import Categorical, Independent, Normal, kl_divergence
-from torch.func import functional_call, vmap
+from meta_problems import (
+    F64,
+    INNER_LR,
+    Problem,
+    T,
+    reinforce_loss,
+    task,
+)
+from torch import Tensor
+from torch.func import vmap
 from torch.testing import assert_close
 
 from fastadapt.meta.adapt import adapt, adapt_steps, expand_to_tasks, per_task_output
 from fastadapt.meta.curvature import InnerLoopJacobian
 from fastadapt.meta.losses import surrogate_loss
-from fastadapt.meta.maml import MAMLTRPO, MAMLConfig, MetaBatch
-from fastadapt.meta.trpo import TRPOConfig, flatten, unflatten
-from fastadapt.policies.mlp import CategoricalMLPPolicy, GaussianMLPPolicy
-from fastadapt.types import Batch, Params
-
-F64 = torch.float64
-T, E, H, OBS, A = 3, 4, 5, 2, 2  # tasks, episodes, horizon, observation and action sizes
-# (the categorical policy has A + 1 actions)
-HIDDEN = (8, 8)
-INNER_LR = 0.1  # the second-order term moves the meta-gradient by 8-76%; 0.5 blows up log_std
-
-
-# --- problems -------------------------------------------------------------------------------
-
-
-class Problem:
-    """A float64 policy, perturbed meta-parameters theta, K training batches and a valid batch."""
-
-    def __init__(self, kind: str, num_steps: int, seed: int = 0) -> None:
-        torch.manual_seed(seed)
-        generator = torch.Generator().manual_seed(seed)
-        self.discrete = kind == "categorical"
-        policy: nn.Module
-        if self.discrete:
-            policy = CategoricalMLPPolicy(OBS, A + 1, HIDDEN)
-        else:
-            policy = GaussianMLPPolicy(OBS, A, HIDDEN, init_std=0.7)
-        self.policy = policy.double()
-        self.theta: Params = {
-            n: (p + 0.3 * torch.randn(p.shape, generator=generator, dtype=F64)).detach()
-            for n, p in self.policy.named_parameters()
-        }
-        self.train = [self._batch(generator) for _ in range(num_steps)]
-        self.valid = self._batch(generator)
-
-    def _batch(self, generator: torch.Generator) -> Batch:
-        observations = torch.randn(T, E, H, OBS, generator=generator, dtype=F64)
-        if self.discrete:
-            actions = torch.randint(0, A + 1, (T, E, H), generator=generator)
-        else:
-            actions = torch.randn(T, E, H, A, generator=generator, dtype=F64)
-        lengths = torch.randint(1, H + 1, (T, E), generator=generator)
-        masks = (torch.arange(H) < lengths.unsqueeze(-1)).to(F64)
-        advantages = torch.randn(T, E, H, generator=generator, dtype=F64) * masks
-        return Batch(observations, actions, masks, advantages)
-
-    def adapted(self, theta: Params, first_order: bool = False) -> Params:
-        return adapt_steps(
-            self.policy, expand_to_tasks(theta, T), self.train, INNER_LR, first_order
-        )
-
-    def flat_theta(self) -> Tensor:
-        return flatten(self.theta)
-
-    def from_flat(self, flat: Tensor) -> Params:
-        return unflatten(flat, self.theta)
-
-
-def _task(batch: Batch, i: int) -> Batch:
-    return Batch(*(x[i] for x in batch))
-
-
-def _distribution(policy: nn.Module, params: Params, obs: Tensor) -> Categorical | Independent:  # type: ignore[type-arg]
-    """The policy's action distribution built with ``torch.distributions`` (independent of the
-    policy's own ``log_prob``/``kl``)."""
-    out = functional_call(policy, params, (obs,))
-    if isinstance(policy, CategoricalMLPPolicy):
-        return Categorical(logits=out)
-    mean, log_std = out[..., :A], out[..., A:]
-    return Independent(Normal(mean, log_std.exp()), 1)
-
-
-def _reinforce_loss(policy: nn.Module, params: Params, batch: Batch) -> Tensor:
-    """One task's ``-sum(m log pi(a|s) A) / sum(m)``, written from the definition."""
-    distribution = _distribution(policy, params, batch.observations)
-    log_probs: Tensor = distribution.log_prob(batch.actions)  # type: ignore[no-untyped-call]
-    return -(log_probs * batch.advantages * batch.masks).sum() / batch.masks.sum()
+from fastadapt.meta.maml import MAMLTRPO, MAMLConfig
+from fastadapt.meta.trpo import TRPOConfig, flatten
+from fastadapt.types import Params
 
 
 def _loop_adapt(
@@ -111,7 +40,7 @@ def _loop_adapt(
     for i in range(T):
         params = dict(theta)
         for batch in problem.train:
-            loss = _reinforce_loss(problem.policy, params, _task(batch, i))
+            loss = reinforce_loss(problem.policy, params, task(batch, i))
             grads = torch.autograd.grad(loss, list(params.values()), create_graph=not first_order)
             params = {
                 n: p - (inner_lr[n] if isinstance(inner_lr, dict) else inner_lr) * g
@@ -356,112 +285,3 @@ def test_first_order_meta_gradient_is_fomaml(float64: None, num_steps: int) -> N
     # ... and it is not the exact meta-gradient.
     second = _outer_gradient(problem, exact, old_log_probs)
     assert (gradient - second).norm() > 1e-2 * second.norm()
-
-
-# --- the meta-Fisher --------------------------------------------------------------------------
-
-
-def _reference_kl(problem: Problem, flat: Tensor, train: list[Batch], valid: Batch) -> Tensor:
-    """``mean_i mean_steps KL(pi_{phi_i(theta_old)} || pi_{phi_i(theta)})`` through a fresh,
-    differentiable inner loop; KL from ``torch.distributions``."""
-    policy = problem.policy
-    old = adapt_steps(policy, expand_to_tasks(problem.theta, T), train, INNER_LR)
-    new = adapt_steps(policy, expand_to_tasks(problem.from_flat(flat), T), train, INNER_LR)
-    per_task = []
-    for i in range(T):
-        old_i = {n: p[i].detach() for n, p in old.items()}
-        new_i = {n: p[i] for n, p in new.items()}
-        obs, masks = valid.observations[i], valid.masks[i]
-        kl = kl_divergence(_distribution(policy, old_i, obs), _distribution(policy, new_i, obs))
-        per_task.append((kl * masks).sum() / masks.sum())
-    return torch.stack(per_task).mean()
-
-
-def _hessian_vector_products(
-    problem: Problem, vectors: list[Tensor], train: list[Batch], valid: Batch
-) -> list[Tensor]:
-    """Exact ``grad^2 KL(theta_old) v`` by double backward through the inner loop."""
-    flat = problem.flat_theta().clone().requires_grad_(True)
-    kl = _reference_kl(problem, flat, train, valid)
-    assert abs(float(kl.detach())) < 1e-12  # theta_old: the KL and its gradient vanish
-    (grad,) = torch.autograd.grad(kl, flat, create_graph=True)
-    assert grad.abs().max() < 1e-10
-    return [torch.autograd.grad(grad @ v, flat, retain_graph=True)[0] for v in vectors]
-
-
-def _meta_fisher(problem: Problem, trpo: TRPOConfig) -> Callable[[Tensor], Tensor]:
-    """The FVP exactly as ``MAMLTRPO.step`` builds it."""
-    maml = MAMLConfig(
-        meta_batch_size=T,
-        episodes_per_task=E,
-        adaptation_steps=len(problem.train),
-        inner_lr=INNER_LR,
-    )
-    algorithm = MAMLTRPO(problem.policy, maml, trpo)
-    jacobian = InnerLoopJacobian(problem.policy, problem.theta, problem.train, INNER_LR)
-    meta_batch = MetaBatch(problem.train, problem.valid, [], 0)
-    return algorithm._meta_fisher(problem.theta, meta_batch, jacobian)
-
-
-@pytest.mark.parametrize("kind", ["gaussian", "categorical"])
-@pytest.mark.parametrize("num_steps", [1, 2])
-def test_meta_fisher_vector_product_equals_the_kl_hessian(
-    float64: None, kind: str, num_steps: int
-) -> None:
-    problem = Problem(kind, num_steps)
-    fvp = _meta_fisher(problem, TRPOConfig(cg_damping=0.0))
-    generator = torch.Generator().manual_seed(8)
-    vectors = [torch.randn(problem.flat_theta().shape, generator=generator) for _ in range(3)]
-    expected = _hessian_vector_products(problem, vectors, problem.train, problem.valid)
-    for v, hv in zip(vectors, expected, strict=True):
-        assert_close(fvp(v), hv, rtol=1e-6, atol=1e-10)
-    # Symmetric and positive semi-definite, as a Fisher must be.
-    u, v = vectors[:2]
-    assert_close(u @ fvp(v), v @ fvp(u), rtol=1e-10, atol=1e-12)
-    assert all(float(x @ fvp(x)) > 0 for x in vectors)
-
-
-def test_meta_fisher_adds_the_damping(float64: None) -> None:
-    problem = Problem("gaussian", num_steps=1)
-    v = torch.randn(problem.flat_theta().shape, generator=torch.Generator().manual_seed(9))
-    undamped = _meta_fisher(problem, TRPOConfig(cg_damping=0.0))(v)
-    assert_close(_meta_fisher(problem, TRPOConfig(cg_damping=0.1))(v), undamped + 0.1 * v)
-
-
-def test_subsampled_meta_fisher_estimates_curvature_on_the_first_episodes(float64: None) -> None:
-    """With ``fvp_subsample``, ``J_i`` uses inner Hessians of the first half of the episodes at
-    the points of the full-data inner loop, and ``F_i`` is the KL Hessian at the full-data
-    ``phi_i`` over the first half of the validation episodes (built here with explicit
-    matrices from ``torch.autograd.functional``)."""
-    problem = Problem("gaussian", num_steps=2)
-    policy, half = problem.policy, E // 2
-    fvp = _meta_fisher(problem, TRPOConfig(cg_damping=0.0, fvp_subsample=0.5))
-
-    def first_half(batch: Batch) -> Batch:
-        return Batch(*(x[:, :half] for x in batch))
-
-    v = torch.randn(problem.flat_theta().shape, generator=torch.Generator().manual_seed(10))
-    expected = torch.zeros_like(v)
-    eye = torch.eye(v.numel(), dtype=F64)
-    for i in range(T):
-        point, jacobian = problem.flat_theta(), eye
-        for batch in problem.train:
-            full, sub = _task(batch, i), _task(first_half(batch), i)
-            hessian = torch.autograd.functional.hessian(
-                lambda f, b=sub: _reinforce_loss(policy, problem.from_flat(f), b), point
-            )
-            jacobian = (eye - INNER_LR * hessian) @ jacobian
-            gradient = torch.autograd.functional.jacobian(
-                lambda f, b=full: _reinforce_loss(policy, problem.from_flat(f), b), point
-            )
-            point = point - INNER_LR * gradient
-        valid = _task(first_half(problem.valid), i)
-        old = _distribution(policy, problem.from_flat(point), valid.observations)
-
-        def kl(f: Tensor, old: Any = old, valid: Batch = valid) -> Tensor:
-            new = _distribution(policy, problem.from_flat(f), valid.observations)
-            return (kl_divergence(old, new) * valid.masks).sum() / valid.masks.sum() / T
-
-        fisher = torch.autograd.functional.hessian(kl, point)
-        expected += jacobian.T @ fisher @ jacobian @ v
-    assert_close(fvp(v), expected, rtol=1e-6, atol=1e-10)
