@@ -12,7 +12,8 @@ columns. With ``--greedy`` each run also plays its policy's most likely arm at e
 instead of sampling (the same bandits and seed), which separates the policy's choices from its
 sampling noise.
 
-About 10 s per run (500 bandits x 4 trials of 100 pulls) plus ~5 s for the Gittins table.
+About 10 s per run (500 bandits x 4 trials of 100 pulls; twice that with ``--greedy``) plus
+~5 s for the Gittins table.
 
     python benchmarks/rl2_bandit_exploration.py RUN_DIR [RUN_DIR ...] [--tasks 500]
         [--trials 4] [--seed 0] [--greedy]
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from fastadapt.bandit_baselines import (
     ExplorationProfile,
@@ -32,29 +34,42 @@ from fastadapt.bandit_baselines import (
     gittins_actions,
     gittins_indices,
 )
-from fastadapt.meta.rl2_sampling import TrialSampler
+from fastadapt.meta.rl2_sampling import Trials, TrialSampler
+from fastadapt.policies.recurrent import RecurrentPolicy
 from fastadapt.run.rl2_runner import build_rl2
 from fastadapt.run.train import load_params, load_run_config
+from fastadapt.types import Params
 
 
-def rl2_actions(run_dir: Path, num_tasks: int, trials: int, seed: int, greedy: bool = False
-                ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Arm means ``[N, K]`` of the held-out bandits, RL²'s pulls ``[N, R, n]`` and ``n``;
-    with ``greedy`` every pull is the policy's most likely arm (``argmax`` of its logits)."""
+def most_likely(out: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Greedy play: the most likely arm ``[...]`` from the logits ``[..., K]`` (no draw)."""
+    return out.argmax(-1)
+
+
+def rl2_trials(run_dir: Path, num_tasks: int, trials: int, seed: int, greedy: bool = False
+               ) -> tuple[np.ndarray, Trials, RecurrentPolicy, Params]:
+    """Arm means ``[N, K]`` of the held-out bandits and RL²'s trials on them (``[N, R, ...]``),
+    with the policy and its parameters; with ``greedy`` every pull is the policy's most
+    likely arm (:func:`most_likely`) instead of a draw."""
     config = load_run_config(run_dir)
     if config.algorithm != "rl2" or config.env.name != "Bandit":
         raise SystemExit(f"{run_dir}: not an RL² run on Bandit")
     setup = build_rl2(config)
     params = load_params(run_dir, setup.initial_params())
     if greedy:
-        setup.policy.sample = lambda out, generator: out.argmax(-1)  # type: ignore[method-assign]
-    pulls = config.rl2.episodes_per_trial * setup.horizon
+        setup.policy.sample = most_likely  # type: ignore[method-assign]
     tasks = setup.family.test_tasks(num_tasks)
     with TrialSampler(setup.family, setup.policy, setup.horizon,
                       config.rl2.episodes_per_trial, seed) as sampler:
         sampled = sampler.sample(params, tasks, trials)
-    means = np.array([task.means for task in tasks])
-    return means, sampled.actions.numpy().reshape(num_tasks, trials, pulls), pulls
+    return np.array([task.means for task in tasks]), sampled, setup.policy, params
+
+
+def rl2_actions(run_dir: Path, num_tasks: int, trials: int, seed: int, greedy: bool = False
+                ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Arm means ``[N, K]`` of the held-out bandits, RL²'s pulls ``[N, R, n]`` and ``n``."""
+    means, sampled, _, _ = rl2_trials(run_dir, num_tasks, trials, seed, greedy)
+    return means, sampled.actions.numpy(), sampled.actions.shape[-1]  # actions [N, R, L]
 
 
 def row(name: str, profile: ExplorationProfile) -> str:

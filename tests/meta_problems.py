@@ -22,8 +22,6 @@ HIDDEN = (8, 8)
 INNER_LR = 0.1  # the second-order term moves the meta-gradient by 8-76%; 0.5 blows up log_std
 
 
-
-
 class Problem:
     """A float64 policy, perturbed meta-parameters theta, K training batches and a valid batch."""
 

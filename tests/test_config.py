@@ -129,6 +129,12 @@ def test_bool_and_numbers_do_not_mix(data: dict[str, Any], expected: str) -> Non
     assert _error(Config, data).startswith(expected)
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_floats_are_refused(value: float) -> None:
+    assert _error(Config, {"maml": {"inner_lr": value}}) == (
+        f"config key 'maml.inner_lr' must be a finite float, got {value}")
+
+
 def test_optional_field_reports_inner_type() -> None:
     message = _error(Config, {"trpo": {"fvp_subsample": "half"}})
     assert message == "config key 'trpo.fvp_subsample' must be a float, got 'half' (str)"

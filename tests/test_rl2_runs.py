@@ -166,7 +166,8 @@ def test_bad_rl2_config_is_one_line_error(tmp_path: Path, capsys: pytest.Capture
     assert not (tmp_path / "run").exists()
 
 
-def test_exploration_benchmark_profiles_a_bandit_run(tmp_path: Path) -> None:
+def test_exploration_benchmark_profiles_a_bandit_run(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     run = tmp_path / "run"
     assert main(["train", "configs/rl2/bandit-k5.yaml", "--run-dir", str(run), *RL2_TINY,
                  "--set", "rl2.tasks_per_iteration=4", "--set", "rl2.trials_per_task=2",
@@ -183,3 +184,14 @@ def test_exploration_benchmark_profiles_a_bandit_run(tmp_path: Path) -> None:
         assert float(cells[1]) == pytest.approx(sum(map(float, cells[2].split(" / "))),
                                                 abs=0.06)  # 10 roundings
         assert 1.0 <= float(cells[3]) <= 5.0 and 0.0 <= float(cells[4]) <= 1.0
+    # --greedy plays the argmax of the logits the policy computes from the trial so far
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks"))
+    from rl2_bandit_exploration import rl2_trials
+
+    for greedy in (True, False):
+        _, trials, policy, params = rl2_trials(run, 6, 2, seed=0, greedy=greedy)
+        inputs, masks = trials.inputs.flatten(0, 1), trials.masks.flatten(0, 1)
+        with torch.no_grad():
+            out = policy.unroll(params, inputs, masks, policy.initial_hidden(len(inputs))).out
+        agrees = out.argmax(-1) == trials.actions.flatten(0, 1)
+        assert bool(agrees.all()) == greedy  # sampled play departs from the argmax somewhere

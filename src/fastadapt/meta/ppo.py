@@ -42,9 +42,11 @@ class PPOConfig:
     entropy_coef_final: float | None = None
     """If set, the entropy weight moves linearly from ``entropy_coef`` at iteration 0 towards
     this value over ``run.iterations``: iteration ``i = 0..N-1`` uses
-    ``entropy_coef + (entropy_coef_final - entropy_coef) * i / N``. A large early bonus keeps
-    an RL² policy from committing before its memory is useful; a small late one lets it
-    exploit what it has learned."""
+    ``entropy_coef + (entropy_coef_final - entropy_coef) * i / N`` (the last iteration is one
+    step short of it, as with ``anneal_lr``). A large early bonus keeps an RL² policy from
+    committing before its memory is useful; a small late one lets it exploit what it has
+    learned. Like ``anneal_lr`` the schedule follows ``run.iterations``: resuming with more
+    iterations moves the weight back to where the new total puts it."""
     max_grad_norm: float = 0.5
     """Gradients are clipped to this global norm."""
     normalize_advantages: bool = True

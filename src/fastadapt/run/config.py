@@ -7,8 +7,8 @@ annotations and names the offending dotted key in the :class:`~fastadapt.errors.
 it raises. Range checks belong in the dataclass's ``__post_init__``; their ``ConfigError``
 propagates unchanged.
 
-Supported field types: ``int``, ``float`` (an int is accepted and converted), ``bool``, ``str``,
-``X | None``, unions of those, ``tuple[X, ...]`` and ``tuple[X, Y]`` (from YAML lists),
+Supported field types: ``int``, ``float`` (finite; an int is accepted and converted), ``bool``,
+``str``, ``X | None``, unions of those, ``tuple[X, ...]`` and ``tuple[X, Y]`` (from YAML lists),
 ``list[X]``, ``dict[str, X]`` (``dict[str, Any]`` is passed through), ``Literal[...]``,
 ``Any`` and nested dataclasses. A bool is never accepted where a number is expected.
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import math
 import os
 import re
 import types
@@ -147,6 +148,8 @@ def _convert_scalar(tp: type, value: Any, path: str) -> Any:
     accepted = isinstance(value, _SCALARS[tp]) and not (isinstance(value, bool) and tp is not bool)
     if not accepted:
         raise ConfigError(f"config key '{path}' must be {_describe(tp)}, got {_show(value)}")
+    if tp is float and not math.isfinite(value):
+        raise ConfigError(f"config key '{path}' must be a finite float, got {value}")
     return float(value) if tp is float else value
 
 

@@ -155,6 +155,24 @@ class TrainConfig:
                 "process and ray samplers serve the MAML family and the transfer baselines"
             )
 
+    def check_new_run(self) -> None:
+        """Checks made before a new run starts (not on resume: a saved config may hold an
+        older version's defaults).
+
+        Raises:
+            ConfigError: ``rl2:`` or ``ppo:`` differs from its defaults while the algorithm is
+                not ``rl2``, which would ignore it.
+        """
+        if self.algorithm == "rl2":
+            return
+        for section, default in (("rl2", RL2Config()), ("ppo", PPOConfig())):
+            if getattr(self, section) != default:
+                hint = " (MAML-PPO's settings are under maml_ppo:)" if section == "ppo" else ""
+                raise ConfigError(
+                    f"config section '{section}' is RL²'s and algorithm {self.algorithm!r} "
+                    f"does not read it: remove it{hint}"
+                )
+
     @property
     def is_maml(self) -> bool:
         """Whether the algorithm meta-learns an initialisation with MAML's inner loop."""

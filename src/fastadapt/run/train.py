@@ -227,11 +227,15 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, show_progres
     """Meta-train ``config`` into ``run_dir``; returns the path of ``policy.safetensors``.
 
     Raises:
+        ConfigError: a new run's config sets a section its algorithm ignores
+            (:meth:`TrainConfig.check_new_run`).
         CheckpointError: ``run_dir`` holds a run and ``resume`` is false, or its checkpoint
             is corrupt / does not match the config.
         NonFiniteError: the loss stayed non-finite for ``run.max_nonfinite_iterations``
             iterations (the current, finite parameters are checkpointed first).
     """
+    if not resume:
+        config.check_new_run()
     configure_process(config.run.num_threads, config.run.retain_freed_memory)
     if config.algorithm == "rl2":
         from fastadapt.run.rl2_runner import train_rl2
