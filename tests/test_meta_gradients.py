@@ -8,8 +8,6 @@ MAML-RL: Finn et al. 2017. The meta-Fisher is tested in ``test_meta_fisher.py``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 import torch
 from meta_problems import (
@@ -17,14 +15,16 @@ from meta_problems import (
     INNER_LR,
     Problem,
     T,
+    adapted_log_probs,
+    central_differences,
+    outer_gradient,
     reinforce_loss,
     task,
 )
 from torch import Tensor
-from torch.func import vmap
 from torch.testing import assert_close
 
-from fastadapt.meta.adapt import adapt, adapt_steps, expand_to_tasks, per_task_output
+from fastadapt.meta.adapt import adapt, adapt_steps, expand_to_tasks
 from fastadapt.meta.curvature import InnerLoopJacobian
 from fastadapt.meta.losses import surrogate_loss
 from fastadapt.meta.maml import MAMLTRPO, MAMLConfig
@@ -59,16 +59,6 @@ def _meta_sgd_lr(problem: Problem) -> Params:
     }
 
 
-def _central_differences(f: Callable[[Tensor], Tensor], x: Tensor, eps: float = 1e-6) -> Tensor:
-    """``d f / d x_j`` for every coordinate ``j`` by central differences, ``f: [P] -> scalar``.
-
-    The ``2P`` evaluations run as one ``vmap`` over the shifted points (same values as a loop,
-    60x faster).
-    """
-    shifts = eps * torch.eye(x.numel(), dtype=x.dtype)
-    with torch.no_grad():
-        values = vmap(f)(torch.cat([x + shifts, x - shifts]))
-    return (values[: x.numel()] - values[x.numel() :]) / (2 * eps)
 
 
 def _dot(a: Params, b: Params) -> Tensor:
@@ -202,15 +192,6 @@ def test_first_order_jacobian_is_the_identity(float64: None) -> None:
 # --- the meta-gradient ------------------------------------------------------------------------
 
 
-def _outer_gradient(problem: Problem, jacobian: InnerLoopJacobian, old_log_probs: Tensor) -> Tensor:
-    """The meta-gradient as ``MAMLTRPO.step`` computes it: grad of the surrogate at the adapted
-    parameters (``old_log_probs`` are theirs: the step takes them from the same forward pass),
-    pulled back with ``InnerLoopJacobian.vjp`` (which sums over tasks)."""
-    maml = MAMLTRPO(problem.policy, MAMLConfig(meta_batch_size=T), TRPOConfig())
-    outer = maml._outer_gradient(jacobian.adapted, problem.valid)
-    assert_close(problem.policy.log_prob(outer.out, problem.valid.actions), old_log_probs)
-    assert_close(outer.log_probs, old_log_probs)
-    return flatten(jacobian.vjp(outer.grads))
 
 
 @pytest.mark.parametrize("kind", ["gaussian", "categorical"])
@@ -232,26 +213,21 @@ def test_outer_gradient_by_cached_matmuls_equals_autograd_through_vmap(
         assert_close(fast[name], generic[name], rtol=1e-10, atol=1e-13)
 
 
-def _old_log_probs(problem: Problem) -> Tensor:
-    with torch.no_grad():
-        adapted = problem.adapted(problem.theta)
-        out = per_task_output(problem.policy, adapted, problem.valid.observations)
-        return problem.policy.log_prob(out, problem.valid.actions)
 
 
 @pytest.mark.parametrize("kind", ["gaussian", "categorical"])
 @pytest.mark.parametrize("num_steps", [1, 2])
 def test_meta_gradient_equals_finite_differences(float64: None, kind: str, num_steps: int) -> None:
     problem = Problem(kind, num_steps)
-    old_log_probs = _old_log_probs(problem)
+    old_log_probs = adapted_log_probs(problem)
     jacobian = InnerLoopJacobian(problem.policy, problem.theta, problem.train, INNER_LR)
-    gradient = _outer_gradient(problem, jacobian, old_log_probs)
+    gradient = outer_gradient(problem, jacobian, old_log_probs)
 
     def outer_loss(flat: Tensor) -> Tensor:
         adapted = problem.adapted(problem.from_flat(flat))
         return surrogate_loss(problem.policy, adapted, problem.valid, old_log_probs)[0]
 
-    expected = _central_differences(outer_loss, problem.flat_theta())
+    expected = central_differences(outer_loss, problem.flat_theta())
     assert gradient.shape == expected.shape
     assert_close(gradient, expected, rtol=1e-6, atol=1e-9)
 
@@ -259,12 +235,12 @@ def test_meta_gradient_equals_finite_differences(float64: None, kind: str, num_s
 @pytest.mark.parametrize("num_steps", [1, 2])
 def test_first_order_meta_gradient_is_fomaml(float64: None, num_steps: int) -> None:
     problem = Problem("gaussian", num_steps)
-    old_log_probs = _old_log_probs(problem)
+    old_log_probs = adapted_log_probs(problem)
     exact = InnerLoopJacobian(problem.policy, problem.theta, problem.train, INNER_LR)
     first = InnerLoopJacobian(
         problem.policy, problem.theta, problem.train, INNER_LR, first_order=True
     )
-    gradient = _outer_gradient(problem, first, old_log_probs)
+    gradient = outer_gradient(problem, first, old_log_probs)
 
     # FOMAML: the inner updates are constants, phi_i(theta) = theta - (theta_0 - phi_i(theta_0)).
     offsets = {n: problem.theta[n] - exact.adapted[n] for n in problem.theta}
@@ -275,7 +251,7 @@ def test_first_order_meta_gradient_is_fomaml(float64: None, num_steps: int) -> N
         return surrogate_loss(problem.policy, adapted, problem.valid, old_log_probs)[0]
 
     assert_close(
-        gradient, _central_differences(fomaml_loss, problem.flat_theta()), rtol=1e-6, atol=1e-9
+        gradient, central_differences(fomaml_loss, problem.flat_theta()), rtol=1e-6, atol=1e-9
     )
     # Explicitly: sum_i grad_phi L_out_i at phi_i, with L_out = mean_i L_out_i.
     leaf = {n: p.detach().requires_grad_(True) for n, p in exact.adapted.items()}
@@ -283,5 +259,5 @@ def test_first_order_meta_gradient_is_fomaml(float64: None, num_steps: int) -> N
     per_task = torch.autograd.grad(loss, list(leaf.values()))
     assert_close(gradient, flatten({n: g.sum(0) for n, g in zip(leaf, per_task, strict=True)}))
     # ... and it is not the exact meta-gradient.
-    second = _outer_gradient(problem, exact, old_log_probs)
+    second = outer_gradient(problem, exact, old_log_probs)
     assert (gradient - second).norm() > 1e-2 * second.norm()

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_meta_gradients import (
+from meta_problems import (
     INNER_LR,
     Problem,
     T,
-    _central_differences,
-    _distribution,
-    _old_log_probs,
-    _outer_gradient,
+    adapted_log_probs,
+    central_differences,
+    distribution,
+    outer_gradient,
 )
 from test_trpo import _navigation_meta_batch
 from torch import Tensor
@@ -64,7 +64,7 @@ def test_vpg_meta_gradient_equals_the_trpo_meta_gradient(float64: None, kind: st
     loss, _ = learner.outer_loss(leaf, INNER_LR, meta_batch,
                                  learner.reference(problem.theta, meta_batch))
     jacobian = InnerLoopJacobian(problem.policy, problem.theta, problem.train, INNER_LR)
-    expected = _outer_gradient(problem, jacobian, _old_log_probs(problem))
+    expected = outer_gradient(problem, jacobian, adapted_log_probs(problem))
     assert_close(_gradient(loss, leaf), expected, rtol=1e-9, atol=1e-12)
 
 
@@ -87,7 +87,7 @@ def test_meta_sgd_rate_gradient_equals_finite_differences(float64: None) -> None
     leaf = {n: r.clone().requires_grad_(True) for n, r in rates.items()}
     gradient = _gradient(learner.outer_loss(problem.theta, leaf, meta_batch, reference)[0],
                          leaf)
-    expected = _central_differences(loss_of_rates, flatten(rates))
+    expected = central_differences(loss_of_rates, flatten(rates))
     assert gradient.abs().max() > 1e-4  # the rates do move the outer loss
     assert_close(gradient, expected, rtol=1e-5, atol=1e-7)  # FD truncation ~3e-8 here
 
@@ -116,8 +116,8 @@ def test_promp_objective_equals_its_definition(float64: None) -> None:
             params = {n: p[i].detach().requires_grad_(True) for n, p in new[k].items()}
             old_i = {n: p[i] for n, p in old[k].items()}
             obs, actions = batch.observations[i], batch.actions[i]
-            ratio = (_distribution(policy, params, obs).log_prob(actions)
-                     - _distribution(policy, old_i, obs).log_prob(actions)).exp()
+            ratio = (distribution(policy, params, obs).log_prob(actions)
+                     - distribution(policy, old_i, obs).log_prob(actions)).exp()
             inner = -(ratio * batch.advantages[i] * batch.masks[i]).sum() / batch.masks[i].sum()
             grads = torch.autograd.grad(inner, list(params.values()))
             for (n, p), g in zip(params.items(), grads, strict=True):
@@ -128,9 +128,9 @@ def test_promp_objective_equals_its_definition(float64: None) -> None:
     for i in range(T):
         params_new = {n: p[i] for n, p in new[-1].items()}
         params_old = {n: p[i] for n, p in old[-1].items()}
-        log_new = _distribution(policy, params_new, valid.observations[i]).log_prob(
+        log_new = distribution(policy, params_new, valid.observations[i]).log_prob(
             valid.actions[i])
-        log_old = _distribution(policy, params_old, valid.observations[i]).log_prob(
+        log_old = distribution(policy, params_old, valid.observations[i]).log_prob(
             valid.actions[i])
         ratio = (log_new - log_old).exp()
         adv, mask = valid.advantages[i], valid.masks[i]
@@ -140,9 +140,9 @@ def test_promp_objective_equals_its_definition(float64: None) -> None:
     for k, batch in enumerate(problem.train):
         task_kls = []
         for i in range(T):
-            p_old = _distribution(policy, {n: p[i] for n, p in old[k].items()},
+            p_old = distribution(policy, {n: p[i] for n, p in old[k].items()},
                                   batch.observations[i])
-            p_new = _distribution(policy, {n: p[i] for n, p in new[k].items()},
+            p_new = distribution(policy, {n: p[i] for n, p in new[k].items()},
                                   batch.observations[i])
             kl = kl_divergence(p_old, p_new)
             task_kls.append((kl * batch.masks[i]).sum() / batch.masks[i].sum())
