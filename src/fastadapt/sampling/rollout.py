@@ -12,7 +12,10 @@ gives task ``i`` (its index in the ``tasks`` list passed to ``sample``) two nump
 A task's episodes therefore depend only on ``(s, c, i)``, its parameters and the task itself,
 never on which other tasks are stepped with it: the in-process sampler and worker processes or
 Ray actors holding any split of the tasks return the same batch, bit for bit, and a sampler's
-whole random state is the pair ``(s, c)`` (what a checkpoint stores).
+whole random state is the pair ``(s, c)`` (what a checkpoint stores). Bit for bit holds for
+the MLP policies, whose prepared step keeps its ``exp`` and ``sigmoid`` off ATen's scalar
+remainder loops (:func:`~fastadapt.meta.mlp_products.split_invariant_`); another policy, run
+through ``vmap``, may round a transcendental op differently by an ulp with the batch size.
 """
 
 from __future__ import annotations
