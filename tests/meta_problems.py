@@ -1,23 +1,27 @@
 """Small float64 MAML problems shared by the meta-gradient and meta-Fisher tests: a policy,
 perturbed meta-parameters, K training batches and a validation batch, plus a REINFORCE loss and
 action distributions written from ``torch.distributions`` (independent of the policies' own
-``log_prob``/``kl``)."""
+``log_prob``/``kl``); and the float32 Navigation2D meta-batch of the TRPO and outer-loop tests.
+Test modules import these from here, never from each other."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.distributions import Categorical, Independent, Normal
 from torch.func import functional_call, vmap
 from torch.testing import assert_close
 
+from fastadapt.envs.navigation import Navigation2D
 from fastadapt.meta.adapt import adapt_steps, expand_to_tasks, per_task_output
 from fastadapt.meta.curvature import InnerLoopJacobian
-from fastadapt.meta.maml import MAMLTRPO, MAMLConfig
+from fastadapt.meta.maml import MAMLTRPO, MAMLConfig, MetaBatch, collect_meta_batch
 from fastadapt.meta.trpo import TRPOConfig, flatten, unflatten
 from fastadapt.policies.mlp import CategoricalMLPPolicy, GaussianMLPPolicy
+from fastadapt.sampling.vector import VectorSampler
 from fastadapt.types import Batch, Params
 
 F64 = torch.float64
@@ -120,3 +124,15 @@ def outer_gradient(problem: Problem, jacobian: InnerLoopJacobian, old_log_probs:
     assert_close(problem.policy.log_prob(outer.out, problem.valid.actions), old_log_probs)
     assert_close(outer.log_probs, old_log_probs)
     return flatten(jacobian.vjp(outer.grads))
+
+
+def navigation_meta_batch() -> tuple[GaussianMLPPolicy, Params, MetaBatch, MAMLConfig]:
+    """A float32 MAML-TRPO meta-batch on Navigation2D: 3 tasks x 4 episodes of 10 steps."""
+    torch.manual_seed(0)
+    family = Navigation2D()
+    policy = GaussianMLPPolicy(2, 2, (8, 8))
+    theta = {n: p.detach().clone() for n, p in policy.named_parameters()}
+    config = MAMLConfig(meta_batch_size=3, episodes_per_task=4, gamma=0.99, inner_lr=0.1)
+    tasks = family.sample_tasks(np.random.default_rng(0), 3)
+    sampler = VectorSampler(family, policy, horizon=10, seed=0)
+    return policy, theta, collect_meta_batch(sampler, policy, theta, tasks, config), config

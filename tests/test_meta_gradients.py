@@ -59,8 +59,6 @@ def _meta_sgd_lr(problem: Problem) -> Params:
     }
 
 
-
-
 def _dot(a: Params, b: Params) -> Tensor:
     return sum((a[n] * b[n]).sum() for n in a)  # type: ignore[return-value]
 
@@ -192,8 +190,6 @@ def test_first_order_jacobian_is_the_identity(float64: None) -> None:
 # --- the meta-gradient ------------------------------------------------------------------------
 
 
-
-
 @pytest.mark.parametrize("kind", ["gaussian", "categorical"])
 def test_outer_gradient_by_cached_matmuls_equals_autograd_through_vmap(
     float64: None, kind: str, monkeypatch: pytest.MonkeyPatch
@@ -211,8 +207,6 @@ def test_outer_gradient_by_cached_matmuls_equals_autograd_through_vmap(
     assert_close(fast_out, out, rtol=1e-12, atol=1e-14)
     for name in generic:
         assert_close(fast[name], generic[name], rtol=1e-10, atol=1e-13)
-
-
 
 
 @pytest.mark.parametrize("kind", ["gaussian", "categorical"])

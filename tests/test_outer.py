@@ -14,9 +14,9 @@ from meta_problems import (
     adapted_log_probs,
     central_differences,
     distribution,
+    navigation_meta_batch,
     outer_gradient,
 )
-from test_trpo import _navigation_meta_batch
 from torch import Tensor
 from torch.distributions import kl_divergence
 from torch.testing import assert_close
@@ -171,7 +171,7 @@ def test_adaptive_kl_coefficient_halves_and_doubles_around_the_target() -> None:
 
 @pytest.mark.parametrize("algorithm", ["maml-ppo", "promp", "meta-sgd"])
 def test_step_improves_and_resumes_bit_identically_from_its_state(algorithm: str) -> None:
-    policy, theta, meta_batch, config = _navigation_meta_batch()
+    policy, theta, meta_batch, config = navigation_meta_batch()
 
     def learner() -> GradientMAML:
         if algorithm == "meta-sgd":
@@ -196,7 +196,7 @@ def test_step_improves_and_resumes_bit_identically_from_its_state(algorithm: str
 
 
 def test_meta_sgd_learns_its_rates_and_adapts_with_them() -> None:
-    policy, theta, meta_batch, config = _navigation_meta_batch()
+    policy, theta, meta_batch, config = navigation_meta_batch()
     learner = GradientMAML(policy, theta, config, "ppo", MetaSGDConfig(learning_rate=0.01),
                            "maml", learn_inner_lr=True)
     assert learner.inner_lr() != config.inner_lr
@@ -208,7 +208,7 @@ def test_meta_sgd_learns_its_rates_and_adapts_with_them() -> None:
 
 
 def test_nonfinite_advantage_keeps_theta_and_says_so() -> None:
-    policy, theta, meta_batch, config = _navigation_meta_batch()
+    policy, theta, meta_batch, config = navigation_meta_batch()
     advantages = meta_batch.valid.advantages.clone()
     advantages[0, 0, 0] = float("nan")
     poisoned = meta_batch._replace(valid=meta_batch.valid._replace(advantages=advantages))
@@ -219,7 +219,7 @@ def test_nonfinite_advantage_keeps_theta_and_says_so() -> None:
 
 
 def test_emaml_with_trpo_and_bad_sections_are_config_errors() -> None:
-    policy, _, _, _ = _navigation_meta_batch()
+    policy, _, _, _ = navigation_meta_batch()
     with pytest.raises(ConfigError, match="emaml"):
         MAMLTRPO(policy, MAMLConfig(estimator="emaml"), TRPOConfig())
     with pytest.raises(ConfigError, match=r"promp\.clip_ratio"):

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from meta_problems import navigation_meta_batch
 from torch.testing import assert_close
 
 from fastadapt.cli import main
@@ -213,19 +214,8 @@ def test_conjugate_gradient_residual_gives_the_curvature_without_a_product() -> 
 # --- one MAML-TRPO step on Navigation2D (float32) -----------------------------------------------
 
 
-def _navigation_meta_batch() -> tuple[GaussianMLPPolicy, Params, MetaBatch, MAMLConfig]:
-    torch.manual_seed(0)
-    family = Navigation2D()
-    policy = GaussianMLPPolicy(2, 2, (8, 8))
-    theta = {n: p.detach().clone() for n, p in policy.named_parameters()}
-    config = MAMLConfig(meta_batch_size=3, episodes_per_task=4, gamma=0.99, inner_lr=0.1)
-    tasks = family.sample_tasks(np.random.default_rng(0), 3)
-    sampler = VectorSampler(family, policy, horizon=10, seed=0)
-    return policy, theta, collect_meta_batch(sampler, policy, theta, tasks, config), config
-
-
 def test_maml_trpo_step_improves_inside_the_trust_region() -> None:
-    policy, theta, meta_batch, config = _navigation_meta_batch()
+    policy, theta, meta_batch, config = navigation_meta_batch()
     before = {n: p.clone() for n, p in theta.items()}
     trpo = TRPOConfig(max_kl=1e-2)
     new_theta, metrics = MAMLTRPO(policy, config, trpo).step(theta, meta_batch)
@@ -251,7 +241,7 @@ def test_maml_trpo_step_improves_inside_the_trust_region() -> None:
 
 
 def test_maml_trpo_step_keeps_theta_on_a_nan_advantage() -> None:
-    policy, theta, meta_batch, config = _navigation_meta_batch()
+    policy, theta, meta_batch, config = navigation_meta_batch()
     advantages = meta_batch.valid.advantages.clone()
     advantages[0, 0, 0] = float("nan")
     poisoned = meta_batch._replace(valid=meta_batch.valid._replace(advantages=advantages))
