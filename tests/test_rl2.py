@@ -56,7 +56,7 @@ def _sample(family: Any, calls: int = 1, time_input: bool = False, cell: Cell = 
     return policy, [sampler.sample(policy.params(), tasks, 2) for _ in range(calls)]
 
 
-@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("cell", ["gru", "lstm", "relu_gru"])
 def test_recomputed_hidden_states_equal_the_rollout_for_any_minibatch(cell: Cell) -> None:
     policy, (trials,) = _sample(_EarlyEndNavigation(), cell=cell)
     masks = trials.masks.flatten(0, 1)
@@ -70,7 +70,7 @@ def test_recomputed_hidden_states_equal_the_rollout_for_any_minibatch(cell: Cell
         assert torch.allclose(log_probs, trials.log_probs.flatten(0, 1)[index], atol=1e-5)
 
 
-@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("cell", ["gru", "lstm", "relu_gru"])
 def test_sampler_keeps_hidden_state_across_episodes_and_resets_it_between_trials(
         cell: Cell) -> None:
     policy, (trials, again) = _sample(Navigation2D(), calls=2, cell=cell)
@@ -218,8 +218,86 @@ def test_lstm_unroll_equals_lstm_cell_stepped_by_hand_keeping_c_on_masked_steps(
         assert torch.allclose(hidden, unroll.hidden[:, t], atol=1e-5)
 
 
-@pytest.mark.parametrize(("cell", "separate"), [("gru", False), ("gru", True), ("lstm", False),
-                                              ("lstm", True)])
+def _relu_gru_stepped_by_hand(params: Params, trunk: str, inputs: Tensor, masks: Tensor,
+                              start: Tensor) -> Tensor:
+    """Duan et al.'s GRU with a ReLU candidate, one gate at a time: states ``[N, L, 8]``."""
+    w_x, w_h = params[f"{trunk}_input.weight"], params[f"{trunk}_hidden.weight"]
+    b_x, b_h = params[f"{trunk}_input.bias"], params[f"{trunk}_hidden.bias"]
+
+    def gate(k: int, x: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+        """Gate ``k``'s input and hidden parts (0: reset, 1: update, 2: candidate)."""
+        rows = slice(8 * k, 8 * k + 8)
+        return x @ w_x[rows].T + b_x[rows], h @ w_h[rows].T + b_h[rows]
+
+    def summed(parts: tuple[Tensor, Tensor]) -> Tensor:
+        return parts[0] + parts[1]
+
+    h, states = start, []
+    for t in range(inputs.shape[1]):
+        x = inputs[:, t]
+        reset = torch.sigmoid(summed(gate(0, x, h)))
+        update = torch.sigmoid(summed(gate(1, x, h)))
+        x_n, h_n = gate(2, x, h)
+        candidate = torch.relu(x_n + reset * h_n)
+        h = torch.where(masks[:, t, None] > 0, (1 - update) * candidate + update * h, h)
+        states.append(h)
+    return torch.stack(states, 1)
+
+
+@pytest.mark.parametrize("separate", [False, True])
+def test_relu_gru_unroll_equals_its_equations_stepped_by_hand(separate: bool) -> None:
+    torch.manual_seed(0)
+    policy = make_recurrent_policy(3, Navigation2D().action_space, hidden_size=8, init_std=1.0,
+                                   separate_value_gru=separate, cell="relu_gru")
+    params = {name: p.requires_grad_(True) for name, p in policy.params().items()}
+    trunks = ["relu_gru", "value_relu_gru"] if separate else ["relu_gru"]
+    inputs = torch.randn(4, 7, policy.input_size)
+    masks = (torch.rand(4, 7) > 0.3).float()
+    assert (masks == 0).any()
+    start = torch.rand(4, policy.state_size)  # a (non-negative) state carried in
+    unroll = policy.unroll(params, inputs, masks, start)
+    hidden = torch.cat([_relu_gru_stepped_by_hand(params, trunk, inputs, masks,
+                                                  start[:, 8 * k : 8 * k + 8])
+                        for k, trunk in enumerate(trunks)], dim=-1)
+    assert torch.allclose(unroll.hidden, hidden, atol=1e-6)
+    values = hidden[..., -8:] @ params["value.weight"].T[:, 0] + params["value.bias"]
+    assert torch.allclose(unroll.values, values, atol=1e-6)
+    heads = hidden[..., :8] @ params["head.weight"].T + params["head.bias"]
+    assert torch.allclose(unroll.out[..., :2], heads, atol=1e-6)
+    assert (hidden >= 0).all()  # a ReLU candidate mixed with a non-negative state
+    weights = torch.randn_like(hidden)
+    names = [name for name in params if name != "log_std"]
+
+    def loss(h: Tensor, v: Tensor, m: Tensor) -> Tensor:
+        return (h * weights).sum() + v.pow(2).sum() + m.pow(2).sum()
+
+    ours = torch.autograd.grad(loss(unroll.hidden, unroll.values, unroll.out[..., :2]),
+                               [params[n] for n in names])
+    reference = torch.autograd.grad(loss(hidden, values, heads), [params[n] for n in names])
+    for name, a, b in zip(names, ours, reference, strict=True):
+        assert torch.allclose(a, b, atol=1e-5), name
+
+
+def test_relu_gru_state_counts_where_the_tanh_gru_saturates() -> None:
+    # unit 0: reset gate open, update gate z = 1/2, candidate n = act(h + 1), everything else 0:
+    # ReLU: h' = (h + 1) / 2 + h / 2 = h + 1/2, a count; tanh: h' = (tanh(h + 1) + h) / 2 < 1
+    counts = {}
+    for cell in ("relu_gru", "gru"):
+        policy = make_recurrent_policy(3, Navigation2D().action_space, hidden_size=8,
+                                       init_std=1.0, cell=cell)
+        params = {name: torch.zeros_like(p) for name, p in policy.params().items()}
+        params[f"{cell}_input.bias"][0] = 50.0  # reset gate of unit 0 open
+        params[f"{cell}_input.bias"][16] = 1.0  # candidate of unit 0: act(1 + h)
+        params[f"{cell}_hidden.weight"][16, 0] = 1.0
+        inputs, masks = torch.zeros(1, 100, policy.input_size), torch.ones(1, 100)
+        hidden = policy.unroll(params, inputs, masks, policy.initial_hidden(1)).hidden
+        counts[cell] = hidden[0, :, 0]
+    assert torch.allclose(counts["relu_gru"], 0.5 * torch.arange(1.0, 101.0))
+    assert counts["gru"].max() < 1.0
+
+
+@pytest.mark.parametrize("separate", [False, True])
+@pytest.mark.parametrize("cell", ["gru", "lstm", "relu_gru"])
 def test_unroll_without_all_states_returns_the_last_state_and_the_same_outputs(
         cell: Cell, separate: bool) -> None:
     torch.manual_seed(0)
@@ -251,7 +329,7 @@ def test_separate_value_gru_keeps_the_value_regression_off_the_policy_features()
         assert (by_policy is None or bool(by_policy.abs().sum() == 0)) == value_side, name
 
 
-@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("cell", ["gru", "lstm", "relu_gru"])
 def test_masked_steps_freeze_the_hidden_state_and_inputs_carry_the_last_real_step(
         cell: Cell) -> None:
     _, (trials,) = _sample(_EarlyEndNavigation(), cell=cell)

@@ -60,7 +60,8 @@ def test_rl2_finds_the_good_arm_within_a_trial(tmp_path: Path,
 
 
 @pytest.mark.parametrize(("separate", "time_input", "cell"), [
-    (False, False, "gru"), (True, False, "gru"), (False, True, "gru"), (True, False, "lstm")])
+    (False, False, "gru"), (True, False, "gru"), (False, True, "gru"), (True, False, "lstm"),
+    (True, True, "relu_gru")])
 def test_rl2_cli_train_evaluate_and_bit_identical_resume(tmp_path: Path, separate: bool,
                                                         time_input: bool, cell: Cell) -> None:
     tiny = ["configs/rl2/2d-navigation.yaml", *RL2_TINY, "--set", "env.horizon=5",

@@ -44,8 +44,10 @@ class RL2Config:
     hidden_size: int = 64
     """Units of the recurrent cell."""
     cell: Cell = "gru"
-    """The recurrent cell: ``gru`` (Duan et al. 2016) or ``lstm`` (Wang et al. 2016; its
-    additive cell state can keep counts), see :mod:`fastadapt.policies.recurrent`."""
+    """The recurrent cell: ``gru`` (Duan et al. 2016), ``lstm`` (Wang et al. 2016; its
+    additive cell state can keep counts) or ``relu_gru`` (the GRU with a ReLU candidate of
+    Duan et al.'s final bandit runs; its unbounded state can count too), see
+    :mod:`fastadapt.policies.recurrent`."""
     separate_value_gru: bool = False
     """Fit the values with a second recurrent trunk (``cell``, ``hidden_size`` units; the name
     is from when the GRU was the only cell) as Duan et al. 2016's separate RNN baseline,

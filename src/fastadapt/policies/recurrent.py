@@ -27,6 +27,15 @@ over steps); a masked step gets an extra input that saturates its update gate
 (:data:`FREEZE_LOGIT`), which is how the kernel keeps ``h`` unchanged. Tests compare it with
 ``torch.nn.GRUCell`` stepped by hand.
 
+With ``cell="relu_gru"`` the candidate is ``n = relu(.)`` instead of ``tanh(.)``, the GRU of
+Duan et al.'s final bandit runs (rllab's ``GRULayer`` with ``hidden_nonlinearity=relu``,
+``launchers/102016/1019/mab_9.py`` in florensacc/rllab-curriculum). Its state is unbounded
+above: with ``n = h + 1`` on the units that count an event, ``h' = h + z'`` adds instead of
+saturating, so a count of pulls or successes can grow across a long trial where ``tanh``
+squashes it into ``(-1, 1)``. No fused kernel computes it: the steps run in a Python loop
+(the input projection of all steps is one matrix product); a masked step keeps ``h``
+exactly.
+
 With ``cell="lstm"`` the trunk is an LSTM (Hochreiter & Schmidhuber 1997; the gate layout of
 ``torch.nn.LSTMCell``, Wang et al. 2016's cell), whose additive cell state can count (Weiss et
 al. 2018: an LSTM keeps exact counts where a GRU's convex update cannot, and counts of what
@@ -73,7 +82,7 @@ HEAD_INIT_SCALE = 0.01
 """The distribution head's initial weights are scaled by this: a near-uniform first policy."""
 
 
-Cell = Literal["gru", "lstm"]
+Cell = Literal["gru", "lstm", "relu_gru"]
 """The recurrent cell of the trunk(s)."""
 
 
@@ -108,8 +117,8 @@ class _RecurrentCore(nn.Module):
                  separate_value_gru: bool = False, time_input: bool = False,
                  cell: Cell = "gru") -> None:
         super().__init__()
-        if cell not in ("gru", "lstm"):
-            raise ValueError(f"cell must be 'gru' or 'lstm', got {cell!r}")
+        if cell not in ("gru", "lstm", "relu_gru"):
+            raise ValueError(f"cell must be 'gru', 'lstm' or 'relu_gru', got {cell!r}")
         self.obs_dim, self.action_features, self.hidden_size = obs_dim, action_features, hidden_size
         self.time_input, self.cell = time_input, cell
         self.input_size = obs_dim + action_features + 2 + int(time_input)
@@ -192,7 +201,7 @@ class _RecurrentCore(nn.Module):
         frozen = (masks <= 0).to(inputs.dtype).unsqueeze(-1)  # [N, L, 1]
         inputs = torch.cat([inputs, frozen], dim=-1)
         width, size = self.trunk_state_size, self.hidden_size
-        run = self._lstm if self.cell == "lstm" else self._gru
+        run = {"gru": self._gru, "lstm": self._lstm, "relu_gru": self._relu_gru}[self.cell]
         trunk_states = [run(params, trunk, inputs, hidden[:, k * width : (k + 1) * width],
                             all_states) for k, trunk in enumerate(self.trunks)]
         policy_h, value_h = (trunk_states[0][0][..., :size], trunk_states[-1][0][..., :size])
@@ -211,6 +220,30 @@ class _RecurrentCore(nn.Module):
                    params[f"{trunk}_hidden.weight"], params[f"{trunk}_input.bias"],
                    params[f"{trunk}_hidden.bias"]]
         stacked, _ = torch.gru(inputs, hidden[None], weights, True, 1, 0.0, True, False, True)
+        return stacked, stacked if all_states else stacked[:, -1:]
+
+    def _relu_gru(self, params: Params, trunk: str, inputs: Tensor, hidden: Tensor,
+                  all_states: bool) -> tuple[Tensor, Tensor]:
+        """:meth:`_gru` with a ReLU candidate ``n = relu(W_in x + b_in + r * (W_hn h + b_hn))``
+        (same gate layout), stepped in Python; a frozen step keeps ``h`` exactly."""
+        size = self.hidden_size
+        frozen = inputs[..., -1:] > 0  # [N, L, 1]
+        any_frozen = bool(frozen.any())
+        x_gates = F.linear(inputs[..., :-1], params[f"{trunk}_input.weight"],
+                           params[f"{trunk}_input.bias"])  # [N, L, 3S], all steps at once
+        w_hidden, b_hidden = params[f"{trunk}_hidden.weight"], params[f"{trunk}_hidden.bias"]
+        h, outputs = hidden, []
+        # unbind, not x_gates[:, t]: a slice's backward writes a zero [N, L, 3S] gradient per step
+        for x_t, frozen_t in zip(x_gates.unbind(1), frozen.unbind(1), strict=True):
+            h_gates = torch.addmm(b_hidden, h, w_hidden.t())
+            reset, update = torch.sigmoid(x_t[:, : 2 * size]
+                                          + h_gates[:, : 2 * size]).chunk(2, dim=-1)
+            candidate = torch.relu(torch.addcmul(x_t[:, 2 * size :], reset,
+                                                 h_gates[:, 2 * size :]))
+            stepped = torch.addcmul(candidate, update, h - candidate)  # n + z (h - n)
+            h = torch.where(frozen_t, h, stepped) if any_frozen else stepped
+            outputs.append(h)
+        stacked = torch.stack(outputs, dim=1)
         return stacked, stacked if all_states else stacked[:, -1:]
 
     def _lstm(self, params: Params, trunk: str, inputs: Tensor, state: Tensor,
