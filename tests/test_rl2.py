@@ -13,7 +13,7 @@ from fastadapt.envs.navigation import BatchedNavigation, Navigation2D, Navigatio
 from fastadapt.meta.ppo import PPOConfig
 from fastadapt.meta.rl2 import RL2PPO, RL2Config
 from fastadapt.meta.rl2_sampling import Trials, TrialSampler
-from fastadapt.policies.recurrent import Cell, RecurrentPolicy, make_recurrent_policy
+from fastadapt.policies.recurrent import Cell, RecurrentPolicy, Unroll, make_recurrent_policy
 from fastadapt.types import Params
 
 HORIZON, EPISODES = 6, 3
@@ -178,6 +178,23 @@ def _lstm_stepped_by_hand(params: Params, trunks: list[str], inputs: Tensor, mas
     return torch.stack(hidden, 1), torch.stack(values, 1), torch.stack(heads, 1)
 
 
+def _assert_same_gradients(params: Params, unroll: Unroll, reference: tuple[Tensor, Tensor, Tensor],
+                           atol: float) -> None:
+    """The gradients of one loss of (states, values, head means) with respect to every parameter
+    (but ``log_std``) agree through ``unroll`` and through the ``reference`` stepped by hand."""
+    weights = torch.randn_like(reference[0])
+    names = [name for name in params if name != "log_std"]
+
+    def loss(h: Tensor, v: Tensor, m: Tensor) -> Tensor:
+        return (h * weights).sum() + v.pow(2).sum() + m.pow(2).sum()
+
+    ours = torch.autograd.grad(loss(unroll.hidden, unroll.values, unroll.out[..., :2]),
+                               [params[n] for n in names], retain_graph=True)
+    theirs = torch.autograd.grad(loss(*reference), [params[n] for n in names], retain_graph=True)
+    for name, a, b in zip(names, ours, theirs, strict=True):
+        assert torch.allclose(a, b, atol=atol), name
+
+
 @pytest.mark.parametrize("separate", [False, True])
 def test_lstm_unroll_equals_lstm_cell_stepped_by_hand_keeping_c_on_masked_steps(
         separate: bool) -> None:
@@ -198,17 +215,7 @@ def test_lstm_unroll_equals_lstm_cell_stepped_by_hand_keeping_c_on_masked_steps(
     assert torch.allclose(unroll.values, values, atol=1e-5)
     assert torch.allclose(unroll.out[..., :2], heads, atol=1e-5)
     # gradients through every state, value and output agree with autograd through the cell
-    weights = torch.randn_like(hidden)
-    names = [name for name in params if name != "log_std"]
-
-    def loss(h: Tensor, v: Tensor, m: Tensor) -> Tensor:
-        return (h * weights).sum() + v.pow(2).sum() + m.pow(2).sum()
-
-    ours = torch.autograd.grad(loss(unroll.hidden, unroll.values, unroll.out[..., :2]),
-                               [params[n] for n in names])
-    reference = torch.autograd.grad(loss(hidden, values, heads), [params[n] for n in names])
-    for name, a, b in zip(names, ours, reference, strict=True):
-        assert torch.allclose(a, b, atol=1e-4), name
+    _assert_same_gradients(params, unroll, (hidden, values, heads), atol=1e-4)
     params = {name: p.detach() for name, p in params.items()}
     # stepping one step at a time from the carried state gives the same states
     hidden = start
@@ -265,17 +272,7 @@ def test_relu_gru_unroll_equals_its_equations_stepped_by_hand(separate: bool) ->
     heads = hidden[..., :8] @ params["head.weight"].T + params["head.bias"]
     assert torch.allclose(unroll.out[..., :2], heads, atol=1e-6)
     assert (hidden >= 0).all()  # a ReLU candidate mixed with a non-negative state
-    weights = torch.randn_like(hidden)
-    names = [name for name in params if name != "log_std"]
-
-    def loss(h: Tensor, v: Tensor, m: Tensor) -> Tensor:
-        return (h * weights).sum() + v.pow(2).sum() + m.pow(2).sum()
-
-    ours = torch.autograd.grad(loss(unroll.hidden, unroll.values, unroll.out[..., :2]),
-                               [params[n] for n in names])
-    reference = torch.autograd.grad(loss(hidden, values, heads), [params[n] for n in names])
-    for name, a, b in zip(names, ours, reference, strict=True):
-        assert torch.allclose(a, b, atol=1e-5), name
+    _assert_same_gradients(params, unroll, (hidden, values, heads), atol=1e-5)
 
 
 def test_relu_gru_state_counts_where_the_tanh_gru_saturates() -> None:
