@@ -189,8 +189,8 @@ def _assert_same_gradients(params: Params, unroll: Unroll, reference: tuple[Tens
         return (h * weights).sum() + v.pow(2).sum() + m.pow(2).sum()
 
     ours = torch.autograd.grad(loss(unroll.hidden, unroll.values, unroll.out[..., :2]),
-                               [params[n] for n in names], retain_graph=True)
-    theirs = torch.autograd.grad(loss(*reference), [params[n] for n in names], retain_graph=True)
+                               [params[n] for n in names])
+    theirs = torch.autograd.grad(loss(*reference), [params[n] for n in names])
     for name, a, b in zip(names, ours, theirs, strict=True):
         assert torch.allclose(a, b, atol=atol), name
 

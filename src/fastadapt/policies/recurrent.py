@@ -30,8 +30,8 @@ over steps); a masked step gets an extra input that saturates its update gate
 With ``cell="relu_gru"`` the candidate is ``n = relu(.)`` instead of ``tanh(.)``, the GRU of
 Duan et al.'s final bandit runs (rllab's ``GRULayer`` with ``hidden_nonlinearity=relu``,
 ``launchers/102016/1019/mab_9.py`` in florensacc/rllab-curriculum). Its state is unbounded
-above: with ``n = h + 1`` on the units that count an event, ``h' = h + z'`` adds instead of
-saturating, so a count of pulls or successes can grow across a long trial where ``tanh``
+above: with ``n = h + 1`` on the units that count an event, ``h' = h + (1 - z)`` adds instead
+of saturating, so a count of pulls or successes can grow across a long trial where ``tanh``
 squashes it into ``(-1, 1)``. No fused kernel computes it: the steps run in a Python loop
 (the input projection of all steps is one matrix product); a masked step keeps ``h``
 exactly.
@@ -61,7 +61,7 @@ or LSTM units, ``D`` distribution parameters.
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, get_args
 
 import gymnasium as gym
 import torch
@@ -117,8 +117,8 @@ class _RecurrentCore(nn.Module):
                  separate_value_gru: bool = False, time_input: bool = False,
                  cell: Cell = "gru") -> None:
         super().__init__()
-        if cell not in ("gru", "lstm", "relu_gru"):
-            raise ValueError(f"cell must be 'gru', 'lstm' or 'relu_gru', got {cell!r}")
+        if cell not in get_args(Cell):
+            raise ValueError(f"cell must be one of {get_args(Cell)}, got {cell!r}")
         self.obs_dim, self.action_features, self.hidden_size = obs_dim, action_features, hidden_size
         self.time_input, self.cell = time_input, cell
         self.input_size = obs_dim + action_features + 2 + int(time_input)
