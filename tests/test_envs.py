@@ -110,6 +110,10 @@ def test_batched_env_shapes_and_dtypes(name: str) -> None:
     assert all(family.observation_space.contains(o) for o in observations.reshape(12, -1))
     assert rewards.shape == (3, 4) and terminated.shape == (3, 4)
     assert terminated.dtype == np.bool_
+    # a family declares expected rewards exactly when its batched env reports them
+    assert (batched.expected_rewards is not None) == family.reports_expected_rewards
+    if batched.expected_rewards is not None:
+        assert batched.expected_rewards.shape == (3, 4)
 
 
 def test_batched_navigation_matches_one_env_per_episode() -> None:
@@ -229,6 +233,21 @@ def test_tabular_mdp_reward_and_transition_statistics() -> None:
     expected = 10.0 * observations[0].argmax(axis=-1)
     assert abs((rewards[0] - expected).mean()) < 0.03
 
+
+
+def test_bandit_and_tabular_mdp_report_the_expected_reward_of_each_step() -> None:
+    bandit = BernoulliBandit(3).make_batched([BanditTask((0.9, 0.2, 0.6))], 3,
+                                             np.random.default_rng(0))
+    assert bandit.expected_rewards is None
+    bandit.step(np.array([[2, 0, 2]]))
+    np.testing.assert_array_equal(bandit.expected_rewards, [[0.6, 0.9, 0.6]])
+    mdp = TabularMDP(num_states=4, num_actions=2).make_batched([_cycle_task(4, 2)], 2,
+                                                                np.random.default_rng(0))
+    mdp.reset()
+    mdp.step(np.array([[1, 0]]))  # from state 0: R[0, a] = a; then states 1 and 0
+    np.testing.assert_array_equal(mdp.expected_rewards, [[1.0, 0.0]])
+    mdp.step(np.array([[1, 1]]))  # R[1, 1] = 11, R[0, 1] = 1
+    np.testing.assert_array_equal(mdp.expected_rewards, [[11.0, 1.0]])
 
 def test_tabular_mdp_sampled_tables_are_distributions() -> None:
     for task in TabularMDP().sample_tasks(np.random.default_rng(8), 20):

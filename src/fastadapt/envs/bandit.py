@@ -5,7 +5,8 @@ Task: ``K`` arm means ``mu ~ U[0, 1]^K``. One episode is ``num_pulls`` pulls of 
 - observation: the constant ``0`` (1,) — a bandit has no state; RL² feeds the previous action
   and reward to its policy itself,
 - action: an arm ``a`` in ``{0, ..., K - 1}``,
-- reward: ``1`` with probability ``mu[a]``, else ``0`` (drawn with the env's generator),
+- reward: ``1`` with probability ``mu[a]``, else ``0`` (drawn with the env's generator; the
+  batched env also reports ``mu[a]`` as :attr:`~fastadapt.envs.base.BatchedEnv.expected_rewards`),
 - termination: never,
 - horizon: ``num_pulls`` steps.
 """
@@ -52,6 +53,7 @@ class BatchedBandit(BatchedEnv):
         means = self._means[task_index, np.asarray(actions, dtype=np.int64)]  # [T, E]
         uniforms = self._random.random((self.episodes_per_task,))  # [T, E]
         rewards = (uniforms < means).astype(np.float32)
+        self.expected_rewards = means
         terminated = np.zeros(means.shape, dtype=bool)
         return self._observations.copy(), rewards, terminated
 
@@ -66,6 +68,7 @@ class BernoulliBandit(TaskFamily[BanditTask]):
 
     name = "Bandit"
     reference = "Duan et al. 2016, RL²: Fast Reinforcement Learning via Slow RL, §4.1"
+    reports_expected_rewards = True
 
     def __init__(self, num_arms: int = 5, num_pulls: int = 100) -> None:
         if num_arms < 2:

@@ -81,6 +81,10 @@ class BatchedEnv(ABC):
     success: np.ndarray | None = None
     """``[T, E]`` bool: the task was solved at the last step (families that report success,
     e.g. Meta-World); samplers record it per step."""
+    expected_rewards: np.ndarray | None = None
+    """``[T, E]`` float64: ``E[r | state, action]`` of the last step under each episode's task,
+    for families whose reward noise is independent of everything after it (Bernoulli bandits:
+    ``mu[a]``; tabular MDPs: ``R[s, a]``). RL² with ``rl2.expected_rewards`` trains on it."""
 
     @abstractmethod
     def reset(self) -> np.ndarray:
@@ -110,6 +114,8 @@ class TaskFamily(ABC, Generic[TaskT]):
     action_space: gym.spaces.Space[Any]
     reference: str
     """The paper whose task definition the family follows."""
+    reports_expected_rewards: bool = False
+    """Its batched env sets :attr:`BatchedEnv.expected_rewards` at every step."""
 
     @property
     @abstractmethod

@@ -6,7 +6,8 @@ and mean rewards ``R[s, a] ~ N(1, 1)``, all drawn independently.
 - observation: the one-hot encoding of the current state ``s`` (S,),
 - action: ``a`` in ``{0, ..., A - 1}``,
 - reward: ``r ~ N(R[s, a], 1)`` for the state the action is taken in, then ``s' ~ P[s, a, :]``
-  (both drawn with the env's generator),
+  (both drawn with the env's generator; the batched env also reports ``R[s, a]`` as
+  :attr:`~fastadapt.envs.base.BatchedEnv.expected_rewards`),
 - start state: always state ``0``. Our references do not give the paper's start distribution;
   a fixed start (as in pytorch-maml-rl) keeps the task fully described by ``(P, R)``,
 - termination: never,
@@ -106,6 +107,7 @@ class BatchedTabularMDP(BatchedEnv):
         episodes = (self.episodes_per_task,)
         noise = self._random.standard_normal(episodes)  # [T, E]
         rewards = (means + REWARD_NOISE_STD * noise).astype(np.float32)
+        self.expected_rewards = means
         cdf = self._cdf[self._task_index, self._states, actions]  # [T, E, S]
         uniforms = self._random.random(episodes)[..., None]  # [T, E, 1]
         self._states = (cdf <= uniforms).sum(axis=-1)
@@ -124,6 +126,7 @@ class TabularMDP(TaskFamily[TabularMDPTask]):
 
     name = "TabularMDP"
     reference = "Duan et al. 2016, RL²: Fast Reinforcement Learning via Slow RL, §4.2"
+    reports_expected_rewards = True
 
     def __init__(self, num_states: int = 10, num_actions: int = 5, episode_steps: int = 10) -> None:
         if num_states < 1:

@@ -66,6 +66,16 @@ class RL2Config:
     reward_scale: float = 1.0
     """Rewards are multiplied by this for the update (value targets and advantages) only;
     logged and evaluated returns are unscaled (rllab's ``scale_reward``)."""
+    expected_rewards: bool = False
+    """Compute advantages and value targets from each step's expected reward ``E[r | s, a]``
+    under the training task instead of the sampled reward (families that report it:
+    :attr:`~fastadapt.envs.base.BatchedEnv.expected_rewards`, bandits and tabular MDPs). The
+    policy still reads the sampled reward, and logged returns are the sampled ones. The policy
+    gradient stays unbiased: the reward noise at step ``t'`` is independent of the trial so
+    far given ``(s, a)``, and every score ``grad log pi(a_t | h_t)``, ``t <= t'``, is a function
+    of that trial, so replacing ``r_t'`` by its conditional mean leaves each term's expectation
+    unchanged (Rao-Blackwellisation) and removes the reward noise from the advantages. Not in
+    Duan et al. 2016: it uses the training task's parameters, known at meta-training only."""
 
     def __post_init__(self) -> None:
         counts = ("tasks_per_iteration", "trials_per_task", "episodes_per_trial", "hidden_size")
@@ -91,7 +101,13 @@ def trial_batch(trials: Trials, config: RL2Config, normalize: bool) -> TrialBatc
         return x.flatten(0, 1)
 
     masks, values = flat(trials.masks), flat(trials.values)
-    rewards = flat(trials.rewards) * config.reward_scale
+    if config.expected_rewards:
+        if trials.expected_rewards is None:
+            raise ConfigError("rl2.expected_rewards needs a family whose batched env reports "
+                              "expected rewards (Bandit, TabularMDP); this one does not")
+        rewards = flat(trials.expected_rewards) * config.reward_scale
+    else:
+        rewards = flat(trials.rewards) * config.reward_scale
     advantages = gae_skipping_masked(rewards, values, masks, config.gamma, config.gae_lambda)
     returns = (advantages + values) * masks
     if normalize:

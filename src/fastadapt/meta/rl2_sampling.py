@@ -39,6 +39,10 @@ class Trials(NamedTuple):
         unstable: ``[T, B, n]`` float, 1.0 where the episode was ended by a physics blow-up
             (:attr:`~fastadapt.envs.base.BatchedEnv.unstable`), for MuJoCo families; else
             ``None``.
+        expected_rewards: ``[T, B, L]`` float, ``E[r | state, action]`` of each step under its
+            task (0.0 where masked), for families that report it
+            (:attr:`~fastadapt.envs.base.BatchedEnv.expected_rewards`: bandits, tabular
+            MDPs); else ``None``.
     """
 
     inputs: Tensor
@@ -50,6 +54,7 @@ class Trials(NamedTuple):
     hidden: Tensor
     successes: Tensor | None = None
     unstable: Tensor | None = None
+    expected_rewards: Tensor | None = None
 
     def _by_episode(self, per_step: Tensor, episodes_per_trial: int) -> Tensor:
         """``[T, B, L]`` masked and viewed as ``[T, B, n, H]``."""
@@ -106,7 +111,9 @@ class TrialSampler:
             :class:`Trials` ``[T, B, L, ...]`` with ``B = trials_per_task``; ``successes`` is
             filled when the family's batched env reports
             :attr:`~fastadapt.envs.base.BatchedEnv.success`, else ``None``; ``unstable`` when
-            it reports :attr:`~fastadapt.envs.base.BatchedEnv.unstable`, else ``None``.
+            it reports :attr:`~fastadapt.envs.base.BatchedEnv.unstable`, and
+            ``expected_rewards`` when it reports
+            :attr:`~fastadapt.envs.base.BatchedEnv.expected_rewards`, else ``None``.
         """
         policy, horizon = self.policy, self.horizon
         env = self.family.make_batched(tasks, trials_per_task, self.env_rng)
@@ -118,6 +125,7 @@ class TrialSampler:
         steps: list[tuple[Tensor, ...]] = []
         successes: list[Tensor] | None = [] if env.success is not None else None
         unstable: list[Tensor] = []  # [T, B] per episode, read before the next reset clears it
+        expected: list[Tensor] = []  # [T * B] per step, where the env reports expected rewards
         length = self.episodes_per_trial * horizon
         for episode in range(self.episodes_per_trial):
             obs = torch.from_numpy(env.reset()).reshape(n, -1)
@@ -133,6 +141,9 @@ class TrialSampler:
                 rewards = torch.from_numpy(reward.astype(np.float32)).reshape(n) * alive
                 if successes is not None and env.success is not None:
                     successes.append(torch.from_numpy(env.success).reshape(n).float() * alive)
+                if env.expected_rewards is not None:
+                    expected.append(
+                        torch.from_numpy(env.expected_rewards).reshape(n).float() * alive)
                 steps.append((inputs, actions, rewards, alive, policy.log_prob(out, actions),
                               unroll.values[:, 0], hidden))
                 kept = alive[:, None] > 0
@@ -151,6 +162,9 @@ class TrialSampler:
                 successes=torch.stack(successes, dim=1).reshape(*shape, -1))
         if unstable:
             trials = trials._replace(unstable=torch.stack(unstable, dim=-1))
+        if expected:
+            trials = trials._replace(
+                expected_rewards=torch.stack(expected, dim=1).reshape(*shape, -1))
         return trials
 
     def close(self) -> None:

@@ -62,6 +62,9 @@ class RL2Setup:
 def build_rl2(config: TrainConfig) -> RL2Setup:
     """Build the family and the recurrent policy of ``config`` (weights seeded by ``run.seed``)."""
     family = make_family(config.env.name, **config.env.kwargs)
+    if config.rl2.expected_rewards and not family.reports_expected_rewards:
+        raise ConfigError(f"rl2.expected_rewards needs a family that reports the expected "
+                          f"reward of each step (Bandit, TabularMDP); {family.name} does not")
     torch.manual_seed(config.run.seed)
     obs_dim = int(np.prod(family.observation_space.shape))
     policy = make_recurrent_policy(obs_dim, family.action_space, config.rl2.hidden_size,
