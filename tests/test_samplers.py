@@ -33,6 +33,7 @@ from fastadapt.policies.mlp import CategoricalMLPPolicy, GaussianMLPPolicy, Poli
 from fastadapt.run.checkpoint import load_tensors
 from fastadapt.sampling import SeededSampler, make_sampler
 from fastadapt.sampling.process import ProcessSampler
+from fastadapt.sampling.ray_sampler import START_SECONDS
 from fastadapt.sampling.rollout import actions_from_noise
 from fastadapt.sampling.vector import VectorSampler
 from fastadapt.types import Params, Trajectories
@@ -358,7 +359,9 @@ def test_killed_ray_actor_is_replaced_and_its_tasks_rerun(ray_sampler: Any) -> N
     _kill_later(victim, 0.5)
     start = time.monotonic()
     got = [ray_sampler.sample(params, tasks, EPISODES)]
-    assert time.monotonic() - start < KILL_DETECTION_SECONDS + 2.5
+    # the call includes starting the replacement actor, which Ray may take up to the sampler's
+    # start timeout to do on a loaded machine (48 s measured with two trainings on 2 cores)
+    assert time.monotonic() - start < KILL_DETECTION_SECONDS + START_SECONDS
     assert ray_sampler.restarts == restarts + 1
     _assert_identical(expected, got)
 

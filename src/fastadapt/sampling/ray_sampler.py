@@ -38,7 +38,8 @@ from fastadapt.sampling.work import (
 )
 
 _POLL_SECONDS = 1.0
-_START_SECONDS = 120.0
+START_SECONDS = 120.0
+"""Longest wait for Ray to start an actor (a loaded machine can take tens of seconds)."""
 _LOOPBACK = "127.0.0.1"
 
 
@@ -122,7 +123,7 @@ class RaySampler(WorkerPoolSampler):
             self._actor_class = self._ray.remote(num_cpus=1, max_restarts=0)(RayWorker)
             self._args = (self._ray.put(family), self._ray.put(policy), horizon)
             self._actors = [self._new_actor() for _ in range(workers)]
-            self._ray.get([a.pid.remote() for a in self._actors], timeout=_START_SECONDS)
+            self._ray.get([a.pid.remote() for a in self._actors], timeout=START_SECONDS)
         except BaseException as err:
             self.close()
             if isinstance(err, Exception) and not isinstance(err, SamplerError):
