@@ -234,7 +234,6 @@ def test_tabular_mdp_reward_and_transition_statistics() -> None:
     assert abs((rewards[0] - expected).mean()) < 0.03
 
 
-
 def test_bandit_and_tabular_mdp_report_the_expected_reward_of_each_step() -> None:
     bandit = BernoulliBandit(3).make_batched([BanditTask((0.9, 0.2, 0.6))], 3,
                                              np.random.default_rng(0))
@@ -248,6 +247,7 @@ def test_bandit_and_tabular_mdp_report_the_expected_reward_of_each_step() -> Non
     np.testing.assert_array_equal(mdp.expected_rewards, [[1.0, 0.0]])
     mdp.step(np.array([[1, 1]]))  # R[1, 1] = 11, R[0, 1] = 1
     np.testing.assert_array_equal(mdp.expected_rewards, [[11.0, 1.0]])
+
 
 def test_tabular_mdp_sampled_tables_are_distributions() -> None:
     for task in TabularMDP().sample_tasks(np.random.default_rng(8), 20):

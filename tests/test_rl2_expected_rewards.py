@@ -4,6 +4,7 @@ it, and the policy gradient it estimates is the exact gradient of the expected r
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -46,8 +47,7 @@ def test_update_trains_on_the_expected_rewards_only_when_asked(normalize: bool) 
     trials = _bandit_trials()
     assert trials.expected_rewards is not None
     config = RL2Config(episodes_per_trial=5, gamma=1.0, gae_lambda=0.9, reward_scale=0.1)
-    on_expected = trial_batch(trials, RL2Config(**{**vars(config), "expected_rewards": True}),
-                              normalize)
+    on_expected = trial_batch(trials, replace(config, expected_rewards=True), normalize)
     swapped = trial_batch(trials._replace(rewards=trials.expected_rewards), config, normalize)
     sampled = trial_batch(trials, config, normalize)
     torch.testing.assert_close(on_expected.advantages, swapped.advantages, rtol=0, atol=0)

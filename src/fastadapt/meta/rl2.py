@@ -101,13 +101,11 @@ def trial_batch(trials: Trials, config: RL2Config, normalize: bool) -> TrialBatc
         return x.flatten(0, 1)
 
     masks, values = flat(trials.masks), flat(trials.values)
-    if config.expected_rewards:
-        if trials.expected_rewards is None:
-            raise ConfigError("rl2.expected_rewards needs a family whose batched env reports "
-                              "expected rewards (Bandit, TabularMDP); this one does not")
-        rewards = flat(trials.expected_rewards) * config.reward_scale
-    else:
-        rewards = flat(trials.rewards) * config.reward_scale
+    per_step = trials.expected_rewards if config.expected_rewards else trials.rewards
+    if per_step is None:
+        raise ConfigError("rl2.expected_rewards needs a family whose batched env reports "
+                          "expected rewards (Bandit, TabularMDP); this one does not")
+    rewards = flat(per_step) * config.reward_scale
     advantages = gae_skipping_masked(rewards, values, masks, config.gamma, config.gae_lambda)
     returns = (advantages + values) * masks
     if normalize:
