@@ -59,6 +59,12 @@ class RL2Config:
     taken (Wang et al. 2016's time-step input; Duan et al. 2016 do not). ``L`` is the length
     of the trial being played, so an evaluation with another number of episodes per trial
     rescales it."""
+    transition_input: bool = False
+    """Feed the recurrent trunk the previous step's ``vec([1, s] (x) a) (x) [1, r]``: with
+    one-hot states (tabular MDPs) or none (bandits), one slot per (state, action) pair holding
+    1 and one holding the reward it paid, whose sums over the trial are the visit counts and
+    reward totals a Bayes-optimal player needs (see :mod:`fastadapt.policies.recurrent`).
+    Discrete actions only; ``2 (O + 1) A`` more inputs. Not in Duan et al. 2016."""
     gamma: float = 0.99
     """Discount across the whole trial."""
     gae_lambda: float = 0.95

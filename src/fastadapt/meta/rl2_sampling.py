@@ -26,7 +26,8 @@ class Trials(NamedTuple):
 
     Attributes:
         inputs: policy inputs ``[T, B, L, I]`` (observation, previous action, previous reward,
-            new-episode flag, and t / L with ``time_input``), see :meth:`RecurrentPolicy.encode`.
+            new-episode flag, t / L with ``time_input``, the transition columns with
+            ``transition_input``), see :meth:`RecurrentPolicy.encode`.
         actions: ``[T, B, L, A]`` float or ``[T, B, L]`` int64.
         rewards: ``[T, B, L]``, zero where masked.
         masks: ``[T, B, L]``, 0.0 after an episode terminated until the next episode starts.
@@ -122,6 +123,7 @@ class TrialSampler:
         hidden = policy.initial_hidden(n)
         prev_actions = torch.zeros(n, policy.action_features)
         prev_rewards, first = torch.zeros(n), torch.zeros(n)
+        prev_obs = torch.zeros(n, policy.obs_dim)
         steps: list[tuple[Tensor, ...]] = []
         successes: list[Tensor] | None = [] if env.success is not None else None
         unstable: list[Tensor] = []  # [T, B] per episode, read before the next reset clears it
@@ -132,7 +134,8 @@ class TrialSampler:
             alive = torch.ones(n)
             for step in range(horizon):
                 progress = (episode * horizon + step) / length
-                inputs = policy.encode(obs, prev_actions, prev_rewards, first, progress)
+                inputs = policy.encode(obs, prev_actions, prev_rewards, first, progress,
+                                       prev_obs)
                 unroll = policy.unroll(params, inputs[:, None], alive[:, None], hidden)
                 hidden, out = unroll.hidden[:, 0], unroll.out[:, 0]
                 actions = policy.sample(out, self.generator)
@@ -149,6 +152,7 @@ class TrialSampler:
                 kept = alive[:, None] > 0
                 prev_actions = torch.where(kept, policy.action_encoding(actions), prev_actions)
                 prev_rewards = torch.where(alive > 0, rewards, prev_rewards)
+                prev_obs = torch.where(kept, obs, prev_obs)
                 first = torch.where(alive > 0, 0.0, first)
                 alive = alive * torch.from_numpy(~terminated).reshape(n).float()
                 obs = torch.from_numpy(next_obs).reshape(n, -1)

@@ -6,7 +6,14 @@ previous action (one-hot for discrete actions, the raw sample for continuous one
 previous reward and a flag that is 1.0 on the first step of every episode but the trial's
 first. With ``time_input`` it also reads ``t / L``, the fraction of the trial's ``L`` steps
 already taken (Wang et al. 2016 feed the time step: in a trial of fixed length the best action
-depends on how many steps remain, which a GRU otherwise has to count for itself). The hidden
+depends on how many steps remain, which a GRU otherwise has to count for itself). With
+``transition_input`` (discrete actions only) it also reads the previous step's
+``vec([1, s_{t-1}] (x) a_{t-1}) (x) [1, r_{t-1}]``: for one-hot states, a slot per
+(state, action) pair that holds 1 and a slot that holds the reward, so that a sum over the
+trial is the visit count and reward total of every pair, the sufficient statistics of a
+bandit's or tabular MDP's rewards. Without it the trunk has to form the product of its
+inputs ``s_{t-1}`` (seen one step earlier), ``a_{t-1}`` and ``r_{t-1}`` itself, which a gated
+cell can only approximate. Not in Duan et al. 2016. The hidden
 state ``h`` is carried across the episodes of one trial (one task) and starts at zero for every
 trial, so the activations are the "fast" learner's memory.
 
@@ -115,13 +122,16 @@ class _RecurrentCore(nn.Module):
 
     def __init__(self, obs_dim: int, action_features: int, head_dim: int, hidden_size: int,
                  separate_value_gru: bool = False, time_input: bool = False,
-                 cell: Cell = "gru") -> None:
+                 cell: Cell = "gru", transition_input: bool = False) -> None:
         super().__init__()
         if cell not in get_args(Cell):
             raise ValueError(f"cell must be one of {get_args(Cell)}, got {cell!r}")
         self.obs_dim, self.action_features, self.hidden_size = obs_dim, action_features, hidden_size
-        self.time_input, self.cell = time_input, cell
-        self.input_size = obs_dim + action_features + 2 + int(time_input)
+        self.time_input, self.cell, self.transition_input = time_input, cell, transition_input
+        self.transition_features = 2 * (obs_dim + 1) * action_features if transition_input else 0
+        """Width of the ``transition_input`` columns (0 without it)."""
+        self.input_size = (obs_dim + action_features + 2 + int(time_input)
+                           + self.transition_features)
         self.separate_value_gru = separate_value_gru
         self.trunks = (cell, f"value_{cell}") if separate_value_gru else (cell,)
         self.trunk_state_size = hidden_size * (2 if cell == "lstm" else 1)
@@ -158,9 +168,9 @@ class _RecurrentCore(nn.Module):
         return actions.to(torch.float32)
 
     def encode(self, obs: Tensor, prev_actions: Tensor, prev_rewards: Tensor, first: Tensor,
-               progress: float = 0.0) -> Tensor:
-        """The input ``x = [s, a_prev, r_prev, d]`` (``[s, a_prev, r_prev, d, t / L]`` with
-        ``time_input``) ``[N, I]``.
+               progress: float = 0.0, prev_obs: Tensor | None = None) -> Tensor:
+        """The input ``x = [s, a_prev, r_prev, d]``, then ``t / L`` with ``time_input`` and
+        the transition columns with ``transition_input`` (see the module docstring), ``[N, I]``.
 
         Args:
             obs: ``[N, O]``.
@@ -170,10 +180,19 @@ class _RecurrentCore(nn.Module):
             first: ``[N]``, 1.0 on the first step of an episode other than the trial's first.
             progress: ``t / L`` for the trial's step ``t = 0..L-1``, the same for all ``N``
                 (read only with ``time_input``).
+            prev_obs: the observation the previous action was taken in ``[N, O]`` (any value
+                at the start of a trial, where ``prev_actions`` is zero); needed with
+                ``transition_input`` only.
         """
         columns = [obs, prev_actions, prev_rewards[:, None], first[:, None]]
         if self.time_input:
             columns.append(torch.full_like(first[:, None], progress))
+        if self.transition_input:
+            if prev_obs is None:
+                raise ValueError("transition_input needs prev_obs")
+            state = torch.cat([torch.ones_like(first[:, None]), prev_obs], dim=-1)  # [N, O+1]
+            pair = (state[:, :, None] * prev_actions[:, None, :]).flatten(1)  # [N, (O+1) A]
+            columns += [pair, pair * prev_rewards[:, None]]
         return torch.cat(columns, dim=-1)
 
     def _distribution_out(self, params: Params, hidden: Tensor) -> Tensor:
@@ -286,9 +305,9 @@ class CategoricalRecurrentPolicy(CategoricalLogits, _RecurrentCore):
 
     def __init__(self, obs_dim: int, num_actions: int, hidden_size: int = 64,
                  separate_value_gru: bool = False, time_input: bool = False,
-                 cell: Cell = "gru") -> None:
+                 cell: Cell = "gru", transition_input: bool = False) -> None:
         super().__init__(obs_dim, num_actions, num_actions, hidden_size, separate_value_gru,
-                         time_input, cell)
+                         time_input, cell, transition_input)
         self.num_actions = num_actions
 
 
@@ -317,11 +336,15 @@ RecurrentPolicy = CategoricalRecurrentPolicy | GaussianRecurrentPolicy
 
 def make_recurrent_policy(obs_dim: int, action_space: gym.spaces.Space[Any], hidden_size: int,
                           init_std: float, separate_value_gru: bool = False,
-                          time_input: bool = False, cell: Cell = "gru") -> RecurrentPolicy:
-    """A categorical recurrent policy for a ``Discrete`` action space, Gaussian for a ``Box``."""
+                          time_input: bool = False, cell: Cell = "gru",
+                          transition_input: bool = False) -> RecurrentPolicy:
+    """A categorical recurrent policy for a ``Discrete`` action space, Gaussian for a ``Box``
+    (``transition_input``: discrete actions only)."""
     if isinstance(action_space, gym.spaces.Discrete):
         return CategoricalRecurrentPolicy(obs_dim, int(action_space.n), hidden_size,
-                                          separate_value_gru, time_input, cell)
+                                          separate_value_gru, time_input, cell, transition_input)
+    if transition_input:
+        raise ValueError(f"transition_input needs a Discrete action space, got {action_space!r}")
     if isinstance(action_space, gym.spaces.Box):
         return GaussianRecurrentPolicy(obs_dim, int(action_space.shape[0]), hidden_size,
                                        init_std, separate_value_gru=separate_value_gru,

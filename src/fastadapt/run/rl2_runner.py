@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -65,11 +66,15 @@ def build_rl2(config: TrainConfig) -> RL2Setup:
     if config.rl2.expected_rewards and not family.reports_expected_rewards:
         raise ConfigError(f"rl2.expected_rewards needs a family that reports the expected "
                           f"reward of each step (Bandit, TabularMDP); {family.name} does not")
+    if config.rl2.transition_input and not isinstance(family.action_space, gym.spaces.Discrete):
+        raise ConfigError(f"rl2.transition_input needs discrete actions; {family.name} has "
+                          f"{family.action_space}")
     torch.manual_seed(config.run.seed)
     obs_dim = int(np.prod(family.observation_space.shape))
     policy = make_recurrent_policy(obs_dim, family.action_space, config.rl2.hidden_size,
                                    config.policy.init_std, config.rl2.separate_value_gru,
-                                   config.rl2.time_input, config.rl2.cell)
+                                   config.rl2.time_input, config.rl2.cell,
+                                   config.rl2.transition_input)
     return RL2Setup(config, family, policy, config.env.horizon or family.horizon)
 
 
