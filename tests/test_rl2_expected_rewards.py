@@ -3,20 +3,20 @@ it, and the policy gradient it estimates is the exact gradient of the expected r
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from rl2_problems import two_pulls
 
 from fastadapt.envs.bandit import BanditTask, BernoulliBandit
 from fastadapt.envs.navigation import Navigation2D
 from fastadapt.errors import ConfigError
 from fastadapt.meta.rl2 import RL2Config, trial_batch
 from fastadapt.meta.rl2_sampling import Trials, TrialSampler
-from fastadapt.policies.recurrent import HEAD_INIT_SCALE, make_recurrent_policy
+from fastadapt.policies.recurrent import make_recurrent_policy
 from fastadapt.run.config import load_config
 from fastadapt.run.schema import TrainConfig
 from fastadapt.run.train import train
@@ -77,41 +77,18 @@ def test_expected_reward_advantages_average_to_the_exact_policy_gradient() -> No
     probability-weighted sum of the update's advantage x score, with the sampled or with the
     expected rewards (gamma = lambda = 1, zero values), equals autograd's gradient of the exact
     expected return sum_tau p(tau) (mu[a0] + mu[a1])."""
-    torch.manual_seed(3)
-    means = (0.8, 0.3)
-    policy = make_recurrent_policy(1, BernoulliBandit(2, 1).action_space, hidden_size=4,
-                                   init_std=0.5)
-    params = policy.params()
-    params["head.weight"] /= HEAD_INIT_SCALE  # a policy far from uniform: larger scores
-    params = {name: p.requires_grad_(True) for name, p in params.items()}
-    paths = torch.tensor(list(itertools.product((0, 1), repeat=4)))  # [16, (a0, r0, a1, r1)]
-    n = len(paths)
-    actions, rewards = paths[:, [0, 2]], paths[:, [1, 3]].float()  # [16, 2]
-    zero = torch.zeros(n)
-    inputs = torch.stack([
-        policy.encode(torch.zeros(n, 1), torch.zeros(n, 2), zero, zero),
-        policy.encode(torch.zeros(n, 1), policy.action_encoding(actions[:, 0]), rewards[:, 0],
-                      torch.ones(n)),
-    ], dim=1)  # [16, 2, I], what the sampler feeds a trial of two one-pull episodes
-    out = policy.unroll(params, inputs, torch.ones(n, 2), policy.initial_hidden(n)).out
-    log_pi = policy.log_prob(out, actions)  # [16, 2]
-    mu = torch.tensor(means)[actions]  # [16, 2]
-    reward_probability = torch.where(rewards > 0, mu, 1 - mu).prod(-1)  # [16]
-    probability = log_pi.sum(-1).exp() * reward_probability  # p(tau), [16]
-    exact = torch.autograd.grad((probability * mu.sum(-1)).sum(), list(params.values()),
-                                allow_unused=True, retain_graph=True)
-
-    trials = Trials(inputs[None], actions[None], rewards[None], torch.ones(1, n, 2),
-                    log_pi.detach()[None], torch.zeros(1, n, 2), torch.zeros(1, n, 2, 4),
-                    expected_rewards=mu[None])
+    problem = two_pulls([(0.8, 0.3)])
+    exact = problem.exact_gradient()
+    trials = problem.trials(torch.zeros(1, 16, 2))
     for expected_rewards in (False, True):
         config = RL2Config(episodes_per_trial=2, gamma=1.0, gae_lambda=1.0,
                            expected_rewards=expected_rewards)
         advantages = trial_batch(trials, config, normalize=False).advantages  # [16, 2]
-        surrogate = (probability.detach()[:, None] * advantages * log_pi).sum()
-        estimate = torch.autograd.grad(surrogate, list(params.values()), allow_unused=True,
-                                       retain_graph=True)
-        for name, got, want in zip(params, estimate, exact, strict=True):
+        surrogate = (problem.probability.detach()[0, :, None] * advantages
+                     * problem.log_pi).sum()
+        estimate = torch.autograd.grad(surrogate, list(problem.params.values()),
+                                       allow_unused=True, retain_graph=True)
+        for name, got, want in zip(problem.params, estimate, exact, strict=True):
             if want is None:  # the value head: no part of the return
                 assert got is None, name
                 continue

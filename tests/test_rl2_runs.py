@@ -59,29 +59,43 @@ def test_rl2_finds_the_good_arm_within_a_trial(tmp_path: Path,
     assert last > first + 0.15, result["returns_mean"]
 
 
-@pytest.mark.parametrize(("separate", "time_input", "cell"), [
-    (False, False, "gru"), (True, False, "gru"), (False, True, "gru"), (True, False, "lstm"),
-    (True, True, "relu_gru")])
+def _straight_and_resumed(tmp_path: Path, args: list[str], iterations: int
+                          ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Final parameters of ``iterations`` straight (``tmp_path/straight``) and of one fewer
+    then resumed to ``iterations`` (``tmp_path/resumed``)."""
+    assert main(["train", *args, "--run-dir", str(tmp_path / "straight"),
+                 "--iterations", str(iterations)]) == 0
+    assert main(["train", *args, "--run-dir", str(tmp_path / "resumed"),
+                 "--iterations", str(iterations - 1)]) == 0
+    assert main(["train", "--resume", str(tmp_path / "resumed"), "--iterations",
+                 str(iterations), "--quiet"]) == 0
+    straight, _ = load_tensors(tmp_path / "straight" / "policy.safetensors")
+    resumed, _ = load_tensors(tmp_path / "resumed" / "policy.safetensors")
+    return straight, resumed
+
+
+@pytest.mark.parametrize(("separate", "time_input", "cell", "task_critic"), [
+    (False, False, "gru", False), (True, False, "gru", False), (False, True, "gru", True),
+    (True, False, "lstm", True), (True, True, "relu_gru", False)])
 def test_rl2_cli_train_evaluate_and_bit_identical_resume(tmp_path: Path, separate: bool,
-                                                        time_input: bool, cell: Cell) -> None:
+                                                        time_input: bool, cell: Cell,
+                                                        task_critic: bool) -> None:
     tiny = ["configs/rl2/2d-navigation.yaml", *RL2_TINY, "--set", "env.horizon=5",
             "--set", "rl2.tasks_per_iteration=3", "--set", "rl2.trials_per_task=2",
             "--set", "rl2.hidden_size=8", "--set", "run.checkpoint_every=1",
             "--set", "ppo.minibatches=2", "--set", f"rl2.separate_value_gru={separate}",
-            "--set", f"rl2.time_input={time_input}", "--set", f"rl2.cell={cell}"]
-    assert main(["train", *tiny, "--run-dir", str(tmp_path / "straight"),
-                 "--iterations", "3"]) == 0
-    assert main(["train", *tiny, "--run-dir", str(tmp_path / "resumed"),
-                 "--iterations", "2"]) == 0
-    assert main(["train", "--resume", str(tmp_path / "resumed"), "--iterations", "3",
-                 "--quiet"]) == 0
-    straight, _ = load_tensors(tmp_path / "straight" / "policy.safetensors")
-    resumed, _ = load_tensors(tmp_path / "resumed" / "policy.safetensors")
+            "--set", f"rl2.time_input={time_input}", "--set", f"rl2.cell={cell}",
+            "--set", f"rl2.task_critic={task_critic}"]
+    straight, resumed = _straight_and_resumed(tmp_path, tiny, 3)
     assert straight.keys() == resumed.keys()
     trunks = [cell, f"value_{cell}"] if separate else [cell]
-    assert set(straight) == {"head.weight", "head.bias", "value.weight", "value.bias", "log_std",
+    value_layers = ["value", "value_hidden"] if task_critic else ["value"]
+    assert set(straight) == {"head.weight", "head.bias", "log_std",
+                             *(f"{v}.{kind}" for v in value_layers for kind in ("weight", "bias")),
                              *(f"{t}_{side}.{kind}" for t in trunks for side in ("input", "hidden")
                                for kind in ("weight", "bias"))}  # gru_*: the names of old runs
+    if task_critic:  # 8 units of the value trunk and the goal (x, y)
+        assert straight["value_hidden.weight"].shape == (8, 8 + 2)
     assert straight[f"{cell}_input.weight"].shape == (  # gates x units, obs, a, r, d (, t / L)
         (4 if cell == "lstm" else 3) * 8, 2 + 2 + 2 + int(time_input))
     for name, value in straight.items():
@@ -105,6 +119,28 @@ def test_rl2_cli_train_evaluate_and_bit_identical_resume(tmp_path: Path, separat
     # RL² samples in-process only: another sampler is refused, not silently ignored
     assert main(["evaluate", str(run), "--sampler", "process"]) == 2
     assert main(["plot", str(run)]) == 0
+
+
+@pytest.mark.parametrize(("option", "parameter", "shape"), [
+    # gates x units; inputs: state, action, reward, flag and 2 x (10 + 1) x 5 transition slots
+    ("rl2.transition_input", "gru_input.weight", (3 * 8, 10 + 5 + 2 + 110)),
+    # the value layer reads 8 GRU units and the task: P (10 x 5 x 10) then R (10 x 5)
+    ("rl2.task_critic", "value_hidden.weight", (8, 8 + 500 + 50)),
+])
+def test_tabular_option_trains_resumes_bit_identically_and_evaluates(
+        tmp_path: Path, option: str, parameter: str, shape: tuple[int, int]) -> None:
+    tiny = ["configs/rl2/tabular-mdp.yaml", *RL2_TINY, "--set", f"{option}=true",
+            "--set", "rl2.hidden_size=8", "--set", "rl2.tasks_per_iteration=2",
+            "--set", "rl2.trials_per_task=2", "--set", "rl2.episodes_per_trial=2",
+            "--set", "run.checkpoint_every=1"]
+    straight, resumed = _straight_and_resumed(tmp_path, tiny, 2)
+    assert straight[parameter].shape == shape
+    for name, value in straight.items():
+        assert torch.equal(value, resumed[name]), name
+    run = tmp_path / "straight"
+    assert main(["evaluate", str(run), "--tasks", "3", "--episodes", "2"]) == 0
+    result = json.loads((run / "evaluation.json").read_text())
+    assert np.array(result["per_task_returns"]).shape == (3, 2)
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,6 @@ of every (state, action) pair."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,6 @@ from fastadapt.envs.navigation import Navigation2D
 from fastadapt.envs.tabular_mdp import TabularMDP
 from fastadapt.meta.rl2_sampling import TrialSampler
 from fastadapt.policies.recurrent import make_recurrent_policy
-from fastadapt.run.checkpoint import load_tensors
 
 S, A, STEPS, EPISODES = 3, 2, 4, 3
 
@@ -96,25 +94,3 @@ def test_continuous_actions_are_refused_by_name(tmp_path: Path,
     assert not (tmp_path / "run").exists()
     with pytest.raises(ValueError, match="needs a Discrete action space"):
         make_recurrent_policy(2, Navigation2D().action_space, 8, 1.0, transition_input=True)
-
-
-def test_cli_trains_resumes_and_evaluates_a_tabular_run(tmp_path: Path) -> None:
-    tiny = ["configs/rl2/tabular-mdp.yaml", "--quiet", "--set", "run.tensorboard=false",
-            "--set", "rl2.transition_input=true", "--set", "rl2.hidden_size=8",
-            "--set", "rl2.tasks_per_iteration=2", "--set", "rl2.trials_per_task=2",
-            "--set", "rl2.episodes_per_trial=2", "--set", "run.checkpoint_every=1"]
-    assert main(["train", *tiny, "--run-dir", str(tmp_path / "straight"),
-                 "--iterations", "2"]) == 0
-    assert main(["train", *tiny, "--run-dir", str(tmp_path / "resumed"),
-                 "--iterations", "1"]) == 0
-    assert main(["train", "--resume", str(tmp_path / "resumed"), "--iterations", "2"]) == 0
-    straight, _ = load_tensors(tmp_path / "straight" / "policy.safetensors")
-    resumed, _ = load_tensors(tmp_path / "resumed" / "policy.safetensors")
-    # gates x units, inputs: state, action, reward, flag and 2 x (10 + 1) x 5 transition slots
-    assert straight["gru_input.weight"].shape == (3 * 8, 10 + 5 + 2 + 110)
-    for name, value in straight.items():
-        assert torch.equal(value, resumed[name]), name
-    run = tmp_path / "straight"
-    assert main(["evaluate", str(run), "--tasks", "3", "--episodes", "2"]) == 0
-    result = json.loads((run / "evaluation.json").read_text())
-    assert np.array(result["per_task_returns"]).shape == (3, 2)

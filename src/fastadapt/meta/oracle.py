@@ -35,6 +35,11 @@ def task_features(family: TaskFamily[Any], task: Any) -> np.ndarray:
     return np.asarray(values, dtype=np.float32)
 
 
+def task_feature_size(family: TaskFamily[Any]) -> int:
+    """``F``, the length of :func:`task_features` (measured on the first held-out task)."""
+    return len(task_features(family, family.test_tasks(1)[0]))
+
+
 class OracleBatchedEnv(BatchedEnv):
     """A batched env whose observations ``[T, E, O]`` get the task features ``[T, F]``
     appended: ``[T, E, O + F]``."""
@@ -64,7 +69,7 @@ class OracleFamily(TaskFamily[Any]):
         self.name, self.horizon = family.name, family.horizon
         self.reference = f"oracle of {family.reference} (Finn et al. 2017, §5.3)"
         self.action_space = family.action_space
-        size = len(task_features(family, family.test_tasks(1)[0]))
+        size = task_feature_size(family)
         low = np.concatenate([family.observation_space.low, np.full(size, -np.inf)])
         high = np.concatenate([family.observation_space.high, np.full(size, np.inf)])
         self.observation_space = gym.spaces.Box(low.astype(np.float32), high.astype(np.float32))

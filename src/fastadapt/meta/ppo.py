@@ -92,6 +92,8 @@ class TrialBatch(NamedTuple):
         old_log_probs: ``log pi_old(a|h)`` ``[N, L]``.
         advantages: ``[N, L]``, zero where masked.
         returns: value targets ``[N, L]`` (advantages + old values).
+        task_features: the task features ``[N, F]`` a value head that knows the task reads,
+            else ``None``.
     """
 
     inputs: Tensor
@@ -100,6 +102,14 @@ class TrialBatch(NamedTuple):
     old_log_probs: Tensor
     advantages: Tensor
     returns: Tensor
+    task_features: Tensor | None = None
+
+    def select(self, index: Tensor) -> TrialBatch:
+        """The trials at ``index`` ``[M]`` (a minibatch)."""
+        features = None if self.task_features is None else self.task_features[index]
+        return TrialBatch(self.inputs[index], self.actions[index], self.masks[index],
+                          self.old_log_probs[index], self.advantages[index],
+                          self.returns[index], features)
 
 
 def masked_mean(values: Tensor, masks: Tensor) -> Tensor:
@@ -152,7 +162,8 @@ def recurrent_ppo_loss(policy: RecurrentPolicy, params: Params, batch: TrialBatc
         ``value_loss``, ``entropy``, ``kl`` (approximate) and ``clip_fraction``.
     """
     hidden = policy.initial_hidden(batch.masks.shape[0])
-    unroll = policy.unroll(params, batch.inputs, batch.masks, hidden, all_states=False)
+    unroll = policy.unroll(params, batch.inputs, batch.masks, hidden, all_states=False,
+                           task_features=batch.task_features)
     log_probs = policy.log_prob(unroll.out, batch.actions)
     surrogate, clip_fraction = clipped_surrogate(
         log_probs, batch.old_log_probs, batch.advantages, batch.masks, config.clip_ratio

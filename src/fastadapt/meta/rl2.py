@@ -82,6 +82,20 @@ class RL2Config:
     of that trial, so replacing ``r_t'`` by its conditional mean leaves each term's expectation
     unchanged (Rao-Blackwellisation) and removes the reward noise from the advantages. Not in
     Duan et al. 2016: it uses the training task's parameters, known at meta-training only."""
+    task_critic: bool = False
+    """The value head also reads the training task's parameters (the numbers of
+    ``task_to_dict``, what the oracle observes: bandit arm means, a tabular MDP's ``P`` and
+    ``R``, a goal) through a hidden layer of ``hidden_size`` tanh units, ``V(h_t, task)``; the
+    policy never reads them, so its actions at meta-test are unchanged. The action
+    ``a_t ~ pi(. | h_t)`` is independent of the task given the history ``h_t``, so
+    ``E[grad log pi(a_t | h_t) V(h_t, task)] = 0``: as a baseline it leaves the policy gradient
+    unbiased at ``gae_lambda`` 1, and ``V^pi(h_t, task)``, the value of the hidden-task MDP's
+    full state, makes GAE unbiased at every lambda; an inexact V biases GAE below 1 as any
+    critic does. The critic keeps the history: a critic of the task (or state) alone is biased
+    under partial observability (Baisero & Amato 2022, unbiased asymmetric actor-critic; the
+    asymmetric actor-critic of Pinto et al. 2018; task information for the critic in meta-RL,
+    Humplik et al. 2019). Not in Duan et al. 2016; families whose tasks are numbers only (not
+    Meta-World)."""
 
     def __post_init__(self) -> None:
         counts = ("tasks_per_iteration", "trials_per_task", "episodes_per_trial", "hidden_size")
@@ -118,8 +132,9 @@ def trial_batch(trials: Trials, config: RL2Config, normalize: bool) -> TrialBatc
         mean = masked_mean(advantages, masks)
         std = masked_mean((advantages - mean).pow(2), masks).sqrt()
         advantages = (advantages - mean) / (std + 1e-8) * masks
+    features = None if trials.task_features is None else flat(trials.task_features)
     return TrialBatch(flat(trials.inputs), flat(trials.actions), masks, flat(trials.log_probs),
-                      advantages, returns)
+                      advantages, returns, features)
 
 
 class RL2PPO:
@@ -166,7 +181,7 @@ class RL2PPO:
             totals, count = {}, 0
             order = torch.randperm(num_trials, generator=self.generator)
             for index in order.chunk(min(self.ppo.minibatches, num_trials)):
-                minibatch = TrialBatch(*(x[index] for x in batch))
+                minibatch = batch.select(index)
                 loss, metrics = recurrent_ppo_loss(self.policy, self.params, minibatch, ppo)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()  # type: ignore[no-untyped-call]

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from fastadapt.envs.base import TaskFamily
+from fastadapt.meta.oracle import task_features
 from fastadapt.policies.recurrent import RecurrentPolicy
 from fastadapt.types import Params
 
@@ -44,6 +45,9 @@ class Trials(NamedTuple):
             task (0.0 where masked), for families that report it
             (:attr:`~fastadapt.envs.base.BatchedEnv.expected_rewards`: bandits, tabular
             MDPs); else ``None``.
+        task_features: ``[T, B, F]``, each trial's task features
+            (:func:`~fastadapt.meta.oracle.task_features`), when the policy's value head reads
+            them (``policy.critic_features > 0``); else ``None``.
     """
 
     inputs: Tensor
@@ -56,6 +60,7 @@ class Trials(NamedTuple):
     successes: Tensor | None = None
     unstable: Tensor | None = None
     expected_rewards: Tensor | None = None
+    task_features: Tensor | None = None
 
     def _by_episode(self, per_step: Tensor, episodes_per_trial: int) -> Tensor:
         """``[T, B, L]`` masked and viewed as ``[T, B, n, H]``."""
@@ -112,9 +117,10 @@ class TrialSampler:
             :class:`Trials` ``[T, B, L, ...]`` with ``B = trials_per_task``; ``successes`` is
             filled when the family's batched env reports
             :attr:`~fastadapt.envs.base.BatchedEnv.success`, else ``None``; ``unstable`` when
-            it reports :attr:`~fastadapt.envs.base.BatchedEnv.unstable`, and
+            it reports :attr:`~fastadapt.envs.base.BatchedEnv.unstable`,
             ``expected_rewards`` when it reports
-            :attr:`~fastadapt.envs.base.BatchedEnv.expected_rewards`, else ``None``.
+            :attr:`~fastadapt.envs.base.BatchedEnv.expected_rewards`, and ``task_features``
+            when the policy's value head reads them, else ``None``.
         """
         policy, horizon = self.policy, self.horizon
         env = self.family.make_batched(tasks, trials_per_task, self.env_rng)
@@ -124,6 +130,7 @@ class TrialSampler:
         prev_actions = torch.zeros(n, policy.action_features)
         prev_rewards, first = torch.zeros(n), torch.zeros(n)
         prev_obs = torch.zeros(n, policy.obs_dim)
+        features = self._task_features(tasks, trials_per_task)
         steps: list[tuple[Tensor, ...]] = []
         successes: list[Tensor] | None = [] if env.success is not None else None
         unstable: list[Tensor] = []  # [T, B] per episode, read before the next reset clears it
@@ -136,7 +143,8 @@ class TrialSampler:
                 progress = (episode * horizon + step) / length
                 inputs = policy.encode(obs, prev_actions, prev_rewards, first, progress,
                                        prev_obs)
-                unroll = policy.unroll(params, inputs[:, None], alive[:, None], hidden)
+                unroll = policy.unroll(params, inputs[:, None], alive[:, None], hidden,
+                                       task_features=features)
                 hidden, out = unroll.hidden[:, 0], unroll.out[:, 0]
                 actions = policy.sample(out, self.generator)
                 env_actions = actions.reshape(*shape, *actions.shape[1:]).numpy()
@@ -169,7 +177,17 @@ class TrialSampler:
         if expected:
             trials = trials._replace(
                 expected_rewards=torch.stack(expected, dim=1).reshape(*shape, -1))
+        if features is not None:
+            trials = trials._replace(task_features=features.reshape(*shape, -1))
         return trials
+
+    def _task_features(self, tasks: list[Any], trials_per_task: int) -> Tensor | None:
+        """Each trial's task features ``[T * B, F]`` when the policy's value head reads them
+        (``policy.critic_features > 0``), else ``None``."""
+        if not self.policy.critic_features:
+            return None
+        per_task = np.stack([task_features(self.family, task) for task in tasks])  # [T, F]
+        return torch.from_numpy(per_task).repeat_interleave(trials_per_task, dim=0)
 
     def close(self) -> None:
         """Nothing to release; present for the sampler interface."""

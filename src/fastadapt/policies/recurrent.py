@@ -26,9 +26,12 @@ GRU update (Cho et al. 2014; the gate layout of ``torch.nn.GRUCell``)::
 
 ``h'`` feeds a distribution head (``out [..., D]``, see :mod:`fastadapt.policies.distributions`)
 and a value head ``V(h')`` (or, with ``separate_value_gru``, ``V`` reads a second GRU of its
-own over the same inputs, as Duan et al. 2016's RNN baseline). A step whose mask is 0 (after
-its episode terminated) leaves the GRU's ``h`` unchanged (the LSTM's ``c``, see below), and
-the sampler and the PPO update compute the same states. The recurrence runs in
+own over the same inputs, as Duan et al. 2016's RNN baseline). With ``critic_features = F > 0``
+the value head also reads the training task's features ``f`` (``[N, F]``, the same at every
+step of a sequence) through one hidden layer of ``S`` tanh units, ``V(h', f)``: a critic that
+knows the task, which the policy never sees (``rl2.task_critic``). A step whose mask is 0
+(after its episode terminated) leaves the GRU's ``h`` unchanged (the LSTM's ``c``, see below),
+and the sampler and the PPO update compute the same states. The recurrence runs in
 ``torch.gru`` (the kernel of ``torch.nn.GRU``, about 4x faster on a CPU than a Python loop
 over steps); a masked step gets an extra input that saturates its update gate
 (:data:`FREEZE_LOGIT`), which is how the kernel keeps ``h`` unchanged. Tests compare it with
@@ -98,7 +101,7 @@ class Unroll(NamedTuple):
 
     Attributes:
         out: distribution parameters ``[N, L, D]``.
-        values: state values ``V(h_t)`` ``[N, L]``.
+        values: state values ``V(h_t)`` (``V(h_t, f)`` with a task critic) ``[N, L]``.
         hidden: state after each step, ``[N, L, state_size]`` (``hidden[:, -1]`` continues);
             after the last step only, ``[N, 1, state_size]``, when unrolled with
             ``all_states=False``.
@@ -122,7 +125,8 @@ class _RecurrentCore(nn.Module):
 
     def __init__(self, obs_dim: int, action_features: int, head_dim: int, hidden_size: int,
                  separate_value_gru: bool = False, time_input: bool = False,
-                 cell: Cell = "gru", transition_input: bool = False) -> None:
+                 cell: Cell = "gru", transition_input: bool = False,
+                 critic_features: int = 0) -> None:
         super().__init__()
         if cell not in get_args(Cell):
             raise ValueError(f"cell must be one of {get_args(Cell)}, got {cell!r}")
@@ -155,6 +159,10 @@ class _RecurrentCore(nn.Module):
         with torch.no_grad():
             self.head.weight.mul_(HEAD_INIT_SCALE)
             self.head.bias.zero_()
+        self.critic_features = critic_features
+        """Width ``F`` of the task features the value head reads (0: it reads ``h`` only)."""
+        if critic_features:
+            self.value_hidden = nn.Linear(hidden_size + critic_features, hidden_size)
         self.value = nn.Linear(hidden_size, 1)
 
     def initial_hidden(self, num_sequences: int) -> Tensor:
@@ -199,8 +207,28 @@ class _RecurrentCore(nn.Module):
         out: Tensor = F.linear(hidden, params["head.weight"], params["head.bias"])
         return out
 
+    def _values(self, params: Params, hidden: Tensor, task_features: Tensor | None) -> Tensor:
+        """``V(h)`` ``[N, L]`` from the value trunk's ``h`` ``[N, L, S]``; with a task critic,
+        ``V(h, f) = w . tanh(W [h, f] + b) + c`` for the task features ``f`` ``[N, F]``
+        (``W f + b`` computed once per sequence).
+
+        Raises:
+            ValueError: a task critic without ``task_features`` ``[N, F]`` of its width.
+        """
+        if not self.critic_features:
+            return F.linear(hidden, params["value.weight"], params["value.bias"]).squeeze(-1)
+        expected = (hidden.shape[0], self.critic_features)
+        if task_features is None or tuple(task_features.shape) != expected:
+            got = None if task_features is None else tuple(task_features.shape)
+            raise ValueError(f"this policy's value head reads the task: task_features must be "
+                             f"[N, F] = {list(expected)}, got {got}")
+        weight, size = params["value_hidden.weight"], self.hidden_size
+        task = F.linear(task_features, weight[:, size:], params["value_hidden.bias"])  # [N, S]
+        layer = torch.tanh(F.linear(hidden, weight[:, :size]) + task[:, None])
+        return F.linear(layer, params["value.weight"], params["value.bias"]).squeeze(-1)
+
     def unroll(self, params: Params, inputs: Tensor, masks: Tensor, hidden: Tensor,
-               all_states: bool = True) -> Unroll:
+               all_states: bool = True, task_features: Tensor | None = None) -> Unroll:
         """Run the trunk(s) over sequences with explicit ``params`` (named as
         ``named_parameters``).
 
@@ -212,6 +240,9 @@ class _RecurrentCore(nn.Module):
             all_states: return the state after every step; ``False`` returns the last one
                 only (what a loss over the outputs needs: the LSTM then skips recomputing
                 ``c`` at every step).
+            task_features: the task features ``[N, F]`` of each sequence, read by the value
+                head only; needed when the policy was built with ``critic_features = F > 0``
+                (ignored otherwise).
 
         Returns:
             :class:`Unroll` with outputs, values and the states ``[N, L, state_size]`` of
@@ -225,7 +256,7 @@ class _RecurrentCore(nn.Module):
                             all_states) for k, trunk in enumerate(self.trunks)]
         policy_h, value_h = (trunk_states[0][0][..., :size], trunk_states[-1][0][..., :size])
         states = torch.cat([s for _, s in trunk_states], dim=-1)
-        values = F.linear(value_h, params["value.weight"], params["value.bias"]).squeeze(-1)
+        values = self._values(params, value_h, task_features)
         return Unroll(self._distribution_out(params, policy_h), values, states)
 
     def _gru(self, params: Params, trunk: str, inputs: Tensor, hidden: Tensor,
@@ -305,9 +336,10 @@ class CategoricalRecurrentPolicy(CategoricalLogits, _RecurrentCore):
 
     def __init__(self, obs_dim: int, num_actions: int, hidden_size: int = 64,
                  separate_value_gru: bool = False, time_input: bool = False,
-                 cell: Cell = "gru", transition_input: bool = False) -> None:
+                 cell: Cell = "gru", transition_input: bool = False,
+                 critic_features: int = 0) -> None:
         super().__init__(obs_dim, num_actions, num_actions, hidden_size, separate_value_gru,
-                         time_input, cell, transition_input)
+                         time_input, cell, transition_input, critic_features)
         self.num_actions = num_actions
 
 
@@ -318,9 +350,9 @@ class GaussianRecurrentPolicy(DiagonalGaussian, _RecurrentCore):
     def __init__(self, obs_dim: int, action_dim: int, hidden_size: int = 64,
                  init_std: float = 1.0, min_std: float = 1e-6,
                  separate_value_gru: bool = False, time_input: bool = False,
-                 cell: Cell = "gru") -> None:
+                 cell: Cell = "gru", critic_features: int = 0) -> None:
         super().__init__(obs_dim, action_dim, action_dim, hidden_size, separate_value_gru,
-                         time_input, cell)
+                         time_input, cell, critic_features=critic_features)
         self.action_dim = action_dim
         self.log_std = nn.Parameter(torch.full((action_dim,), math.log(init_std)))
         self.min_log_std = math.log(min_std)
@@ -337,16 +369,20 @@ RecurrentPolicy = CategoricalRecurrentPolicy | GaussianRecurrentPolicy
 def make_recurrent_policy(obs_dim: int, action_space: gym.spaces.Space[Any], hidden_size: int,
                           init_std: float, separate_value_gru: bool = False,
                           time_input: bool = False, cell: Cell = "gru",
-                          transition_input: bool = False) -> RecurrentPolicy:
+                          transition_input: bool = False, critic_features: int = 0
+                          ) -> RecurrentPolicy:
     """A categorical recurrent policy for a ``Discrete`` action space, Gaussian for a ``Box``
-    (``transition_input``: discrete actions only)."""
+    (``transition_input``: discrete actions only; ``critic_features``: the width of the task
+    features the value head reads, 0 for none)."""
     if isinstance(action_space, gym.spaces.Discrete):
         return CategoricalRecurrentPolicy(obs_dim, int(action_space.n), hidden_size,
-                                          separate_value_gru, time_input, cell, transition_input)
+                                          separate_value_gru, time_input, cell, transition_input,
+                                          critic_features)
     if transition_input:
         raise ValueError(f"transition_input needs a Discrete action space, got {action_space!r}")
     if isinstance(action_space, gym.spaces.Box):
         return GaussianRecurrentPolicy(obs_dim, int(action_space.shape[0]), hidden_size,
                                        init_std, separate_value_gru=separate_value_gru,
-                                       time_input=time_input, cell=cell)
+                                       time_input=time_input, cell=cell,
+                                       critic_features=critic_features)
     raise TypeError(f"unsupported action space {action_space!r}")

@@ -20,6 +20,7 @@ import torch
 from fastadapt.envs.base import TaskFamily
 from fastadapt.envs.registry import make_family
 from fastadapt.errors import CheckpointError, ConfigError
+from fastadapt.meta.oracle import task_feature_size
 from fastadapt.meta.rl2 import RL2PPO
 from fastadapt.meta.rl2_sampling import Trials, TrialSampler
 from fastadapt.policies.recurrent import RecurrentPolicy, make_recurrent_policy
@@ -69,13 +70,27 @@ def build_rl2(config: TrainConfig) -> RL2Setup:
     if config.rl2.transition_input and not isinstance(family.action_space, gym.spaces.Discrete):
         raise ConfigError(f"rl2.transition_input needs discrete actions; {family.name} has "
                           f"{family.action_space}")
+    critic_features = _critic_width(family) if config.rl2.task_critic else 0
     torch.manual_seed(config.run.seed)
     obs_dim = int(np.prod(family.observation_space.shape))
     policy = make_recurrent_policy(obs_dim, family.action_space, config.rl2.hidden_size,
                                    config.policy.init_std, config.rl2.separate_value_gru,
                                    config.rl2.time_input, config.rl2.cell,
-                                   config.rl2.transition_input)
+                                   config.rl2.transition_input, critic_features)
     return RL2Setup(config, family, policy, config.env.horizon or family.horizon)
+
+
+def _critic_width(family: TaskFamily[Any]) -> int:
+    """How many task features ``rl2.task_critic``'s value head reads (one held-out task's).
+
+    Raises:
+        ConfigError: the family's tasks are not numbers only (Meta-World names its env).
+    """
+    try:
+        return task_feature_size(family)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"rl2.task_critic needs tasks made of numbers; {family.name}'s are "
+                          f"not ({err})") from err
 
 
 class _RL2State:
