@@ -180,6 +180,10 @@ def test_learning_curve_names_what_before_and_after_mean(rl2: bool) -> None:
     assert labels == expected
 
 
+NAVIGATION = "configs/rl2/2d-navigation.yaml"
+METAWORLD_REACH = "configs/rl2/metaworld-ml1-reach.yaml"
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
@@ -191,12 +195,23 @@ def test_learning_curve_names_what_before_and_after_mean(rl2: bool) -> None:
         (["--set", "ppo.epochs=many"], "'ppo.epochs' must be an int"),
         (["--set", "ppo.entropy=0.1"], "did you mean 'ppo.entropy_coef'"),
         (["--set", "algorithm=rl3"], "must be one of 'maml-trpo', 'maml-vpg'"),
+        ([NAVIGATION, "--set", "rl2.transition_input=true"],
+         "rl2.transition_input needs discrete actions; Navigation2D has Box"),
+        pytest.param([METAWORLD_REACH, "--set", "rl2.task_critic=true"],
+                     "rl2.task_critic needs tasks made of numbers; MetaWorld-ML1-reach-v3's "
+                     "are not", marks=pytest.mark.skipif(
+                         not registry.metaworld_installed(),
+                         reason="pip install 'fastadapt[metaworld]'")),
     ],
 )
 def test_bad_rl2_config_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                           args: list[str], expected: str) -> None:
-    code = main(["train", "configs/rl2/bandit-k5.yaml", "--run-dir", str(tmp_path / "run"),
-                 "--quiet", *args])
+    """A bad key or value, or an option the family cannot take (the first argument, when it
+    is a config path, replaces the bandit config)."""
+    config = "configs/rl2/bandit-k5.yaml"
+    if args[0].endswith(".yaml"):
+        config, *args = args
+    code = main(["train", config, "--run-dir", str(tmp_path / "run"), "--quiet", *args])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("fastadapt: error: ") and len(err.splitlines()) == 1
     assert expected in err
