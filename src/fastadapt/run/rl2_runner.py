@@ -39,6 +39,7 @@ from fastadapt.run.train import (
     check_params,
     iteration_record,
     log_and_checkpoint,
+    starting_params,
 )
 from fastadapt.types import Params
 
@@ -96,7 +97,9 @@ def _critic_width(family: TaskFamily[Any]) -> int:
 class _RL2State:
     """Everything that changes during an RL² run (what a checkpoint stores)."""
 
-    def __init__(self, setup: RL2Setup) -> None:
+    def __init__(self, setup: RL2Setup, warm_start: bool = True) -> None:
+        """``warm_start``: begin from ``run.init_from``'s parameters if set (not on resume,
+        where the checkpoint's replace them)."""
         config = setup.config
         seed = config.run.seed
         self.setup = setup
@@ -104,8 +107,10 @@ class _RL2State:
         self.task_rng = np.random.default_rng([seed, 0])
         self.sampler = TrialSampler(setup.family, setup.policy, setup.horizon,
                                     config.rl2.episodes_per_trial, seed)
-        self.algorithm = RL2PPO(setup.policy, setup.initial_params(), config.rl2, config.ppo,
-                                seed)
+        params = setup.initial_params()
+        if warm_start:
+            params = starting_params(config.run, params)
+        self.algorithm = RL2PPO(setup.policy, params, config.rl2, config.ppo, seed)
 
     def save(self, run_dir: Path, keep_last: int) -> Path:
         tensors = {_PARAM_PREFIX + n: p for n, p in self.algorithm.current_params().items()}
@@ -162,9 +167,10 @@ def trial_outcomes(trials: Trials, episodes_per_trial: int) -> dict[str, float]:
 def train_rl2(config: TrainConfig, run_dir: Path, resume: bool, show_progress: bool) -> Path:
     """Meta-train RL² into ``run_dir`` (see :func:`fastadapt.run.train.train`)."""
     setup = build_rl2(config)
+    # a bad env, policy or run.init_from fails before any file is made
+    state = _RL2State(setup, warm_start=not resume)
     if not resume:
         _prepare_run_dir(config, run_dir)
-    state = _RL2State(setup)
     if resume:
         state.resume(run_dir)
     rl2, run = config.rl2, config.run

@@ -88,6 +88,12 @@ class RunConfig:
     ray_address: str | None = None
     """Ray cluster to join (``"auto"``, ``"host:port"``); ``null`` starts a local Ray instance
     on 127.0.0.1 with the dashboard off."""
+    init_from: str | None = None
+    """A run directory whose final policy parameters (``policy.safetensors``, else its latest
+    checkpoint) start this run instead of a fresh initialisation: a warm start, e.g. RL²
+    retrained with other settings. Names and shapes must match this config's policy. Only the
+    parameters carry over: the optimiser, the iteration count and the random streams start
+    afresh, and a resumed run continues from its own checkpoint."""
 
     def __post_init__(self) -> None:
         counts = ("iterations", "num_threads", "checkpoint_every", "keep_checkpoints")
@@ -148,6 +154,9 @@ class TrainConfig:
     evaluate: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self) -> None:
+        if self.algorithm == "random-init" and self.run.init_from is not None:
+            raise ConfigError("run.init_from is not available for random-init, whose point is "
+                              "a freshly initialised policy")
         if self.algorithm == "rl2" and self.run.sampler != "vector":
             raise ConfigError(
                 f"run.sampler {self.run.sampler!r} is not available for rl2: RL² steps all its "

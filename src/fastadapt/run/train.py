@@ -150,12 +150,31 @@ def _strip(tensors: dict[str, torch.Tensor], prefix: str = _PARAM_PREFIX) -> Par
     return {k[n:]: v.clone() for k, v in tensors.items() if k.startswith(prefix)}
 
 
+def starting_params(run: RunConfig, fresh: Params) -> Params:
+    """``fresh`` parameters, or those of the run ``run.init_from`` (checked against and
+    ordered like ``fresh``).
+
+    Raises:
+        CheckpointError: ``run.init_from`` holds no parameters, or not this policy's.
+    """
+    if run.init_from is None:
+        return fresh
+    try:
+        return load_params(Path(run.init_from), fresh)
+    except CheckpointError as err:
+        raise CheckpointError(f"run.init_from: {err}") from err
+
+
 class _State:
     """Everything that changes during a run (what a checkpoint stores)."""
 
-    def __init__(self, experiment: Experiment) -> None:
+    def __init__(self, experiment: Experiment, warm_start: bool = True) -> None:
+        """``warm_start``: begin from ``run.init_from``'s parameters if set (not on resume,
+        where the checkpoint's replace them)."""
         seed = experiment.config.run.seed
         self.theta = experiment.initial_params()
+        if warm_start:
+            self.theta = starting_params(experiment.config.run, self.theta)
         self.iteration = 0
         self.env_steps = 0
         self.task_rng = np.random.default_rng([seed, 0])
@@ -244,9 +263,9 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, show_progres
     if config.algorithm == "random-init":  # nothing to train: one iteration measures theta_0
         config = replace(config, run=replace(config.run, iterations=1))
     experiment = build_experiment(config)  # a bad env or policy fails before any file is made
+    state = _State(experiment, warm_start=not resume)  # so does a bad run.init_from
     if not resume:
         _prepare_run_dir(config, run_dir)
-    state = _State(experiment)
     algorithm = make_algorithm(config, experiment.policy, state.theta)
     if resume:
         _resume(state, experiment, run_dir, algorithm)

@@ -1,0 +1,82 @@
+"""``run.init_from``: a new run starts from another run's final parameters (a warm start)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from fastadapt.cli import main
+from fastadapt.run.checkpoint import load_tensors
+from fastadapt.run.rl2_runner import build_rl2
+from fastadapt.run.schema import RunConfig, TrainConfig
+from fastadapt.run.train import build_experiment, load_run_config, starting_params
+
+COMMON = ["--set", "run.tensorboard=false", "--set", "run.num_threads=1", "--quiet"]
+RUNS = {
+    "maml-trpo": ["configs/maml-trpo/2d-navigation.yaml", "--set", "maml.meta_batch_size=2",
+                  "--set", "maml.episodes_per_task=2", "--set", "env.horizon=5",
+                  "--set", "policy.hidden_sizes=[8, 8]", *COMMON],
+    "rl2": ["configs/rl2/bandit-k5.yaml", "--set", "rl2.tasks_per_iteration=2",
+            "--set", "rl2.trials_per_task=2", "--set", "rl2.hidden_size=8", *COMMON],
+}
+
+
+def _params(run: Path) -> dict[str, torch.Tensor]:
+    return load_tensors(run / "policy.safetensors")[0]
+
+
+def _fresh(config: TrainConfig) -> dict[str, torch.Tensor]:
+    if config.algorithm == "rl2":
+        return build_rl2(config).initial_params()
+    return build_experiment(config).initial_params()
+
+
+@pytest.mark.parametrize("algorithm", sorted(RUNS))
+def test_a_run_starts_from_another_runs_parameters(tmp_path: Path, algorithm: str) -> None:
+    args = RUNS[algorithm]
+    source, warm, cold = tmp_path / "source", tmp_path / "warm", tmp_path / "cold"
+    assert main(["train", *args, "--run-dir", str(source), "--iterations", "2"]) == 0
+    # what the warm run starts from: the source's final parameters, in the policy's order
+    config = load_run_config(source)
+    fresh = _fresh(config)
+    start = starting_params(RunConfig(init_from=str(source)), fresh)
+    assert list(start) == list(fresh)
+    for name, value in _params(source).items():
+        assert torch.equal(start[name], value), name
+        assert not torch.equal(fresh[name], value), name  # trained away from the fresh ones
+    warm_args = [*args, "--set", f"run.init_from={source}", "--iterations", "1"]
+    assert main(["train", *warm_args, "--run-dir", str(warm)]) == 0
+    assert main(["train", *args, "--run-dir", str(cold), "--iterations", "1"]) == 0
+    warm_params, cold_params = _params(warm), _params(cold)
+    assert any(not torch.equal(warm_params[n], cold_params[n]) for n in warm_params)
+    # a resumed warm run continues from its own checkpoint: the source may be gone
+    for path in sorted(source.rglob("*"), reverse=True):
+        path.rmdir() if path.is_dir() else path.unlink()
+    assert main(["train", "--resume", str(warm), "--iterations", "2", "--quiet"]) == 0
+
+
+def test_bad_init_from_is_one_line_error_before_any_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = RUNS["rl2"]
+    source = tmp_path / "source"
+    assert main(["train", *args, "--run-dir", str(source), "--iterations", "1"]) == 0
+    capsys.readouterr()
+    cases = [
+        (["--set", f"run.init_from={source}", "--set", "rl2.hidden_size=16"],
+         "run.init_from: " + str(source / "policy.safetensors") + " does not match the "
+         "config's policy"),
+        (["--set", f"run.init_from={tmp_path / 'missing'}"],
+         "run.init_from: " + str(tmp_path / "missing") + " has neither policy.safetensors"),
+        (["--set", "algorithm=random-init", "--set", f"run.init_from={source}"],
+         "run.init_from is not available for random-init"),
+    ]
+    for extra, expected in cases:
+        run = tmp_path / "run"
+        config = "configs/finetune/2d-navigation.yaml" if "random-init" in extra[1] else args[0]
+        code = main(["train", config, *args[1:], *extra, "--run-dir", str(run)])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and err.startswith("fastadapt: error: "), err
+        assert expected in err and len(err.splitlines()) == 1, err
+        assert not run.exists()
