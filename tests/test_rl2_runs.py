@@ -121,15 +121,17 @@ def test_rl2_cli_train_evaluate_and_bit_identical_resume(tmp_path: Path, separat
     assert main(["plot", str(run)]) == 0
 
 
-@pytest.mark.parametrize(("option", "parameter", "shape"), [
+@pytest.mark.parametrize(("setting", "parameter", "shape"), [
     # gates x units; inputs: state, action, reward, flag and 2 x (10 + 1) x 5 transition slots
-    ("rl2.transition_input", "gru_input.weight", (3 * 8, 10 + 5 + 2 + 110)),
+    ("rl2.transition_input=true", "gru_input.weight", (3 * 8, 10 + 5 + 2 + 110)),
     # the value layer reads 8 GRU units and the task: P (10 x 5 x 10) then R (10 x 5)
-    ("rl2.task_critic", "value_hidden.weight", (8, 8 + 500 + 50)),
+    ("rl2.task_critic=true", "value_hidden.weight", (8, 8 + 500 + 50)),
+    # the belief head predicts the task (P then R) from 8 GRU units
+    ("rl2.task_inference_coef=0.5", "belief.weight", (500 + 50, 8)),
 ])
 def test_tabular_option_trains_resumes_bit_identically_and_evaluates(
-        tmp_path: Path, option: str, parameter: str, shape: tuple[int, int]) -> None:
-    tiny = ["configs/rl2/tabular-mdp.yaml", *RL2_TINY, "--set", f"{option}=true",
+        tmp_path: Path, setting: str, parameter: str, shape: tuple[int, int]) -> None:
+    tiny = ["configs/rl2/tabular-mdp.yaml", *RL2_TINY, "--set", setting,
             "--set", "rl2.hidden_size=8", "--set", "rl2.tasks_per_iteration=2",
             "--set", "rl2.trials_per_task=2", "--set", "rl2.episodes_per_trial=2",
             "--set", "run.checkpoint_every=1"]
@@ -202,6 +204,12 @@ METAWORLD_REACH = "configs/rl2/metaworld-ml1-reach.yaml"
                      "are not", marks=pytest.mark.skipif(
                          not registry.metaworld_installed(),
                          reason="pip install 'fastadapt[metaworld]'")),
+        pytest.param([METAWORLD_REACH, "--set", "rl2.task_inference_coef=1.0"],
+                     "rl2.task_inference_coef needs tasks made of numbers; "
+                     "MetaWorld-ML1-reach-v3's are not", marks=pytest.mark.skipif(
+                         not registry.metaworld_installed(),
+                         reason="pip install 'fastadapt[metaworld]'")),
+        (["--set", "rl2.task_inference_coef=-0.5"], "rl2.task_inference_coef must be >= 0"),
     ],
 )
 def test_bad_rl2_config_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],

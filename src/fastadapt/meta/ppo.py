@@ -92,8 +92,8 @@ class TrialBatch(NamedTuple):
         old_log_probs: ``log pi_old(a|h)`` ``[N, L]``.
         advantages: ``[N, L]``, zero where masked.
         returns: value targets ``[N, L]`` (advantages + old values).
-        task_features: the task features ``[N, F]`` a value head that knows the task reads,
-            else ``None``.
+        task_features: the task features ``[N, F]`` a value head that knows the task reads
+            or a belief head predicts, else ``None``.
     """
 
     inputs: Tensor
@@ -147,8 +147,16 @@ def approximate_kl(log_probs: Tensor, old_log_probs: Tensor, masks: Tensor) -> T
     return masked_mean(log_ratio.exp() - 1.0 - log_ratio, masks)
 
 
+def task_inference_loss(beliefs: Tensor, task_features: Tensor, masks: Tensor) -> Tensor:
+    """Mean squared error of the belief head's predictions ``[N, L, F]`` of each trial's
+    task features ``[N, F]``, averaged over features and unmasked steps ``masks [N, L]``: its
+    minimiser is the posterior mean ``E[f | h_t]`` at every step."""
+    return masked_mean((beliefs - task_features[:, None]).pow(2).mean(-1), masks)
+
+
 def recurrent_ppo_loss(policy: RecurrentPolicy, params: Params, batch: TrialBatch,
-                       config: PPOConfig) -> tuple[Tensor, dict[str, Tensor]]:
+                       config: PPOConfig, task_inference_coef: float = 0.0
+                       ) -> tuple[Tensor, dict[str, Tensor]]:
     """The PPO loss of whole trials, hidden states recomputed from each trial's start.
 
     Args:
@@ -156,10 +164,16 @@ def recurrent_ppo_loss(policy: RecurrentPolicy, params: Params, batch: TrialBatc
         params: the parameters being optimised.
         batch: ``N`` whole trials.
         config: clip ratio and loss weights.
+        task_inference_coef: weight of :func:`task_inference_loss` (a policy with a belief
+            head and a batch with task features; 0 leaves it out).
 
     Returns:
         ``(loss, metrics)``: the scalar loss and detached scalars ``policy_loss``,
-        ``value_loss``, ``entropy``, ``kl`` (approximate) and ``clip_fraction``.
+        ``value_loss``, ``entropy``, ``kl`` (approximate) and ``clip_fraction``, and
+        ``task_inference_loss`` with a belief head.
+
+    Raises:
+        ValueError: ``task_inference_coef > 0`` without a belief head or task features.
     """
     hidden = policy.initial_hidden(batch.masks.shape[0])
     unroll = policy.unroll(params, batch.inputs, batch.masks, hidden, all_states=False,
@@ -178,4 +192,11 @@ def recurrent_ppo_loss(policy: RecurrentPolicy, params: Params, batch: TrialBatc
         "kl": approximate_kl(log_probs.detach(), batch.old_log_probs, batch.masks),
         "clip_fraction": clip_fraction,
     }
+    if task_inference_coef > 0 and (unroll.beliefs is None or batch.task_features is None):
+        raise ValueError("task_inference_coef > 0 needs a policy with a belief head "
+                         "(belief_features > 0) and a batch with task_features")
+    if unroll.beliefs is not None and batch.task_features is not None:
+        inference = task_inference_loss(unroll.beliefs, batch.task_features, batch.masks)
+        loss = loss + task_inference_coef * inference
+        metrics["task_inference_loss"] = inference.detach()
     return loss, metrics

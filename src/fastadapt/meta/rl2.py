@@ -97,6 +97,18 @@ class RL2Config:
     Humplik et al. 2019). Not in Duan et al. 2016; families whose tasks are numbers only (not
     Meta-World)."""
 
+    task_inference_coef: float = 0.0
+    """Weight of an auxiliary task-inference loss (0: none): a linear belief head on the
+    policy's trunk predicts the training task's parameters (the numbers ``task_critic``
+    reads) at every step, by mean squared error, so the hidden state is pushed to carry the
+    posterior mean of the task given the history, which for a bandit (the arm means'
+    posterior means) is what an index policy like Gittins' reads. Nothing reads the head's
+    output: the actions at meta-test are the policy's, from its history only. Humplik et al.
+    2019 ("Meta reinforcement learning as task inference") supervise a belief network with
+    the task at meta-training; auxiliary losses that shape a recurrent agent's state are
+    Jaderberg et al. 2017's. Not in Duan et al. 2016; families whose tasks are numbers only
+    (not Meta-World)."""
+
     def __post_init__(self) -> None:
         counts = ("tasks_per_iteration", "trials_per_task", "episodes_per_trial", "hidden_size")
         require_at_least_one(self, "rl2", counts)
@@ -105,6 +117,9 @@ class RL2Config:
         if not 0 < self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
             raise ConfigError("rl2.gamma must be in (0, 1] and rl2.gae_lambda in [0, 1], got "
                               f"{self.gamma} and {self.gae_lambda}")
+        if self.task_inference_coef < 0:
+            raise ConfigError(f"rl2.task_inference_coef must be >= 0, got "
+                              f"{self.task_inference_coef}")
 
 
 def trial_batch(trials: Trials, config: RL2Config, normalize: bool) -> TrialBatch:
@@ -182,7 +197,8 @@ class RL2PPO:
             order = torch.randperm(num_trials, generator=self.generator)
             for index in order.chunk(min(self.ppo.minibatches, num_trials)):
                 minibatch = batch.select(index)
-                loss, metrics = recurrent_ppo_loss(self.policy, self.params, minibatch, ppo)
+                loss, metrics = recurrent_ppo_loss(self.policy, self.params, minibatch, ppo,
+                                                   self.config.task_inference_coef)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()  # type: ignore[no-untyped-call]
                 norm = torch.nn.utils.clip_grad_norm_(self.params.values(), self.ppo.max_grad_norm)

@@ -47,7 +47,8 @@ class Trials(NamedTuple):
             MDPs); else ``None``.
         task_features: ``[T, B, F]``, each trial's task features
             (:func:`~fastadapt.meta.oracle.task_features`), when the policy's value head reads
-            them (``policy.critic_features > 0``); else ``None``.
+            them or its belief head predicts them (``policy.reads_task_features``); else
+            ``None``.
     """
 
     inputs: Tensor
@@ -182,9 +183,9 @@ class TrialSampler:
         return trials
 
     def _task_features(self, tasks: list[Any], trials_per_task: int) -> Tensor | None:
-        """Each trial's task features ``[T * B, F]`` when the policy's value head reads them
-        (``policy.critic_features > 0``), else ``None``."""
-        if not self.policy.critic_features:
+        """Each trial's task features ``[T * B, F]`` when an update needs them
+        (``policy.reads_task_features``), else ``None``."""
+        if not self.policy.reads_task_features:
             return None
         per_task = np.stack([task_features(self.family, task) for task in tasks])  # [T, F]
         return torch.from_numpy(per_task).repeat_interleave(trials_per_task, dim=0)

@@ -29,7 +29,10 @@ and a value head ``V(h')`` (or, with ``separate_value_gru``, ``V`` reads a secon
 own over the same inputs, as Duan et al. 2016's RNN baseline). With ``critic_features = F > 0``
 the value head also reads the training task's features ``f`` (``[N, F]``, the same at every
 step of a sequence) through one hidden layer of ``S`` tanh units, ``V(h', f)``: a critic that
-knows the task, which the policy never sees (``rl2.task_critic``). A step whose mask is 0
+knows the task, which the policy never sees (``rl2.task_critic``). With
+``belief_features = F > 0`` a linear belief head reads ``h'`` and predicts those features,
+``b(h') [..., F]``, for an auxiliary task-inference loss (``rl2.task_inference_coef``); nothing
+reads its output. A step whose mask is 0
 (after its episode terminated) leaves the GRU's ``h`` unchanged (the LSTM's ``c``, see below),
 and the sampler and the PPO update compute the same states. The recurrence runs in
 ``torch.gru`` (the kernel of ``torch.nn.GRU``, about 4x faster on a CPU than a Python loop
@@ -105,11 +108,14 @@ class Unroll(NamedTuple):
         hidden: state after each step, ``[N, L, state_size]`` (``hidden[:, -1]`` continues);
             after the last step only, ``[N, 1, state_size]``, when unrolled with
             ``all_states=False``.
+        beliefs: the belief head's predicted task features ``[N, L, F]`` (policy built with
+            ``belief_features = F > 0``), else ``None``.
     """
 
     out: Tensor
     values: Tensor
     hidden: Tensor
+    beliefs: Tensor | None = None
 
 
 class _RecurrentCore(nn.Module):
@@ -126,7 +132,7 @@ class _RecurrentCore(nn.Module):
     def __init__(self, obs_dim: int, action_features: int, head_dim: int, hidden_size: int,
                  separate_value_gru: bool = False, time_input: bool = False,
                  cell: Cell = "gru", transition_input: bool = False,
-                 critic_features: int = 0) -> None:
+                 critic_features: int = 0, belief_features: int = 0) -> None:
         super().__init__()
         if cell not in get_args(Cell):
             raise ValueError(f"cell must be one of {get_args(Cell)}, got {cell!r}")
@@ -164,6 +170,16 @@ class _RecurrentCore(nn.Module):
         if critic_features:
             self.value_hidden = nn.Linear(hidden_size + critic_features, hidden_size)
         self.value = nn.Linear(hidden_size, 1)
+        self.belief_features = belief_features
+        """Width ``F`` of the task features the belief head predicts (0: no belief head)."""
+        if belief_features:
+            self.belief = nn.Linear(hidden_size, belief_features)
+
+    @property
+    def reads_task_features(self) -> bool:
+        """Whether an update needs each trial's task features (a task critic or a belief
+        head); the policy's actions never depend on them."""
+        return bool(self.critic_features or self.belief_features)
 
     def initial_hidden(self, num_sequences: int) -> Tensor:
         """The state every trial starts from: zeros ``[N, state_size]``."""
@@ -257,7 +273,9 @@ class _RecurrentCore(nn.Module):
         policy_h, value_h = (trunk_states[0][0][..., :size], trunk_states[-1][0][..., :size])
         states = torch.cat([s for _, s in trunk_states], dim=-1)
         values = self._values(params, value_h, task_features)
-        return Unroll(self._distribution_out(params, policy_h), values, states)
+        beliefs = (F.linear(policy_h, params["belief.weight"], params["belief.bias"])
+                   if self.belief_features else None)
+        return Unroll(self._distribution_out(params, policy_h), values, states, beliefs)
 
     def _gru(self, params: Params, trunk: str, inputs: Tensor, hidden: Tensor,
              all_states: bool) -> tuple[Tensor, Tensor]:
@@ -337,9 +355,9 @@ class CategoricalRecurrentPolicy(CategoricalLogits, _RecurrentCore):
     def __init__(self, obs_dim: int, num_actions: int, hidden_size: int = 64,
                  separate_value_gru: bool = False, time_input: bool = False,
                  cell: Cell = "gru", transition_input: bool = False,
-                 critic_features: int = 0) -> None:
+                 critic_features: int = 0, belief_features: int = 0) -> None:
         super().__init__(obs_dim, num_actions, num_actions, hidden_size, separate_value_gru,
-                         time_input, cell, transition_input, critic_features)
+                         time_input, cell, transition_input, critic_features, belief_features)
         self.num_actions = num_actions
 
 
@@ -350,9 +368,11 @@ class GaussianRecurrentPolicy(DiagonalGaussian, _RecurrentCore):
     def __init__(self, obs_dim: int, action_dim: int, hidden_size: int = 64,
                  init_std: float = 1.0, min_std: float = 1e-6,
                  separate_value_gru: bool = False, time_input: bool = False,
-                 cell: Cell = "gru", critic_features: int = 0) -> None:
+                 cell: Cell = "gru", critic_features: int = 0,
+                 belief_features: int = 0) -> None:
         super().__init__(obs_dim, action_dim, action_dim, hidden_size, separate_value_gru,
-                         time_input, cell, critic_features=critic_features)
+                         time_input, cell, critic_features=critic_features,
+                         belief_features=belief_features)
         self.action_dim = action_dim
         self.log_std = nn.Parameter(torch.full((action_dim,), math.log(init_std)))
         self.min_log_std = math.log(min_std)
@@ -369,20 +389,22 @@ RecurrentPolicy = CategoricalRecurrentPolicy | GaussianRecurrentPolicy
 def make_recurrent_policy(obs_dim: int, action_space: gym.spaces.Space[Any], hidden_size: int,
                           init_std: float, separate_value_gru: bool = False,
                           time_input: bool = False, cell: Cell = "gru",
-                          transition_input: bool = False, critic_features: int = 0
-                          ) -> RecurrentPolicy:
+                          transition_input: bool = False, critic_features: int = 0,
+                          belief_features: int = 0) -> RecurrentPolicy:
     """A categorical recurrent policy for a ``Discrete`` action space, Gaussian for a ``Box``
-    (``transition_input``: discrete actions only; ``critic_features``: the width of the task
-    features the value head reads, 0 for none)."""
+    (``transition_input``: discrete actions only; ``critic_features`` / ``belief_features``:
+    the width of the task features the value head reads / the belief head predicts, 0 for
+    none)."""
     if isinstance(action_space, gym.spaces.Discrete):
         return CategoricalRecurrentPolicy(obs_dim, int(action_space.n), hidden_size,
                                           separate_value_gru, time_input, cell, transition_input,
-                                          critic_features)
+                                          critic_features, belief_features)
     if transition_input:
         raise ValueError(f"transition_input needs a Discrete action space, got {action_space!r}")
     if isinstance(action_space, gym.spaces.Box):
         return GaussianRecurrentPolicy(obs_dim, int(action_space.shape[0]), hidden_size,
                                        init_std, separate_value_gru=separate_value_gru,
                                        time_input=time_input, cell=cell,
-                                       critic_features=critic_features)
+                                       critic_features=critic_features,
+                                       belief_features=belief_features)
     raise TypeError(f"unsupported action space {action_space!r}")

@@ -71,18 +71,22 @@ def build_rl2(config: TrainConfig) -> RL2Setup:
     if config.rl2.transition_input and not isinstance(family.action_space, gym.spaces.Discrete):
         raise ConfigError(f"rl2.transition_input needs discrete actions; {family.name} has "
                           f"{family.action_space}")
-    critic_features = _critic_width(family) if config.rl2.task_critic else 0
+    critic_features = _task_width(family, "rl2.task_critic") if config.rl2.task_critic else 0
+    belief_features = (_task_width(family, "rl2.task_inference_coef")
+                       if config.rl2.task_inference_coef > 0 else 0)
     torch.manual_seed(config.run.seed)
     obs_dim = int(np.prod(family.observation_space.shape))
     policy = make_recurrent_policy(obs_dim, family.action_space, config.rl2.hidden_size,
                                    config.policy.init_std, config.rl2.separate_value_gru,
                                    config.rl2.time_input, config.rl2.cell,
-                                   config.rl2.transition_input, critic_features)
+                                   config.rl2.transition_input, critic_features,
+                                   belief_features)
     return RL2Setup(config, family, policy, config.env.horizon or family.horizon)
 
 
-def _critic_width(family: TaskFamily[Any]) -> int:
-    """How many task features ``rl2.task_critic``'s value head reads (one held-out task's).
+def _task_width(family: TaskFamily[Any], option: str) -> int:
+    """How many task features ``option`` (``rl2.task_critic``'s value head,
+    ``rl2.task_inference_coef``'s belief head) reads or predicts (one held-out task's).
 
     Raises:
         ConfigError: the family's tasks are not numbers only (Meta-World names its env).
@@ -90,7 +94,7 @@ def _critic_width(family: TaskFamily[Any]) -> int:
     try:
         return task_feature_size(family)
     except (TypeError, ValueError) as err:
-        raise ConfigError(f"rl2.task_critic needs tasks made of numbers; {family.name}'s are "
+        raise ConfigError(f"{option} needs tasks made of numbers; {family.name}'s are "
                           f"not ({err})") from err
 
 

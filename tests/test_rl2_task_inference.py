@@ -1,0 +1,105 @@
+"""RL² with ``rl2.task_inference_coef``: a belief head on the policy's trunk predicts the
+training task's parameters, adding a supervised loss that shapes the trunk; the policy's
+actions never read it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fastadapt.envs.bandit import BanditTask, BernoulliBandit
+from fastadapt.errors import ConfigError
+from fastadapt.meta.ppo import PPOConfig, recurrent_ppo_loss, task_inference_loss
+from fastadapt.meta.rl2 import RL2PPO, RL2Config, trial_batch
+from fastadapt.meta.rl2_sampling import Trials, TrialSampler
+from fastadapt.policies.recurrent import RecurrentPolicy, make_recurrent_policy
+
+TASKS = [BanditTask((0.9, 0.2, 0.6)), BanditTask((0.1, 0.5, 0.3))]
+TRIALS = 3  # per task: T != B, so a mix-up of the two axes shows
+
+
+def _sampled(belief_features: int = 3) -> tuple[RecurrentPolicy, Trials]:
+    torch.manual_seed(0)
+    family = BernoulliBandit(num_arms=3, num_pulls=1)
+    policy = make_recurrent_policy(1, family.action_space, hidden_size=8, init_std=1.0,
+                                   belief_features=belief_features)
+    sampler = TrialSampler(family, policy, 1, 4, seed=0)
+    return policy, sampler.sample(policy.params(), TASKS, TRIALS)
+
+
+def test_loss_is_the_masked_mean_squared_error_by_hand() -> None:
+    beliefs = torch.tensor([[[0.5, 0.0], [1.0, 1.0], [9.0, 9.0]]])  # [N=1, L=3, F=2]
+    features = torch.tensor([[0.5, 1.0]])
+    masks = torch.tensor([[1.0, 1.0, 0.0]])  # the last step is masked out
+    # step 1: (0 + 1) / 2 = 0.5; step 2: (0.25 + 0) / 2 = 0.125; mean 0.3125
+    assert float(task_inference_loss(beliefs, features, masks)) == pytest.approx(0.3125)
+
+
+def test_belief_head_is_linear_in_the_policy_state_and_the_sampler_fills_the_task() -> None:
+    policy, trials = _sampled()
+    params = policy.params()
+    assert params["belief.weight"].shape == (3, 8) and policy.reads_task_features
+    n = len(TASKS) * TRIALS
+    inputs, masks = trials.inputs.flatten(0, 1), trials.masks.flatten(0, 1)
+    unroll = policy.unroll(params, inputs, masks, policy.initial_hidden(n))
+    assert unroll.beliefs is not None
+    by_hand = unroll.hidden @ params["belief.weight"].T + params["belief.bias"]  # [N, L, 3]
+    torch.testing.assert_close(unroll.beliefs, by_hand)
+    # the sampler gives each trial its own bandit's arm means, which the critic does not read
+    assert trials.task_features is not None
+    features = torch.tensor([task.means for task in TASKS]).repeat_interleave(TRIALS, dim=0)
+    torch.testing.assert_close(trials.task_features.flatten(0, 1), features, rtol=0, atol=0)
+    # without a belief head (and no task critic) the sampler fills no features, and no
+    # belief is computed
+    plain, plain_trials = _sampled(belief_features=0)
+    assert not plain.reads_task_features and plain_trials.task_features is None
+    assert plain.unroll(plain.params(), inputs, masks, plain.initial_hidden(n)).beliefs is None
+
+
+def test_the_loss_adds_the_weighted_term_whose_gradient_skips_the_heads() -> None:
+    policy, trials = _sampled()
+    params = {n: p.requires_grad_(True) for n, p in policy.params().items()}
+    batch = trial_batch(trials, RL2Config(episodes_per_trial=4), normalize=True)
+    base, _ = recurrent_ppo_loss(policy, params, batch, PPOConfig())
+    weighted, metrics = recurrent_ppo_loss(policy, params, batch, PPOConfig(), 2.0)
+    assert batch.task_features is not None
+    n = len(batch.inputs)
+    beliefs = policy.unroll(params, batch.inputs, batch.masks, policy.initial_hidden(n)).beliefs
+    assert beliefs is not None
+    by_hand = task_inference_loss(beliefs, batch.task_features, batch.masks)
+    torch.testing.assert_close(metrics["task_inference_loss"], by_hand.detach())
+    torch.testing.assert_close(weighted, base + 2.0 * by_hand)
+    # the term's own gradient reaches the belief head and the trunk, not the policy or
+    # value heads
+    grads = dict(zip(params, torch.autograd.grad(weighted - base, list(params.values()),
+                                                 allow_unused=True), strict=True))
+    for name in ("belief.weight", "gru_input.weight", "gru_hidden.weight"):
+        grad = grads[name]
+        assert grad is not None and bool(grad.any()), name
+    for name in ("head.weight", "head.bias", "value.weight", "value.bias"):
+        grad = grads[name]
+        assert grad is None or not bool(grad.any()), name
+    # the actions never read the belief head
+    changed = {**params, "belief.weight": params["belief.weight"] + 1.0}
+    outputs = [policy.unroll(p, batch.inputs, batch.masks, policy.initial_hidden(n)).out
+               for p in (params, changed)]
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=0)
+
+
+def test_training_moves_the_beliefs_towards_the_arm_means() -> None:
+    policy, trials = _sampled()
+    config = RL2Config(episodes_per_trial=4, task_inference_coef=1.0)
+    update = RL2PPO(policy, policy.params(), config, PPOConfig(learning_rate=0.01), seed=0)
+    first = update.step(trials)["task_inference_loss"]
+    for _ in range(20):
+        last = update.step(trials)["task_inference_loss"]
+    assert last < 0.5 * first
+
+
+def test_a_weight_without_a_belief_head_or_features_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"rl2\.task_inference_coef must be >= 0"):
+        RL2Config(task_inference_coef=-1.0)
+    plain, trials = _sampled(belief_features=0)
+    batch = trial_batch(trials, RL2Config(episodes_per_trial=4), normalize=True)
+    with pytest.raises(ValueError, match="needs a policy with a belief head"):
+        recurrent_ppo_loss(plain, plain.params(), batch, PPOConfig(), 1.0)
