@@ -14,6 +14,7 @@ from fastadapt.bandit_baselines import (
     exploration_profile,
     gittins,
     gittins_actions,
+    gittins_choices,
     gittins_indices,
     thompson,
     tune_ucb1,
@@ -141,6 +142,22 @@ def test_gittins_actions_are_the_pulls_gittins_is_scored_on() -> None:
     assert totals == pytest.approx(
         np.take_along_axis(means[:, None], actions, -1).sum(-1).mean(-1))
     assert exploration_profile(means[:2], actions[:2]).best_arm_share == 1.0
+
+
+def test_gittins_choices_by_hand_and_on_gittins_own_pulls() -> None:
+    # 2 arms, 3 pulls: arm 0 wins, then loses, then arm 1 is pulled
+    choices = gittins_choices(np.array([[0, 0, 1]]), np.array([[1.0, 0.0, 0.0]]), 2)
+    # t = 0: nothing seen, a tie; t = 1: arm 0 at (1 win, 0 losses) beats an unseen arm;
+    # t = 2, one pull left: each index is the posterior mean, 2/4 for arm 0 and 1/2 unseen
+    assert choices.tolist() == [[[True, True], [True, False], [True, True]]]
+    # every pull Gittins makes is one of its choices (0/1 means: rewards are the means)
+    means = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    table = gittins_indices(20)
+    actions = gittins_actions(means, 20, 2, np.random.default_rng(0), table)  # [N, R, n]
+    rewards = np.take_along_axis(means[:, None], actions, -1)
+    labels = gittins_choices(actions.reshape(6, 20), rewards.reshape(6, 20), 3, table)
+    assert np.take_along_axis(labels, actions.reshape(6, 20, 1), -1).all()
+    assert labels[:, 0].all()  # the first pull: every arm ties
 
 
 def test_ucb1_with_prior_counts_by_hand() -> None:

@@ -255,3 +255,48 @@ def test_exploration_benchmark_profiles_a_bandit_run(tmp_path: Path,
             out = policy.unroll(params, inputs, masks, policy.initial_hidden(len(inputs))).out
         agrees = out.argmax(-1) == trials.actions.flatten(0, 1)
         assert bool(agrees.all()) == greedy  # sampled play departs from the argmax somewhere
+
+
+def test_imitation_benchmark_learns_gittins_labels_and_warm_starts_rl2(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks"))
+    from rl2_bandit_imitation import fit_value_head, flat_trials, imitate, imitation_loss
+
+    from fastadapt.bandit_baselines import gittins_choices
+    from fastadapt.meta.rl2_sampling import TrialSampler
+    from fastadapt.run.config import load_config
+    from fastadapt.run.rl2_runner import build_rl2
+    from fastadapt.run.schema import TrainConfig
+
+    small = ["env.kwargs.num_arms=3", "rl2.episodes_per_trial=10", "rl2.hidden_size=16",
+             "rl2.tasks_per_iteration=8", "rl2.trials_per_task=4", "ppo.epochs=2",
+             "ppo.minibatches=2", "ppo.learning_rate=0.01"]
+    setup = build_rl2(load_config(TrainConfig, "configs/rl2/bandit-k5-n100.yaml", small))
+
+    def loss_on_fresh_trials(params: dict[str, torch.Tensor]) -> float:
+        with TrialSampler(setup.family, setup.policy, 1, 10, seed=5) as sampler:
+            tasks = setup.family.sample_tasks(np.random.default_rng(5), 16)
+            trials = flat_trials(sampler.sample(params, tasks, 4))
+        labels = torch.from_numpy(gittins_choices(trials.actions.numpy(),
+                                                  trials.rewards.numpy(), 3))
+        with torch.no_grad():
+            return float(imitation_loss(setup, params, trials, labels))
+
+    before = loss_on_fresh_trials(setup.initial_params())
+    learned = imitate(setup, 100, seed=1)
+    assert loss_on_fresh_trials(learned) < 0.6 * before  # held-out histories, not the batch's
+    fitted = fit_value_head(setup, learned, seed=1)
+    assert fitted["value.weight"].shape == learned["value.weight"].shape
+    assert all(torch.equal(fitted[n], learned[n]) for n in learned if not n.startswith("value"))
+    # end to end: the run directory it writes is evaluated and warm-starts RL² (PPO)
+    done = subprocess.run(
+        [sys.executable, "benchmarks/rl2_bandit_imitation.py", "--arms", "3", "--iterations",
+         "2", "--ppo-iterations", "1", "--tasks", "6", "--trials", "2", "--out",
+         str(tmp_path), *(arg for s in small for arg in ("--set", s))],
+        capture_output=True, text=True, check=True, timeout=120, cwd=Path(__file__).parents[1])
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ")][1:]
+    assert [row.split("|")[1].strip() for row in rows] == [
+        "imitation", "RL² (PPO) from it, 1 iterations", "FH-Gittins, same bandits"], done.stdout
+    assert (tmp_path / "imitation" / "evaluation.json").exists()
+    config = load_config(TrainConfig, tmp_path / "rl2-from-imitation" / "config.yaml")
+    assert config.run.init_from == str(tmp_path / "imitation")

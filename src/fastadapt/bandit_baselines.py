@@ -17,7 +17,8 @@ per bandit ``[N]``. All are vectorised over runs and bandits.
 
 :func:`exploration_profile` summarizes how a strategy's pulls ``[N, R, n]`` explore (arms
 tried, expected reward by tenth of the trial, share of late pulls on the best arm), so a learned
-strategy (RL²'s sampled actions) can be set against :func:`gittins_actions`.
+strategy (RL²'s sampled actions) can be set against :func:`gittins_actions`;
+:func:`gittins_choices` labels any strategy's trials with the arms Gittins would pull.
 """
 
 from __future__ import annotations
@@ -192,6 +193,29 @@ def gittins_actions(means: np.ndarray, pulls: int, runs: int, rng: np.random.Gen
     choices: list[np.ndarray] = []
     _play(means, pulls, runs, rng, _gittins_chooser(pulls, table), choices)
     return np.stack(choices, axis=-1).transpose(1, 0, 2)
+
+
+def gittins_choices(actions: np.ndarray, rewards: np.ndarray, num_arms: int,
+                    table: np.ndarray | None = None) -> np.ndarray:
+    """The arms the FH-Gittins policy would pull after each prefix of played trials.
+
+    For trials ``actions [N, n]`` (int) and their rewards ``[N, n]`` (0/1) played by any
+    strategy, entry ``[i, t, a]`` is True where arm ``a`` has the largest index
+    (:func:`gittins_indices`) given the successes and failures of the pulls before ``t``,
+    with ``n - t`` pulls left; ties are all True (every arm at ``t = 0``). Labels for imitating
+    Gittins on the imitator's own trials (DAgger, Ross et al. 2011), ``[N, n, K]`` bool.
+    """
+    pulls = actions.shape[-1]
+    indices = gittins_indices(pulls) if table is None else table
+    onehot = np.eye(num_arms)[actions]  # [N, n, K]
+    counts = np.cumsum(onehot, axis=1) - onehot  # before each pull
+    won = onehot * rewards[..., None]
+    successes = np.cumsum(won, axis=1) - won
+    left = (pulls - np.arange(pulls))[None, :, None]
+    s, f = successes.astype(np.int64), (counts - successes).astype(np.int64)
+    index = indices[np.broadcast_to(left, s.shape), s, f]  # [N, n, K]
+    choices: np.ndarray = index >= index.max(axis=-1, keepdims=True) - 1e-12
+    return choices
 
 
 class ExplorationProfile(NamedTuple):

@@ -1,0 +1,189 @@
+"""Can the RL² bandit network play like Gittins? Imitation as a check of what it can represent.
+
+Trains the RL² policy of a bandit config (its network, inputs, batch of trials and Adam
+settings) to imitate the FH-Gittins index policy with DAgger (Ross et al. 2011): every
+iteration plays the config's trials with the current policy, so the histories are the
+imitator's own, labels every pull with the arms Gittins would pull from that history
+(:func:`~fastadapt.bandit_baselines.gittins_choices`; ties share the label), and takes
+``ppo.epochs x ppo.minibatches`` Adam steps on the cross-entropy between the policy and the
+labels. Then it fits the value head by least squares to the scaled Monte-Carlo returns of the
+imitator's trials (so PPO started from it has a critic from its first step), writes an RL²
+run directory (``fastadapt evaluate`` reads it; ``--set run.init_from=DIR`` starts RL² from
+it), and evaluates it on the held-out bandits of ``benchmarks/rl2_bandits.py`` (evaluation
+seed 0) next to the Gittins policy on the same bandits. With ``--ppo-iterations N`` it then
+trains RL² with the config's PPO from the imitation policy for ``N`` iterations and evaluates
+again: whether RL²'s own objective keeps Gittins-level play.
+
+If the network reaches Gittins by imitation where RL² from scratch does not, the network can
+represent the play and what holds RL² back is how PPO gets there.
+
+About 1.3 s per imitation iteration at K = 10, n = 100 (32 x 8 trials, 32 Adam steps; one
+core): 600 iterations in ~13 minutes.
+
+    python benchmarks/rl2_bandit_imitation.py [--arms 10] [--iterations 600]
+        [--ppo-iterations 0] [--out runs/bench-rl2-imitation] [--tasks 500] [--trials 4]
+        [--set KEY=VALUE ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from fastadapt.bandit_baselines import gittins, gittins_choices, gittins_indices
+from fastadapt.evaluate import evaluate_run
+from fastadapt.meta.ppo import masked_mean
+from fastadapt.meta.rl2_sampling import Trials, TrialSampler
+from fastadapt.run.checkpoint import save_tensors
+from fastadapt.run.config import load_config, save_config
+from fastadapt.run.rl2_runner import RL2Setup, build_rl2
+from fastadapt.run.schema import TrainConfig
+from fastadapt.run.train import CONFIG_FILE, POLICY_FILE, train
+from fastadapt.types import Params
+
+CONFIG = "configs/rl2/bandit-k5-n100.yaml"
+
+
+def imitation_loss(setup: RL2Setup, params: Params, trials: Trials, labels: Tensor) -> Tensor:
+    """Cross-entropy of the policy against the uniform distribution over the labelled arms,
+    mean over unmasked pulls; ``trials`` ``[N, L, ...]``, ``labels`` ``[N, L, K]`` bool."""
+    policy = setup.policy
+    unroll = policy.unroll(params, trials.inputs, trials.masks,
+                           policy.initial_hidden(trials.masks.shape[0]), all_states=False)
+    target = labels.float() / labels.float().sum(-1, keepdim=True)
+    return masked_mean(-(target * F.log_softmax(unroll.out, -1)).sum(-1), trials.masks)
+
+
+def flat_trials(trials: Trials) -> Trials:
+    """``[T, B, ...]`` trials as ``[T * B, ...]``."""
+    return Trials(*(None if x is None else x.flatten(0, 1) for x in trials))
+
+
+def imitate(setup: RL2Setup, iterations: int, seed: int) -> Params:
+    """DAgger on FH-Gittins for ``iterations`` iterations of the config's trials."""
+    config = setup.config
+    rl2, ppo = config.rl2, config.ppo
+    table = gittins_indices(rl2.episodes_per_trial)
+    params = {n: p.requires_grad_(True) for n, p in setup.initial_params().items()}
+    optimizer = torch.optim.Adam(params.values(), lr=ppo.learning_rate, eps=1e-5)
+    rng, generator = np.random.default_rng([seed, 0]), torch.Generator().manual_seed(seed)
+    start = time.perf_counter()
+    with TrialSampler(setup.family, setup.policy, setup.horizon, rl2.episodes_per_trial,
+                      seed) as sampler:
+        for iteration in range(1, iterations + 1):
+            tasks = setup.family.sample_tasks(rng, rl2.tasks_per_iteration)
+            trials = flat_trials(sampler.sample({n: p.detach() for n, p in params.items()},
+                                                tasks, rl2.trials_per_task))
+            labels = torch.from_numpy(gittins_choices(trials.actions.numpy(),
+                                                      trials.rewards.numpy(),
+                                                      setup.policy.action_features, table))
+            for _ in range(ppo.epochs):
+                order = torch.randperm(len(labels), generator=generator)
+                for index in order.chunk(ppo.minibatches):
+                    minibatch = Trials(*(None if x is None else x[index] for x in trials))
+                    loss = imitation_loss(setup, params, minibatch, labels[index])
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()  # type: ignore[no-untyped-call]
+                    torch.nn.utils.clip_grad_norm_(params.values(), ppo.max_grad_norm)
+                    optimizer.step()
+            if iteration % 50 == 0 or iteration == iterations:
+                reward = float(trials.rewards.sum(-1).mean())
+                print(f"imitation {iteration}/{iterations}: loss {float(loss.detach()):.3f}, "
+                      f"reward per trial {reward:.1f}, {time.perf_counter() - start:.0f} s",
+                      flush=True)
+    return {n: p.detach() for n, p in params.items()}
+
+
+def fit_value_head(setup: RL2Setup, params: Params, seed: int) -> Params:
+    """``params`` with the linear value head set by least squares (ridge 1e-3) to the scaled
+    discounted returns of 64 x 32 trials played with them."""
+    rl2 = setup.config.rl2
+    with TrialSampler(setup.family, setup.policy, setup.horizon, rl2.episodes_per_trial,
+                      seed + 1) as sampler:
+        tasks = setup.family.sample_tasks(np.random.default_rng([seed, 1]), 64)
+        trials = flat_trials(sampler.sample(params, tasks, 32))
+    rewards = (trials.rewards * rl2.reward_scale).double()  # [N, L]
+    returns, running = torch.zeros_like(rewards), torch.zeros(len(rewards), dtype=torch.float64)
+    for t in reversed(range(rewards.shape[1])):
+        running = rewards[:, t] + rl2.gamma * running
+        returns[:, t] = running
+    size = setup.policy.hidden_size
+    states = trials.hidden[..., :size].reshape(-1, size).double()
+    design = torch.cat([states, torch.ones(len(states), 1, dtype=torch.float64)], dim=1)
+    ridge = 1e-3 * torch.eye(design.shape[1], dtype=torch.float64)
+    solution = torch.linalg.solve(design.T @ design + ridge, design.T @ returns.reshape(-1))
+    return {**params, "value.weight": solution[:-1].float()[None],
+            "value.bias": solution[-1:].float()}
+
+
+def evaluate(run_dir: Path, tasks: int, trials: int, pulls: int) -> tuple[float, float,
+                                                                         np.ndarray]:
+    """Mean reward per trial and its 95% CI on the held-out bandits, and their arm means."""
+    result = json.loads(evaluate_run(run_dir, tasks, pulls - 1, trials, seed=0).read_text())
+    totals = np.array(result["per_task_returns"]).sum(axis=1)
+    means = np.array([task["means"] for task in result["tasks"]])
+    return float(totals.mean()), 1.96 * float(totals.std(ddof=1)) / math.sqrt(len(totals)), means
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=CONFIG)
+    parser.add_argument("--arms", type=int, default=10, help="K")
+    parser.add_argument("--iterations", type=int, default=600, help="imitation iterations")
+    parser.add_argument("--ppo-iterations", type=int, default=0,
+                        help="RL² (PPO) iterations from the imitation policy afterwards")
+    parser.add_argument("--tasks", type=int, default=500, help="held-out bandits")
+    parser.add_argument("--trials", type=int, default=4, help="trials per held-out bandit")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--out", default="runs/bench-rl2-imitation")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override (repeatable), e.g. rl2.episodes_per_trial=10")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    overrides = [f"env.kwargs.num_arms={args.arms}", f"run.seed={args.seed}",
+                 "run.tensorboard=false", "run.num_threads=1", *args.set]
+    config = load_config(TrainConfig, args.config, overrides)
+    if config.rl2.separate_value_gru or config.rl2.task_critic:
+        raise SystemExit("the value head is fitted on the policy trunk's state: use a config "
+                         "without rl2.separate_value_gru and rl2.task_critic")
+    setup = build_rl2(config)
+    pulls = config.rl2.episodes_per_trial
+    params = fit_value_head(setup, imitate(setup, args.iterations, args.seed), args.seed)
+    run_dir = Path(args.out) / "imitation"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / CONFIG_FILE)
+    save_tensors(run_dir / POLICY_FILE, params, {"iteration": "0"})
+    reward, ci, means = evaluate(run_dir, args.tasks, args.trials, pulls)
+    gittins_reward = gittins(means, pulls, 20, np.random.default_rng(args.seed))
+    rows = {"imitation": (reward, ci)}
+    if args.ppo_iterations:
+        ppo_dir = Path(args.out) / "rl2-from-imitation"
+        ppo_config = load_config(TrainConfig, args.config, [
+            *overrides, f"run.iterations={args.ppo_iterations}",
+            f"run.checkpoint_every={args.ppo_iterations}", f"run.init_from={run_dir}"])
+        train(ppo_config, ppo_dir, resume=(ppo_dir / "checkpoints").exists(),
+              show_progress=False)
+        rows[f"RL² (PPO) from it, {args.ppo_iterations} iterations"] = evaluate(
+            ppo_dir, args.tasks, args.trials, pulls)[:2]
+    gittins_ci = 1.96 * float(gittins_reward.std(ddof=1)) / math.sqrt(len(gittins_reward))
+    rows["FH-Gittins, same bandits"] = (float(gittins_reward.mean()), gittins_ci)
+    print(f"\nK = {args.arms}, n = {pulls}, {args.tasks} held-out bandits:\n")
+    print("| player | reward per trial |\n|---|---|")
+    for name, (value, half) in rows.items():
+        print(f"| {name} | {value:.2f} ± {half:.2f} |")
+    print(json.dumps({"benchmark": "rl2_bandit_imitation", "arms": args.arms, "pulls": pulls,
+                      "imitation_iterations": args.iterations,
+                      "ppo_iterations": args.ppo_iterations,
+                      "results": {k: {"reward": v, "ci95": c} for k, (v, c) in rows.items()}}))
+
+
+if __name__ == "__main__":
+    main()
