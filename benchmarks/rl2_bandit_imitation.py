@@ -42,6 +42,7 @@ from fastadapt.bandit_baselines import gittins, gittins_choices, gittins_indices
 from fastadapt.evaluate import evaluate_run
 from fastadapt.meta.ppo import masked_mean
 from fastadapt.meta.rl2_sampling import Trials, TrialSampler
+from fastadapt.returns import discounted_returns
 from fastadapt.run.checkpoint import save_tensors
 from fastadapt.run.config import load_config, save_config
 from fastadapt.run.rl2_runner import RL2Setup, build_rl2
@@ -111,10 +112,7 @@ def fit_value_head(setup: RL2Setup, params: Params, seed: int) -> Params:
         tasks = setup.family.sample_tasks(np.random.default_rng([seed, 1]), 64)
         trials = flat_trials(sampler.sample(params, tasks, 32))
     rewards = (trials.rewards * rl2.reward_scale).double()  # [N, L]
-    returns, running = torch.zeros_like(rewards), torch.zeros(len(rewards), dtype=torch.float64)
-    for t in reversed(range(rewards.shape[1])):
-        running = rewards[:, t] + rl2.gamma * running
-        returns[:, t] = running
+    returns = discounted_returns(rewards, trials.masks.double(), rl2.gamma)
     size = setup.policy.hidden_size
     states = trials.hidden[..., :size].reshape(-1, size).double()
     design = torch.cat([states, torch.ones(len(states), 1, dtype=torch.float64)], dim=1)
