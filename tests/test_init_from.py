@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,16 @@ def test_a_run_starts_from_another_runs_parameters(tmp_path: Path, algorithm: st
     assert main(["train", *args, "--run-dir", str(cold), "--iterations", "1"]) == 0
     warm_params, cold_params = _params(warm), _params(cold)
     assert any(not torch.equal(warm_params[n], cold_params[n]) for n in warm_params)
+    # a warm run that stopped before its first checkpoint starts from the source again
+    for name in ("checkpoints", "metrics.jsonl", "policy.safetensors", "tensorboard"):
+        path = warm / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    assert main(["train", "--resume", str(warm), "--quiet"]) == 0
+    for name, value in _params(warm).items():
+        assert torch.equal(value, warm_params[name]), name
     # a resumed warm run continues from its own checkpoint: the source may be gone
     for path in sorted(source.rglob("*"), reverse=True):
         path.rmdir() if path.is_dir() else path.unlink()

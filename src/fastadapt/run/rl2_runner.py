@@ -40,6 +40,7 @@ from fastadapt.run.train import (
     iteration_record,
     log_and_checkpoint,
     starting_params,
+    starts_afresh,
 )
 from fastadapt.types import Params
 
@@ -172,7 +173,7 @@ def train_rl2(config: TrainConfig, run_dir: Path, resume: bool, show_progress: b
     """Meta-train RL² into ``run_dir`` (see :func:`fastadapt.run.train.train`)."""
     setup = build_rl2(config)
     # a bad env, policy or run.init_from fails before any file is made
-    state = _RL2State(setup, warm_start=not resume)
+    state = _RL2State(setup, warm_start=starts_afresh(run_dir, resume))
     if not resume:
         _prepare_run_dir(config, run_dir)
     if resume:

@@ -92,8 +92,10 @@ class RunConfig:
     """A run directory whose final policy parameters (``policy.safetensors``, else its latest
     checkpoint) start this run instead of a fresh initialisation: a warm start, e.g. RL²
     retrained with other settings. Names and shapes must match this config's policy. Only the
-    parameters carry over: the optimiser, the iteration count and the random streams start
-    afresh, and a resumed run continues from its own checkpoint."""
+    parameters carry over: the optimiser, the iteration count, the random streams and
+    Meta-SGD's learned inner rates (back to ``maml.inner_lr``) start afresh, and a resumed run
+    continues from its own checkpoint (from ``init_from`` again if it stopped before its
+    first)."""
 
     def __post_init__(self) -> None:
         counts = ("iterations", "num_threads", "checkpoint_every", "keep_checkpoints")

@@ -165,6 +165,12 @@ def starting_params(run: RunConfig, fresh: Params) -> Params:
         raise CheckpointError(f"run.init_from: {err}") from err
 
 
+def starts_afresh(run_dir: Path, resume: bool) -> bool:
+    """Whether a run begins from its initial parameters, where ``run.init_from`` applies: a
+    new run, or a resumed one that stopped before its first checkpoint was written."""
+    return not resume or not any((run_dir / "checkpoints").glob("iter_*.json"))
+
+
 class _State:
     """Everything that changes during a run (what a checkpoint stores)."""
 
@@ -263,7 +269,8 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, show_progres
     if config.algorithm == "random-init":  # nothing to train: one iteration measures theta_0
         config = replace(config, run=replace(config.run, iterations=1))
     experiment = build_experiment(config)  # a bad env or policy fails before any file is made
-    state = _State(experiment, warm_start=not resume)  # so does a bad run.init_from
+    # so does a bad run.init_from
+    state = _State(experiment, warm_start=starts_afresh(run_dir, resume))
     if not resume:
         _prepare_run_dir(config, run_dir)
     algorithm = make_algorithm(config, experiment.policy, state.theta)
