@@ -170,14 +170,14 @@ def recurrent_ppo_loss(policy: RecurrentPolicy, params: Params, batch: TrialBatc
     Returns:
         ``(loss, metrics)``: the scalar loss and detached scalars ``policy_loss``,
         ``value_loss``, ``entropy``, ``kl`` (approximate) and ``clip_fraction``, and
-        ``task_inference_loss`` with a belief head.
+        ``task_inference_loss`` when ``task_inference_coef > 0``.
 
     Raises:
         ValueError: ``task_inference_coef > 0`` without a belief head or task features.
     """
     hidden = policy.initial_hidden(batch.masks.shape[0])
     unroll = policy.unroll(params, batch.inputs, batch.masks, hidden, all_states=False,
-                           task_features=batch.task_features)
+                           task_features=batch.task_features, beliefs=task_inference_coef > 0)
     log_probs = policy.log_prob(unroll.out, batch.actions)
     surrogate, clip_fraction = clipped_surrogate(
         log_probs, batch.old_log_probs, batch.advantages, batch.masks, config.clip_ratio
@@ -192,10 +192,10 @@ def recurrent_ppo_loss(policy: RecurrentPolicy, params: Params, batch: TrialBatc
         "kl": approximate_kl(log_probs.detach(), batch.old_log_probs, batch.masks),
         "clip_fraction": clip_fraction,
     }
-    if task_inference_coef > 0 and (unroll.beliefs is None or batch.task_features is None):
-        raise ValueError("task_inference_coef > 0 needs a policy with a belief head "
-                         "(belief_features > 0) and a batch with task_features")
-    if unroll.beliefs is not None and batch.task_features is not None:
+    if task_inference_coef > 0:
+        if unroll.beliefs is None or batch.task_features is None:
+            raise ValueError("task_inference_coef > 0 needs a policy with a belief head "
+                             "(belief_features > 0) and a batch with task_features")
         inference = task_inference_loss(unroll.beliefs, batch.task_features, batch.masks)
         loss = loss + task_inference_coef * inference
         metrics["task_inference_loss"] = inference.detach()

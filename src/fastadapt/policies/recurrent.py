@@ -244,7 +244,8 @@ class _RecurrentCore(nn.Module):
         return F.linear(layer, params["value.weight"], params["value.bias"]).squeeze(-1)
 
     def unroll(self, params: Params, inputs: Tensor, masks: Tensor, hidden: Tensor,
-               all_states: bool = True, task_features: Tensor | None = None) -> Unroll:
+               all_states: bool = True, task_features: Tensor | None = None,
+               beliefs: bool = False) -> Unroll:
         """Run the trunk(s) over sequences with explicit ``params`` (named as
         ``named_parameters``).
 
@@ -259,10 +260,14 @@ class _RecurrentCore(nn.Module):
             task_features: the task features ``[N, F]`` of each sequence, read by the value
                 head only; needed when the policy was built with ``critic_features = F > 0``
                 (ignored otherwise).
+            beliefs: also compute the belief head's predictions (a policy built with
+                ``belief_features > 0``; only the task-inference loss reads them, so sampling
+                skips them).
 
         Returns:
             :class:`Unroll` with outputs, values and the states ``[N, L, state_size]`` of
-            every step (``[N, 1, state_size]``, the last, without ``all_states``).
+            every step (``[N, 1, state_size]``, the last, without ``all_states``), and the
+            beliefs when asked for and the policy has a belief head.
         """
         frozen = (masks <= 0).to(inputs.dtype).unsqueeze(-1)  # [N, L, 1]
         inputs = torch.cat([inputs, frozen], dim=-1)
@@ -273,9 +278,9 @@ class _RecurrentCore(nn.Module):
         policy_h, value_h = (trunk_states[0][0][..., :size], trunk_states[-1][0][..., :size])
         states = torch.cat([s for _, s in trunk_states], dim=-1)
         values = self._values(params, value_h, task_features)
-        beliefs = (F.linear(policy_h, params["belief.weight"], params["belief.bias"])
-                   if self.belief_features else None)
-        return Unroll(self._distribution_out(params, policy_h), values, states, beliefs)
+        predicted = (F.linear(policy_h, params["belief.weight"], params["belief.bias"])
+                     if beliefs and self.belief_features else None)
+        return Unroll(self._distribution_out(params, policy_h), values, states, predicted)
 
     def _gru(self, params: Params, trunk: str, inputs: Tensor, hidden: Tensor,
              all_states: bool) -> tuple[Tensor, Tensor]:
