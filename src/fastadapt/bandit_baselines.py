@@ -163,15 +163,29 @@ def gittins_indices(pulls: int, grid_points: int = GRID_POINTS) -> np.ndarray:
     return table
 
 
-def _gittins_chooser(pulls: int, table: np.ndarray | None) -> Chooser:
+def _checked_table(pulls: int, table: np.ndarray | None) -> np.ndarray:
+    """``table`` (:func:`gittins_indices` of ``pulls`` if ``None``), checked to cover ``pulls``."""
     indices = gittins_indices(pulls) if table is None else table
     if indices.shape[0] <= pulls:
         raise ValueError(f"the Gittins table covers {indices.shape[0] - 1} pulls, need {pulls}")
+    return indices
+
+
+def _arm_indices(indices: np.ndarray, left: int | np.ndarray, counts: np.ndarray,
+                 successes: np.ndarray) -> np.ndarray:
+    """Each arm's index with ``left`` pulls to go, given its pulls and successes so far
+    (arrays of one shape, ``[..., K]``)."""
+    s = successes.astype(np.int64)
+    found: np.ndarray = indices[left, s, counts.astype(np.int64) - s]
+    return found
+
+
+def _gittins_chooser(pulls: int, table: np.ndarray | None) -> Chooser:
+    indices = _checked_table(pulls, table)
 
     def choose(t: int, counts: np.ndarray, successes: np.ndarray) -> np.ndarray:
-        s = successes.astype(np.int64)
-        f = counts.astype(np.int64) - s
-        arms_chosen: np.ndarray = np.argmax(indices[pulls - t, s, f], axis=-1)
+        arms_chosen: np.ndarray = np.argmax(_arm_indices(indices, pulls - t, counts, successes),
+                                            axis=-1)
         return arms_chosen
 
     return choose
@@ -206,14 +220,13 @@ def gittins_choices(actions: np.ndarray, rewards: np.ndarray, num_arms: int,
     Gittins on the imitator's own trials (DAgger, Ross et al. 2011), ``[N, n, K]`` bool.
     """
     pulls = actions.shape[-1]
-    indices = gittins_indices(pulls) if table is None else table
+    indices = _checked_table(pulls, table)
     onehot = np.eye(num_arms)[actions]  # [N, n, K]
     counts = np.cumsum(onehot, axis=1) - onehot  # before each pull
     won = onehot * rewards[..., None]
     successes = np.cumsum(won, axis=1) - won
-    left = (pulls - np.arange(pulls))[None, :, None]
-    s, f = successes.astype(np.int64), (counts - successes).astype(np.int64)
-    index = indices[np.broadcast_to(left, s.shape), s, f]  # [N, n, K]
+    left = np.broadcast_to((pulls - np.arange(pulls))[None, :, None], counts.shape)
+    index = _arm_indices(indices, left, counts, successes)  # [N, n, K]
     choices: np.ndarray = index >= index.max(axis=-1, keepdims=True) - 1e-12
     return choices
 
