@@ -32,13 +32,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from rl2_bandits import summary, train_and_evaluate
 from torch import Tensor
 
 from fastadapt.bandit_baselines import gittins, gittins_choices, gittins_indices
@@ -50,7 +51,7 @@ from fastadapt.run.checkpoint import save_tensors
 from fastadapt.run.config import load_config, save_config
 from fastadapt.run.rl2_runner import RL2Setup, build_rl2
 from fastadapt.run.schema import TrainConfig
-from fastadapt.run.train import CONFIG_FILE, POLICY_FILE, train
+from fastadapt.run.train import CONFIG_FILE, POLICY_FILE
 from fastadapt.types import Params
 
 CONFIG = "configs/rl2/bandit-k5-n100.yaml"
@@ -71,11 +72,11 @@ def flat_trials(trials: Trials) -> Trials:
     return Trials(*(None if x is None else x.flatten(0, 1) for x in trials))
 
 
-def imitate(setup: RL2Setup, iterations: int, seed: int) -> Params:
-    """DAgger on FH-Gittins for ``iterations`` iterations of the config's trials."""
+def imitate(setup: RL2Setup, iterations: int, seed: int, table: np.ndarray) -> Params:
+    """DAgger on FH-Gittins for ``iterations`` iterations of the config's trials (``table``:
+    :func:`~fastadapt.bandit_baselines.gittins_indices` of at least the trial's pulls)."""
     config = setup.config
     rl2, ppo = config.rl2, config.ppo
-    table = gittins_indices(rl2.episodes_per_trial)
     params = {n: p.requires_grad_(True) for n, p in setup.initial_params().items()}
     optimizer = torch.optim.Adam(params.values(), lr=ppo.learning_rate, eps=1e-5)
     rng, generator = np.random.default_rng([seed, 0]), torch.Generator().manual_seed(seed)
@@ -125,16 +126,20 @@ def fit_value_head(setup: RL2Setup, params: Params, seed: int) -> Params:
             "value.bias": solution[-1:].float()}
 
 
-def evaluate(run_dir: Path, tasks: int, trials: int, pulls: int) -> tuple[float, float,
-                                                                         np.ndarray]:
-    """Mean reward per trial and its 95% CI on the held-out bandits, and their arm means."""
-    result = json.loads(evaluate_run(run_dir, tasks, pulls - 1, trials, seed=0).read_text())
-    totals = np.array(result["per_task_returns"]).sum(axis=1)
-    means = np.array([task["means"] for task in result["tasks"]])
-    return float(totals.mean()), 1.96 * float(totals.std(ddof=1)) / math.sqrt(len(totals)), means
+def evaluate(run_dir: Path, tasks: int, trials: int, pulls: int) -> dict[str, Any]:
+    """``evaluation.json`` of a run on the held-out bandits of ``rl2_bandits.py``."""
+    path = evaluate_run(run_dir, tasks, pulls - 1, trials, seed=0)
+    result: dict[str, Any] = json.loads(path.read_text())
+    return result
+
+
+def reward_per_trial(evaluation: dict[str, Any]) -> np.ndarray:
+    """Total reward per trial of each held-out bandit ``[N]``."""
+    return np.array(evaluation["per_task_returns"]).sum(axis=1)
 
 
 def main() -> None:
+    """Imitate, evaluate, optionally continue with PPO, and print the table and JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=CONFIG)
     parser.add_argument("--arms", type=int, default=10, help="K")
@@ -157,33 +162,32 @@ def main() -> None:
                          "without rl2.separate_value_gru and rl2.task_critic")
     setup = build_rl2(config)
     pulls = config.rl2.episodes_per_trial
-    params = fit_value_head(setup, imitate(setup, args.iterations, args.seed), args.seed)
+    table = gittins_indices(pulls)
+    params = fit_value_head(setup, imitate(setup, args.iterations, args.seed, table), args.seed)
     run_dir = Path(args.out) / "imitation"
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / CONFIG_FILE)
     save_tensors(run_dir / POLICY_FILE, params, {"iteration": "0"})
-    reward, ci, means = evaluate(run_dir, args.tasks, args.trials, pulls)
-    gittins_reward = gittins(means, pulls, 20, np.random.default_rng(args.seed))
-    rows = {"imitation": (reward, ci)}
+    evaluation = evaluate(run_dir, args.tasks, args.trials, pulls)
+    means = np.array([task["means"] for task in evaluation["tasks"]])
+    best = pulls * means.max(axis=1)
+    rows = {"imitation": summary(reward_per_trial(evaluation), best)}
     if args.ppo_iterations:
-        ppo_dir = Path(args.out) / "rl2-from-imitation"
-        ppo_config = load_config(TrainConfig, args.config, [
+        evaluation = train_and_evaluate(args.config, [
             *overrides, f"run.iterations={args.ppo_iterations}",
-            f"run.checkpoint_every={args.ppo_iterations}", f"run.init_from={run_dir}"])
-        train(ppo_config, ppo_dir, resume=(ppo_dir / "checkpoints").exists(),
-              show_progress=False)
-        rows[f"RL² (PPO) from it, {args.ppo_iterations} iterations"] = evaluate(
-            ppo_dir, args.tasks, args.trials, pulls)[:2]
-    gittins_ci = 1.96 * float(gittins_reward.std(ddof=1)) / math.sqrt(len(gittins_reward))
-    rows["FH-Gittins, same bandits"] = (float(gittins_reward.mean()), gittins_ci)
+            f"run.checkpoint_every={args.ppo_iterations}", f"run.init_from={run_dir}"],
+            Path(args.out) / "rl2-from-imitation", args.tasks, args.trials)[0]
+        rows[f"RL² (PPO) from it, {args.ppo_iterations} iterations"] = summary(
+            reward_per_trial(evaluation), best)
+    rows["FH-Gittins, same bandits"] = summary(
+        gittins(means, pulls, 20, np.random.default_rng(args.seed), table), best)
     print(f"\nK = {args.arms}, n = {pulls}, {args.tasks} held-out bandits:\n")
     print("| player | reward per trial |\n|---|---|")
-    for name, (value, half) in rows.items():
-        print(f"| {name} | {value:.2f} ± {half:.2f} |")
+    for name, row in rows.items():
+        print(f"| {name} | {row['reward']:.2f} ± {row['ci95']:.2f} |")
     print(json.dumps({"benchmark": "rl2_bandit_imitation", "arms": args.arms, "pulls": pulls,
                       "imitation_iterations": args.iterations,
-                      "ppo_iterations": args.ppo_iterations,
-                      "results": {k: {"reward": v, "ci95": c} for k, (v, c) in rows.items()}}))
+                      "ppo_iterations": args.ppo_iterations, "results": rows}))
 
 
 if __name__ == "__main__":

@@ -262,7 +262,7 @@ def test_imitation_benchmark_learns_gittins_labels_and_warm_starts_rl2(
     monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks"))
     from rl2_bandit_imitation import fit_value_head, flat_trials, imitate, imitation_loss
 
-    from fastadapt.bandit_baselines import gittins_choices
+    from fastadapt.bandit_baselines import gittins_choices, gittins_indices
     from fastadapt.meta.rl2_sampling import TrialSampler
     from fastadapt.run.config import load_config
     from fastadapt.run.rl2_runner import build_rl2
@@ -283,7 +283,7 @@ def test_imitation_benchmark_learns_gittins_labels_and_warm_starts_rl2(
             return float(imitation_loss(setup, params, trials, labels))
 
     before = loss_on_fresh_trials(setup.initial_params())
-    learned = imitate(setup, 100, seed=1)
+    learned = imitate(setup, 100, seed=1, table=gittins_indices(10))
     assert loss_on_fresh_trials(learned) < 0.6 * before  # held-out histories, not the batch's
     fitted = fit_value_head(setup, learned, seed=1)
     assert fitted["value.weight"].shape == learned["value.weight"].shape
