@@ -31,10 +31,10 @@ the value head also reads the training task's features ``f`` (``[N, F]``, the sa
 step of a sequence) through one hidden layer of ``S`` tanh units, ``V(h', f)``: a critic that
 knows the task, which the policy never sees (``rl2.task_critic``). With
 ``belief_features = F > 0`` a linear belief head reads ``h'`` and predicts those features,
-``b(h') [..., F]``, for an auxiliary task-inference loss (``rl2.task_inference_coef``); nothing
-reads its output. A step whose mask is 0
-(after its episode terminated) leaves the GRU's ``h`` unchanged (the LSTM's ``c``, see below),
-and the sampler and the PPO update compute the same states. The recurrence runs in
+``b(h') [..., F]``, for an auxiliary task-inference loss (``rl2.task_inference_coef``), the
+only reader of its output. A step whose mask is 0 (after its episode terminated) leaves the
+GRU's ``h`` unchanged (the LSTM's ``c``, see below), and the sampler and the PPO update
+compute the same states. The recurrence runs in
 ``torch.gru`` (the kernel of ``torch.nn.GRU``, about 4x faster on a CPU than a Python loop
 over steps); a masked step gets an extra input that saturates its update gate
 (:data:`FREEZE_LOGIT`), which is how the kernel keeps ``h`` unchanged. Tests compare it with
