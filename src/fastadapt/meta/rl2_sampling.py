@@ -121,7 +121,8 @@ class TrialSampler:
             it reports :attr:`~fastadapt.envs.base.BatchedEnv.unstable`,
             ``expected_rewards`` when it reports
             :attr:`~fastadapt.envs.base.BatchedEnv.expected_rewards`, and ``task_features``
-            when the policy's value head reads them, else ``None``.
+            when the policy's value head reads them or its belief head predicts them
+            (``policy.reads_task_features``), else ``None``.
         """
         policy, horizon = self.policy, self.horizon
         env = self.family.make_batched(tasks, trials_per_task, self.env_rng)

@@ -109,7 +109,7 @@ class Unroll(NamedTuple):
             after the last step only, ``[N, 1, state_size]``, when unrolled with
             ``all_states=False``.
         beliefs: the belief head's predicted task features ``[N, L, F]`` (policy built with
-            ``belief_features = F > 0``), else ``None``.
+            ``belief_features = F > 0`` and unrolled with ``beliefs=True``), else ``None``.
     """
 
     out: Tensor

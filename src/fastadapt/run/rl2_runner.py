@@ -103,8 +103,8 @@ class _RL2State:
     """Everything that changes during an RL² run (what a checkpoint stores)."""
 
     def __init__(self, setup: RL2Setup, warm_start: bool = True) -> None:
-        """``warm_start``: begin from ``run.init_from``'s parameters if set (not on resume,
-        where the checkpoint's replace them)."""
+        """``warm_start``: begin from ``run.init_from``'s parameters if set (not when a
+        checkpoint will replace them, see :func:`~fastadapt.run.train.starts_afresh`)."""
         config = setup.config
         seed = config.run.seed
         self.setup = setup

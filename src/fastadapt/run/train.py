@@ -175,8 +175,8 @@ class _State:
     """Everything that changes during a run (what a checkpoint stores)."""
 
     def __init__(self, experiment: Experiment, warm_start: bool = True) -> None:
-        """``warm_start``: begin from ``run.init_from``'s parameters if set (not on resume,
-        where the checkpoint's replace them)."""
+        """``warm_start``: begin from ``run.init_from``'s parameters if set (not when a
+        checkpoint will replace them, see :func:`starts_afresh`)."""
         seed = experiment.config.run.seed
         self.theta = experiment.initial_params()
         if warm_start:
