@@ -34,14 +34,14 @@ from fastadapt.bandit_baselines import (
     gittins_actions,
     gittins_indices,
 )
-from fastadapt.meta.rl2_sampling import Trials, TrialSampler
 from fastadapt.policies.recurrent import RecurrentPolicy
 from fastadapt.run.rl2_runner import build_rl2
 from fastadapt.run.train import load_params, load_run_config
-from fastadapt.types import Params
+from fastadapt.sampling.vector import VectorSampler
+from fastadapt.types import Params, Trials
 
 
-def most_likely(out: Tensor, generator: torch.Generator | None = None) -> Tensor:
+def most_likely(out: Tensor, noise: Tensor | None = None) -> Tensor:
     """Greedy play: the most likely arm ``[...]`` from the logits ``[..., K]`` (no draw)."""
     return out.argmax(-1)
 
@@ -59,9 +59,8 @@ def rl2_trials(run_dir: Path, num_tasks: int, trials: int, seed: int, greedy: bo
     if greedy:
         setup.policy.sample = most_likely  # type: ignore[method-assign]
     tasks = setup.family.test_tasks(num_tasks)
-    with TrialSampler(setup.family, setup.policy, setup.horizon,
-                      config.rl2.episodes_per_trial, seed) as sampler:
-        sampled = sampler.sample(params, tasks, trials)
+    with VectorSampler(setup.family, setup.policy, setup.horizon, seed) as sampler:
+        sampled = sampler.sample_trials(params, tasks, trials, config.rl2.episodes_per_trial)
     return np.array([task.means for task in tasks]), sampled, setup.policy, params
 
 

@@ -45,14 +45,14 @@ from torch import Tensor
 from fastadapt.bandit_baselines import gittins, gittins_choices, gittins_indices
 from fastadapt.evaluate import evaluate_run
 from fastadapt.meta.ppo import masked_mean
-from fastadapt.meta.rl2_sampling import Trials, TrialSampler
 from fastadapt.returns import discounted_returns
 from fastadapt.run.checkpoint import save_tensors
 from fastadapt.run.config import load_config, save_config
 from fastadapt.run.rl2_runner import RL2Setup, build_rl2
 from fastadapt.run.schema import TrainConfig
 from fastadapt.run.train import CONFIG_FILE, POLICY_FILE
-from fastadapt.types import Params
+from fastadapt.sampling.vector import VectorSampler
+from fastadapt.types import Params, Trials
 
 CONFIG = "configs/rl2/bandit-k5-n100.yaml"
 
@@ -81,12 +81,12 @@ def imitate(setup: RL2Setup, iterations: int, seed: int, table: np.ndarray) -> P
     optimizer = torch.optim.Adam(params.values(), lr=ppo.learning_rate, eps=1e-5)
     rng, generator = np.random.default_rng([seed, 0]), torch.Generator().manual_seed(seed)
     start = time.perf_counter()
-    with TrialSampler(setup.family, setup.policy, setup.horizon, rl2.episodes_per_trial,
-                      seed) as sampler:
+    with VectorSampler(setup.family, setup.policy, setup.horizon, seed) as sampler:
         for iteration in range(1, iterations + 1):
             tasks = setup.family.sample_tasks(rng, rl2.tasks_per_iteration)
-            trials = flat_trials(sampler.sample({n: p.detach() for n, p in params.items()},
-                                                tasks, rl2.trials_per_task))
+            trials = flat_trials(sampler.sample_trials(
+                {n: p.detach() for n, p in params.items()}, tasks, rl2.trials_per_task,
+                rl2.episodes_per_trial))
             labels = torch.from_numpy(gittins_choices(trials.actions.numpy(),
                                                       trials.rewards.numpy(),
                                                       setup.policy.action_features, table))
@@ -111,10 +111,9 @@ def fit_value_head(setup: RL2Setup, params: Params, seed: int) -> Params:
     """``params`` with the linear value head set by least squares (ridge 1e-3) to the scaled
     discounted returns of 64 x 32 trials played with them."""
     rl2 = setup.config.rl2
-    with TrialSampler(setup.family, setup.policy, setup.horizon, rl2.episodes_per_trial,
-                      seed + 1) as sampler:
+    with VectorSampler(setup.family, setup.policy, setup.horizon, seed + 1) as sampler:
         tasks = setup.family.sample_tasks(np.random.default_rng([seed, 1]), 64)
-        trials = flat_trials(sampler.sample(params, tasks, 32))
+        trials = flat_trials(sampler.sample_trials(params, tasks, 32, rl2.episodes_per_trial))
     rewards = (trials.rewards * rl2.reward_scale).double()  # [N, L]
     returns = discounted_returns(rewards, trials.masks.double(), rl2.gamma)
     size = setup.policy.hidden_size

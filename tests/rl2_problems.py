@@ -11,9 +11,8 @@ import torch
 from torch import Tensor
 
 from fastadapt.envs.bandit import BernoulliBandit
-from fastadapt.meta.rl2_sampling import Trials
 from fastadapt.policies.recurrent import HEAD_INIT_SCALE, RecurrentPolicy, make_recurrent_policy
-from fastadapt.types import Params
+from fastadapt.types import Params, Trials
 
 
 class TwoPulls(NamedTuple):

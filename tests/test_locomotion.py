@@ -27,7 +27,6 @@ from fastadapt.envs.locomotion import (
 from fastadapt.envs.mujoco_batched import BatchedMujoco, load_model
 from fastadapt.errors import ConfigError, TaskError
 from fastadapt.meta.adapt import expand_to_tasks
-from fastadapt.meta.rl2_sampling import TrialSampler
 from fastadapt.policies.mlp import GaussianMLPPolicy
 from fastadapt.policies.recurrent import GaussianRecurrentPolicy
 from fastadapt.run.rl2_runner import trial_outcomes
@@ -233,8 +232,8 @@ def test_rl2_trials_count_blow_ups_per_episode(tmp_path: Path) -> None:
     policy = GaussianRecurrentPolicy(17, 6, hidden_size=8)
     params = {n: p.detach() for n, p in policy.named_parameters()}
     tasks = [VelocityTask(0.5), VelocityTask(1.5)]
-    with TrialSampler(family, policy, horizon=6, episodes_per_trial=2, seed=0) as sampler:
-        trials = sampler.sample(params, tasks, 3)
+    with VectorSampler(family, policy, horizon=6, seed=0) as sampler:
+        trials = sampler.sample_trials(params, tasks, 3, episodes_per_trial=2)
     # the 4th step (first episode) of trial 1 of each task blows up; the reset clears the flag
     assert trials.unstable is not None
     assert trials.unstable.tolist() == [[[0.0, 0.0], [1.0, 0.0], [0.0, 0.0]]] * 2

@@ -35,7 +35,7 @@ def test_trajectories_episode_successes_any_step_inside_the_episode() -> None:
 
 
 def test_trials_episode_successes_any_step_inside_each_episode() -> None:
-    from fastadapt.meta.rl2_sampling import Trials
+    from fastadapt.types import Trials
 
     # one task, one trial of 2 episodes x 3 steps
     successes = torch.tensor([[[0.0, 1.0, 0.0, 0.0, 0.0, 1.0]]])
@@ -197,7 +197,7 @@ def test_worker_chunks_carry_successes_and_merge_to_the_vector_batch(reach: Any)
     from fastadapt.meta.adapt import expand_to_tasks
     from fastadapt.policies.mlp import GaussianMLPPolicy
     from fastadapt.sampling.vector import VectorSampler
-    from fastadapt.sampling.work import WorkItem, merge, pack_params, run_item
+    from fastadapt.sampling.work import EpisodeRequest, WorkItem, merge, pack_params, run_item
 
     policy = GaussianMLPPolicy(39, 4, (8,), "tanh")
     params = expand_to_tasks({n: p.detach() for n, p in policy.named_parameters()}, 3)
@@ -205,11 +205,12 @@ def test_worker_chunks_carry_successes_and_merge_to_the_vector_batch(reach: Any)
     with VectorSampler(reach, policy, 12, seed=7) as sampler:
         expected = sampler.sample(params, tasks, 2)
     chunks = [range(0, 2), range(2, 3)]
+    request = EpisodeRequest(2)
     merged = merge([
-        run_item(reach, policy, 12, WorkItem(pack_params(params, c), tasks[c.start:c.stop], 2,
-                                             7, 0, c.start))
+        run_item(reach, policy, 12, WorkItem(pack_params(params, c), tasks[c.start:c.stop],
+                                             request, 7, 0, c.start))
         for c in chunks
-    ])
+    ], request)
     for field, a, b in zip(Trajectories._fields, expected, merged, strict=True):
         assert (a is None and b is None) or torch.equal(a, b), field
 

@@ -12,9 +12,9 @@ from torch import Tensor
 from fastadapt.envs.navigation import BatchedNavigation, Navigation2D, NavigationTask
 from fastadapt.meta.ppo import PPOConfig
 from fastadapt.meta.rl2 import RL2PPO, RL2Config
-from fastadapt.meta.rl2_sampling import Trials, TrialSampler
 from fastadapt.policies.recurrent import Cell, RecurrentPolicy, Unroll, make_recurrent_policy
-from fastadapt.types import Params
+from fastadapt.sampling.vector import VectorSampler
+from fastadapt.types import Params, Trials
 
 HORIZON, EPISODES = 6, 3
 CellT = TypeVar("CellT", torch.nn.GRUCell, torch.nn.LSTMCell)
@@ -51,9 +51,10 @@ def _sample(family: Any, calls: int = 1, time_input: bool = False, cell: Cell = 
     torch.manual_seed(0)
     policy = make_recurrent_policy(2, family.action_space, hidden_size=8, init_std=0.5,
                                    time_input=time_input, cell=cell)
-    sampler = TrialSampler(family, policy, HORIZON, EPISODES, seed=0)
+    sampler = VectorSampler(family, policy, HORIZON, seed=0)
     tasks = family.sample_tasks(np.random.default_rng(0), 3)
-    return policy, [sampler.sample(policy.params(), tasks, 2) for _ in range(calls)]
+    return policy, [sampler.sample_trials(policy.params(), tasks, 2, EPISODES)
+                    for _ in range(calls)]
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm", "relu_gru"])

@@ -15,11 +15,12 @@ from fastadapt.envs.bandit import BanditTask, BernoulliBandit
 from fastadapt.envs.navigation import Navigation2D
 from fastadapt.errors import ConfigError
 from fastadapt.meta.rl2 import RL2Config, trial_batch
-from fastadapt.meta.rl2_sampling import Trials, TrialSampler
 from fastadapt.policies.recurrent import make_recurrent_policy
 from fastadapt.run.config import load_config
 from fastadapt.run.schema import TrainConfig
 from fastadapt.run.train import train
+from fastadapt.sampling.vector import VectorSampler
+from fastadapt.types import Trials
 
 MEANS = (0.9, 0.2, 0.6)
 
@@ -28,9 +29,9 @@ def _bandit_trials(pulls: int = 5) -> Trials:
     torch.manual_seed(0)
     family = BernoulliBandit(num_arms=3, num_pulls=1)
     policy = make_recurrent_policy(1, family.action_space, hidden_size=8, init_std=0.5)
-    sampler = TrialSampler(family, policy, horizon=1, episodes_per_trial=pulls, seed=0)
+    sampler = VectorSampler(family, policy, horizon=1, seed=0)
     tasks = [BanditTask(MEANS), BanditTask((0.1, 0.5, 0.3))]
-    return sampler.sample(policy.params(), tasks, 4)
+    return sampler.sample_trials(policy.params(), tasks, 4, episodes_per_trial=pulls)
 
 
 def test_sampler_records_the_mean_of_every_pulled_arm() -> None:
@@ -65,8 +66,9 @@ def test_families_without_expected_rewards_are_refused_by_name(tmp_path: Path) -
     # trials without expected rewards reach the update only through the library API
     family = Navigation2D()
     policy = make_recurrent_policy(2, family.action_space, hidden_size=8, init_std=0.5)
-    sampler = TrialSampler(family, policy, horizon=3, episodes_per_trial=2, seed=0)
-    trials = sampler.sample(policy.params(), family.sample_tasks(np.random.default_rng(0), 2), 2)
+    sampler = VectorSampler(family, policy, horizon=3, seed=0)
+    trials = sampler.sample_trials(policy.params(),
+                                   family.sample_tasks(np.random.default_rng(0), 2), 2, 2)
     assert trials.expected_rewards is None
     with pytest.raises(ConfigError, match=r"rl2\.expected_rewards needs a family"):
         trial_batch(trials, RL2Config(episodes_per_trial=2, expected_rewards=True), True)

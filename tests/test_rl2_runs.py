@@ -116,8 +116,12 @@ def test_rl2_cli_train_evaluate_and_bit_identical_resume(tmp_path: Path, separat
     assert not any(key.startswith("success") for key in [*result, *records[0]])
     # an RL² trial has no separately sampled adapted policy: --eval-episodes is refused
     assert main(["evaluate", str(run), "--eval-episodes", "3"]) == 2
-    # RL² samples in-process only: another sampler is refused, not silently ignored
-    assert main(["evaluate", str(run), "--sampler", "process"]) == 2
+    # worker processes sample the in-process trials (up to the GRU's float32 rounding)
+    assert main(["evaluate", str(run), "--tasks", "3", "--episodes", "2", "--sampler",
+                 "process", "--workers", "2"]) == 0
+    by_workers = json.loads((run / "evaluation.json").read_text())
+    np.testing.assert_allclose(by_workers["per_task_returns"], result["per_task_returns"],
+                               rtol=1e-4)
     assert main(["plot", str(run)]) == 0
 
 
@@ -263,10 +267,10 @@ def test_imitation_benchmark_learns_gittins_labels_and_warm_starts_rl2(
     from rl2_bandit_imitation import fit_value_head, flat_trials, imitate, imitation_loss
 
     from fastadapt.bandit_baselines import gittins_choices, gittins_indices
-    from fastadapt.meta.rl2_sampling import TrialSampler
     from fastadapt.run.config import load_config
     from fastadapt.run.rl2_runner import build_rl2
     from fastadapt.run.schema import TrainConfig
+    from fastadapt.sampling.vector import VectorSampler
 
     small = ["env.kwargs.num_arms=3", "rl2.episodes_per_trial=10", "rl2.hidden_size=16",
              "rl2.tasks_per_iteration=8", "rl2.trials_per_task=4", "ppo.epochs=2",
@@ -274,9 +278,9 @@ def test_imitation_benchmark_learns_gittins_labels_and_warm_starts_rl2(
     setup = build_rl2(load_config(TrainConfig, "configs/rl2/bandit-k5-n100.yaml", small))
 
     def loss_on_fresh_trials(params: dict[str, torch.Tensor]) -> float:
-        with TrialSampler(setup.family, setup.policy, 1, 10, seed=5) as sampler:
+        with VectorSampler(setup.family, setup.policy, 1, seed=5) as sampler:
             tasks = setup.family.sample_tasks(np.random.default_rng(5), 16)
-            trials = flat_trials(sampler.sample(params, tasks, 4))
+            trials = flat_trials(sampler.sample_trials(params, tasks, 4, 10))
         labels = torch.from_numpy(gittins_choices(trials.actions.numpy(),
                                                   trials.rewards.numpy(), 3))
         with torch.no_grad():

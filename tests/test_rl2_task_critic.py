@@ -11,8 +11,9 @@ from torch import Tensor
 from fastadapt.envs.bandit import BanditTask, BernoulliBandit
 from fastadapt.meta.ppo import PPOConfig, recurrent_ppo_loss
 from fastadapt.meta.rl2 import RL2Config, trial_batch
-from fastadapt.meta.rl2_sampling import Trials, TrialSampler
 from fastadapt.policies.recurrent import RecurrentPolicy, make_recurrent_policy
+from fastadapt.sampling.vector import VectorSampler
+from fastadapt.types import Trials
 
 TASKS = [BanditTask((0.9, 0.2, 0.6)), BanditTask((0.1, 0.5, 0.3))]
 TRIALS = 3  # per task: T != B, so a mix-up of the two axes shows
@@ -23,8 +24,8 @@ def _sampled() -> tuple[RecurrentPolicy, Trials]:
     family = BernoulliBandit(num_arms=3, num_pulls=1)
     policy = make_recurrent_policy(1, family.action_space, hidden_size=8, init_std=1.0,
                                    critic_features=3)
-    sampler = TrialSampler(family, policy, 1, 4, seed=0)
-    return policy, sampler.sample(policy.params(), TASKS, TRIALS)
+    sampler = VectorSampler(family, policy, 1, seed=0)
+    return policy, sampler.sample_trials(policy.params(), TASKS, TRIALS, 4)
 
 
 def test_value_head_is_a_tanh_layer_over_the_state_and_the_task() -> None:

@@ -12,8 +12,8 @@ from torch.nn import functional as F
 from fastadapt.envs.bandit import BanditTask, BernoulliBandit
 from fastadapt.envs.navigation import Navigation2D
 from fastadapt.envs.tabular_mdp import TabularMDP
-from fastadapt.meta.rl2_sampling import TrialSampler
 from fastadapt.policies.recurrent import make_recurrent_policy
+from fastadapt.sampling.vector import VectorSampler
 
 S, A, STEPS, EPISODES = 3, 2, 4, 3
 
@@ -42,8 +42,9 @@ def test_sampled_trials_sum_to_the_visit_counts_and_reward_totals_of_every_pair(
     family = TabularMDP(S, A, episode_steps=STEPS)
     policy = make_recurrent_policy(S, family.action_space, hidden_size=8, init_std=1.0,
                                    transition_input=True)
-    sampler = TrialSampler(family, policy, STEPS, EPISODES, seed=0)
-    trials = sampler.sample(policy.params(), family.sample_tasks(np.random.default_rng(0), 2), 3)
+    sampler = VectorSampler(family, policy, STEPS, seed=0)
+    tasks = family.sample_tasks(np.random.default_rng(0), 2)
+    trials = sampler.sample_trials(policy.params(), tasks, 3, EPISODES)
     inputs = trials.inputs.flatten(0, 1)  # [N, L, I]
     states = inputs[..., :S].argmax(-1)  # [N, L], the state each action was taken in
     actions, rewards = trials.actions.flatten(0, 1), trials.rewards.flatten(0, 1)
@@ -71,8 +72,8 @@ def test_bandit_columns_are_the_pulled_arm_and_its_reward() -> None:
     family = BernoulliBandit(num_arms=3, num_pulls=1)
     policy = make_recurrent_policy(1, family.action_space, hidden_size=8, init_std=1.0,
                                    transition_input=True)
-    trials = TrialSampler(family, policy, 1, 6, seed=0).sample(
-        policy.params(), [BanditTask((0.9, 0.2, 0.6))], 4)
+    trials = VectorSampler(family, policy, 1, seed=0).sample_trials(
+        policy.params(), [BanditTask((0.9, 0.2, 0.6))], 4, 6)
     columns = trials.inputs[0, :, 1:, 1 + 3 + 2:]  # [B, L - 1, 2 (1 + 1) 3]
     arms = F.one_hot(trials.actions[0, :, :-1], 3).float()
     reward = trials.rewards[0, :, :-1, None]

@@ -30,13 +30,21 @@ from fastadapt.envs.registry import make_family
 from fastadapt.errors import ConfigError, SamplerError, WorkerDiedError, WorkerError
 from fastadapt.meta.adapt import expand_to_tasks
 from fastadapt.policies.mlp import CategoricalMLPPolicy, GaussianMLPPolicy, Policy, make_policy
+from fastadapt.policies.recurrent import Cell, make_recurrent_policy
 from fastadapt.run.checkpoint import load_tensors
 from fastadapt.sampling import SeededSampler, make_sampler
 from fastadapt.sampling.process import ProcessSampler
 from fastadapt.sampling.ray_sampler import START_SECONDS
-from fastadapt.sampling.rollout import actions_from_noise
 from fastadapt.sampling.vector import VectorSampler
-from fastadapt.types import Params, Trajectories
+from fastadapt.sampling.work import (
+    TrialRequest,
+    WorkItem,
+    merge,
+    pack_shared,
+    run_item,
+    split_tasks,
+)
+from fastadapt.types import Params, Trajectories, Trials
 
 SEED, HORIZON, EPISODES = 7, 12, 3
 REPO = Path(__file__).resolve().parents[1]
@@ -100,10 +108,10 @@ def test_actions_from_noise_by_hand() -> None:
     categorical = CategoricalMLPPolicy(1, 3, (4,))
     logits = torch.log(torch.tensor([0.2, 0.5, 0.3])).expand(5, 3)
     uniforms = torch.tensor([0.1, 0.25, 0.69, 0.75, 0.9999])
-    assert actions_from_noise(categorical, logits, uniforms).tolist() == [0, 1, 1, 2, 2]
+    assert categorical.sample(logits, uniforms).tolist() == [0, 1, 1, 2, 2]
     gaussian = GaussianMLPPolicy(1, 2, (4,))
     out = torch.tensor([[1.0, -1.0, float(np.log(2.0)), float(np.log(0.5))]])  # std (2, 0.5)
-    actions = actions_from_noise(gaussian, out, torch.tensor([[0.5, -2.0]]))
+    actions = gaussian.sample(out, torch.tensor([[0.5, -2.0]]))
     torch.testing.assert_close(actions, torch.tensor([[2.0, -2.0]]))
 
 
@@ -124,6 +132,38 @@ def test_process_sampler_gives_the_vector_batch(name: str, workers: int) -> None
     with ProcessSampler(family, policy, HORIZON, SEED, workers=workers) as sampler:
         _assert_identical(expected, _sample_all(sampler, params, tasks))
         assert sampler.state_dict() == {"seed": SEED, "calls": 2}
+
+
+@pytest.mark.parametrize(("name", "cell"), [("Bandit", "gru"), ("Navigation2D", "lstm")])
+def test_worker_samplers_give_the_vector_trials(name: str, cell: Cell) -> None:
+    """RL²'s trials: worker processes (and the work items Ray actors run) return the trials of
+    the in-process sampler. Each task draws from its own streams, so only the recurrent cell's
+    float32 rounding, which depends on how many rows share a matrix product and on the thread
+    count, can differ; a given split of the tasks gives the same bits every time."""
+    family = make_family(name, **({"num_arms": 3, "num_pulls": 1} if name == "Bandit" else {}))
+    torch.manual_seed(0)
+    policy = make_recurrent_policy(int(np.prod(family.observation_space.shape)),
+                                   family.action_space, 8, 0.5, cell=cell)
+    params, tasks = policy.params(), family.sample_tasks(np.random.default_rng(4), 5)
+    with VectorSampler(family, policy, 3, SEED) as sampler:
+        expected = sampler.sample_trials(params, tasks, 2, 4)
+    with ProcessSampler(family, policy, 3, SEED, workers=2) as sampler:
+        got = sampler.sample_trials(params, tasks, 2, 4)
+    request = TrialRequest(2, 4)
+    items = [WorkItem(pack_shared(params), tasks[c.start : c.stop], request, SEED, 0, c.start)
+             for c in split_tasks(len(tasks), 2)]  # what Ray actors run, here in this process
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in every worker
+    try:
+        by_items = merge([run_item(family, policy, 3, item) for item in items], request)
+    finally:
+        torch.set_num_threads(threads)
+    for field, a, b, c in zip(Trials._fields, expected, got, by_items, strict=True):
+        if a is None:
+            assert b is None and c is None, field
+            continue
+        assert torch.equal(b, c), field
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=field)
 
 
 def test_state_dict_continues_the_streams_in_another_sampler() -> None:

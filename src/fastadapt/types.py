@@ -75,3 +75,72 @@ class Batch(NamedTuple):
     actions: Tensor
     masks: Tensor
     advantages: Tensor
+
+
+class Trials(NamedTuple):
+    """``T`` tasks x ``B`` trials of ``L = n * H`` steps, as the sampling policy saw them.
+
+    Attributes:
+        inputs: policy inputs ``[T, B, L, I]`` (observation, previous action, previous reward,
+            new-episode flag, t / L with ``time_input``, the transition columns with
+            ``transition_input``), see :meth:`RecurrentPolicy.encode`.
+        actions: ``[T, B, L, A]`` float or ``[T, B, L]`` int64.
+        rewards: ``[T, B, L]``, zero where masked.
+        masks: ``[T, B, L]``, 0.0 after an episode terminated until the next episode starts.
+        log_probs: ``log pi(a|h)`` of the sampling parameters ``[T, B, L]``.
+        values: ``V(h)`` of the sampling parameters ``[T, B, L]``.
+        hidden: recurrent state after each step ``[T, B, L, state_size]`` (see
+            :attr:`~fastadapt.policies.recurrent.CategoricalRecurrentPolicy.state_size`).
+        successes: ``[T, B, L]`` float, 1.0 where the task was solved at that step (0.0 where
+            masked), for families that report success (Meta-World); else ``None``.
+        unstable: ``[T, B, n]`` float, 1.0 where the episode was ended by a physics blow-up
+            (:attr:`~fastadapt.envs.base.BatchedEnv.unstable`), for MuJoCo families; else
+            ``None``.
+        expected_rewards: ``[T, B, L]`` float, ``E[r | state, action]`` of each step under its
+            task (0.0 where masked), for families that report it
+            (:attr:`~fastadapt.envs.base.BatchedEnv.expected_rewards`: bandits, tabular
+            MDPs); else ``None``.
+        task_features: ``[T, B, F]``, each trial's task features
+            (:func:`~fastadapt.meta.oracle.task_features`), when the policy's value head reads
+            them or its belief head predicts them (``policy.reads_task_features``); else
+            ``None``.
+    """
+
+    inputs: Tensor
+    actions: Tensor
+    rewards: Tensor
+    masks: Tensor
+    log_probs: Tensor
+    values: Tensor
+    hidden: Tensor
+    successes: Tensor | None = None
+    unstable: Tensor | None = None
+    expected_rewards: Tensor | None = None
+    task_features: Tensor | None = None
+
+    def _by_episode(self, per_step: Tensor, episodes_per_trial: int) -> Tensor:
+        """``[T, B, L]`` masked and viewed as ``[T, B, n, H]``."""
+        num_tasks, num_trials, length = per_step.shape
+        return (per_step * self.masks).view(
+            num_tasks, num_trials, episodes_per_trial, length // episodes_per_trial
+        )
+
+    def episode_returns(self, episodes_per_trial: int) -> Tensor:
+        """Undiscounted return of each episode of each trial, ``[T, B, n]``."""
+        return self._by_episode(self.rewards, episodes_per_trial).sum(-1)
+
+    def episode_successes(self, episodes_per_trial: int) -> Tensor:
+        """Whether each episode of each trial succeeded (at any of its unmasked steps,
+        Meta-World's definition), ``[T, B, n]`` float 0/1.
+
+        Raises:
+            ValueError: the family does not report success (``successes`` is ``None``).
+        """
+        if self.successes is None:
+            raise ValueError("these trials carry no successes (the family reports none)")
+        return self._by_episode(self.successes, episodes_per_trial).amax(-1)
+
+    @property
+    def num_env_steps(self) -> int:
+        """Environment steps actually taken (masked steps excluded)."""
+        return int(self.masks.sum().item())

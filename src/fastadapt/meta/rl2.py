@@ -2,7 +2,7 @@
 
 One meta-iteration:
 
-1. sample ``T`` training tasks and ``B`` trials of each (:class:`TrialSampler`): ``n``
+1. sample ``T`` training tasks and ``B`` trials of each (:mod:`fastadapt.sampling.trials`): ``n``
    episodes per trial with the hidden state kept between them;
 2. GAE over each whole trial, the trial being the RL episode (Duan et al. 2016, §2.2), with
    the values the policy predicted while sampling (:func:`gae_skipping_masked`);
@@ -22,10 +22,9 @@ from torch import Tensor
 
 from fastadapt.errors import ConfigError, require_at_least_one
 from fastadapt.meta.ppo import PPOConfig, TrialBatch, masked_mean, recurrent_ppo_loss
-from fastadapt.meta.rl2_sampling import Trials
 from fastadapt.policies.recurrent import Cell, RecurrentPolicy
 from fastadapt.returns import gae_skipping_masked
-from fastadapt.types import Params
+from fastadapt.types import Params, Trials
 
 _ADAM_PREFIX = "adam/"
 
@@ -126,7 +125,7 @@ def trial_batch(trials: Trials, config: RL2Config, normalize: bool) -> TrialBatc
     """Flatten ``[T, B]`` into ``N`` trials and compute GAE advantages and value targets.
 
     Args:
-        trials: ``[T, B, L, ...]`` from :class:`TrialSampler`.
+        trials: ``[T, B, L, ...]`` from a sampler's ``sample_trials``.
         normalize: standardise the advantages over all unmasked steps.
 
     Returns:

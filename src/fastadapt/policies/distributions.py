@@ -1,7 +1,10 @@
 """Action distributions as pure functions of the policy's output ``out [..., D]``.
 
 Mixed into every policy class (MLP and recurrent), so all of them share one implementation of
-``log_prob``, ``kl``, ``fisher_output_product``, ``entropy`` and ``sample``:
+``log_prob``, ``kl``, ``fisher_output_product``, ``entropy``, ``draw_noise`` and ``sample``.
+Sampling is split in two so that samplers can draw a whole rollout's noise up front from a
+task's own numpy stream (:mod:`fastadapt.sampling.rollout`): ``draw_noise(rng, shape)`` draws
+it, ``sample(out, noise)`` turns distribution parameters and noise into actions.
 
 - :class:`DiagonalGaussian`: ``out = [mu, log sigma]``, ``D = 2A``;
 - :class:`CategoricalLogits`: ``out`` are the logits, ``D = K``; actions are integers.
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -53,11 +57,14 @@ class DiagonalGaussian:
         _, log_std = self._split(out)
         return (log_std + 0.5 * math.log(2 * math.pi * math.e)).sum(-1)
 
-    def sample(self, out: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Draw actions ``[..., A]`` from ``out [..., 2A]``."""
-        mean, log_std = self._split(out)
-        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
-        return mean + noise * torch.exp(log_std)
+    def draw_noise(self, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+        """Standard normals ``[*shape, A]`` float32, in one draw."""
+        return rng.standard_normal((*shape, self.action_dim), dtype=np.float32)
+
+    def sample(self, out: Tensor, noise: Tensor) -> Tensor:
+        """Actions ``mu + sigma * noise`` ``[..., A]`` from ``out [..., 2A]`` and standard
+        normals ``noise [..., A]`` (:meth:`draw_noise`)."""
+        return out[..., : self.action_dim] + noise * torch.exp(out[..., self.action_dim :])
 
 
 class CategoricalLogits:
@@ -89,8 +96,14 @@ class CategoricalLogits:
         log_p = torch.log_softmax(out, dim=-1)
         return -(log_p.exp() * log_p).sum(-1)
 
-    def sample(self, out: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Draw integer actions ``[...]`` from logits ``[..., K]``."""
-        probs = torch.softmax(out, dim=-1).reshape(-1, out.shape[-1])
-        draws = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-        return draws.reshape(out.shape[:-1])
+    def draw_noise(self, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+        """Uniforms in ``[0, 1)`` ``[*shape]`` float32, in one draw."""
+        return rng.random(shape, dtype=np.float32)
+
+    def sample(self, out: Tensor, noise: Tensor) -> Tensor:
+        """Integer actions ``[...]`` from logits ``out [..., K]`` and uniforms ``noise [...]``
+        (:meth:`draw_noise`) by the inverse CDF, ``a = #{k : cdf[k] <= u}``, clamped to
+        ``K - 1`` against rounding of the last ``cdf`` entry."""
+        cdf = torch.softmax(out, dim=-1).cumsum(dim=-1)
+        draws = (cdf <= noise.unsqueeze(-1)).sum(dim=-1)
+        return draws.clamp(max=out.shape[-1] - 1)

@@ -2,7 +2,7 @@
 
 The run directory has the same layout as a MAML run (``config.yaml``, ``metrics.jsonl``,
 ``checkpoints/``, ``policy.safetensors``, ``evaluation.json``). A checkpoint stores the policy's
-parameters, Adam's moments, the minibatch-shuffling generator and every random stream of the
+parameters, Adam's moments, the minibatch-shuffling generator and the random state of the
 sampler and the task sampler, so ``--resume`` continues bit-exactly.
 """
 
@@ -22,7 +22,6 @@ from fastadapt.envs.registry import make_family
 from fastadapt.errors import CheckpointError, ConfigError
 from fastadapt.meta.oracle import task_feature_size
 from fastadapt.meta.rl2 import RL2PPO
-from fastadapt.meta.rl2_sampling import Trials, TrialSampler
 from fastadapt.policies.recurrent import RecurrentPolicy, make_recurrent_policy
 from fastadapt.run.checkpoint import latest_checkpoint, load_checkpoint, save_tensors
 from fastadapt.run.checkpoint import save_checkpoint as write_checkpoint
@@ -42,9 +41,10 @@ from fastadapt.run.train import (
     starting_params,
     starts_afresh,
 )
-from fastadapt.types import Params
+from fastadapt.sampling import SeededSampler, make_sampler
+from fastadapt.sampling.base import check_sampler_state
+from fastadapt.types import Params, Trials
 
-_ACTIONS_KEY = "rng/actions"
 _TRAJECTORY_TASKS = 4
 
 
@@ -110,31 +110,35 @@ class _RL2State:
         self.setup = setup
         self.iteration, self.env_steps = 0, 0
         self.task_rng = np.random.default_rng([seed, 0])
-        self.sampler = TrialSampler(setup.family, setup.policy, setup.horizon,
-                                    config.rl2.episodes_per_trial, seed)
+        self.sampler_state: dict[str, int] = {"seed": seed, "calls": 0}
         params = setup.initial_params()
         if warm_start:
             params = starting_params(config.run, params)
         self.algorithm = RL2PPO(setup.policy, params, config.rl2, config.ppo, seed)
 
-    def save(self, run_dir: Path, keep_last: int) -> Path:
+    def save(self, run_dir: Path, keep_last: int, sampler: SeededSampler) -> Path:
+        self.sampler_state = sampler.state_dict()
         tensors = {_PARAM_PREFIX + n: p for n, p in self.algorithm.current_params().items()}
         tensors.update(self.algorithm.state_tensors())
-        tensors[_ACTIONS_KEY] = self.sampler.generator.get_state()
         meta = {
             "env_steps": self.env_steps,
             "task_rng": self.task_rng.bit_generator.state,
-            "env_rng": self.sampler.env_rng.bit_generator.state,
+            "sampler": self.sampler_state,
         }
         return write_checkpoint(run_dir / "checkpoints", self.iteration, tensors, meta, keep_last)
 
     def restore(self, marker: Path) -> None:
         tensors, meta = load_checkpoint(marker)
         params = check_params(_strip(tensors), self.setup.initial_params(), marker)
+        if "sampler" not in meta and "env_rng" in meta:
+            raise CheckpointError(
+                f"{marker} was written by fastadapt 0.1.0, whose RL² trials drew from other "
+                "random streams; it cannot be resumed bit-exactly (evaluate works): start a "
+                f"new run, e.g. with run.init_from={marker.parent.parent}"
+            )
         try:
             self.task_rng.bit_generator.state = meta["task_rng"]
-            self.sampler.env_rng.bit_generator.state = meta["env_rng"]
-            self.sampler.generator.set_state(tensors[_ACTIONS_KEY])
+            self.sampler_state = check_sampler_state(meta["sampler"])
             self.algorithm.load_state_tensors(tensors)
             self.iteration, self.env_steps = int(meta["iteration"]), int(meta["env_steps"])
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
@@ -179,14 +183,19 @@ def train_rl2(config: TrainConfig, run_dir: Path, resume: bool, show_progress: b
     if resume:
         state.resume(run_dir)
     rl2, run = config.rl2, config.run
-    with MetricsLogger(run_dir, run.tensorboard) as logger, TrainProgress(
+    with make_sampler(
+        run.sampler, setup.family, setup.policy, setup.horizon, run.seed, run.workers,
+        run.ray_address,
+    ) as sampler, MetricsLogger(run_dir, run.tensorboard) as logger, TrainProgress(
         run.iterations, state.iteration, enabled=show_progress
     ) as progress:
+        sampler.load_state_dict(state.sampler_state)
         streak = 0
         while state.iteration < run.iterations:
             start = time.perf_counter()
             tasks = setup.family.sample_tasks(state.task_rng, rl2.tasks_per_iteration)
-            trials = state.sampler.sample(state.algorithm.params, tasks, rl2.trials_per_task)
+            trials = sampler.sample_trials(state.algorithm.params, tasks,
+                                           rl2.trials_per_task, rl2.episodes_per_trial)
             metrics = {**state.algorithm.step(trials, state.iteration / run.iterations),
                        **trial_outcomes(trials, rl2.episodes_per_trial)}
             state.iteration += 1
@@ -197,8 +206,8 @@ def train_rl2(config: TrainConfig, run_dir: Path, resume: bool, show_progress: b
                 metrics,
             )
             streak = log_and_checkpoint(
-                run, record, streak, lambda: state.save(run_dir, run.keep_checkpoints), logger,
-                progress,
+                run, record, streak, lambda: state.save(run_dir, run.keep_checkpoints, sampler),
+                logger, progress,
             )
     params = state.algorithm.current_params()
     save_tensors(run_dir / POLICY_FILE, params, {"iteration": str(state.iteration)})
@@ -221,10 +230,11 @@ def meta_test_rl2(setup: RL2Setup, params: Params, num_tasks: int, episodes_per_
     """
     from fastadapt.evaluate import summarize_returns, summarize_successes
 
-    family = setup.family
+    family, run = setup.family, setup.config.run
     tasks = family.test_tasks(num_tasks)
-    with TrialSampler(family, setup.policy, setup.horizon, episodes_per_trial, seed) as sampler:
-        trials = sampler.sample(params, tasks, trials_per_task)
+    with make_sampler(run.sampler, family, setup.policy, setup.horizon, seed, run.workers,
+                      run.ray_address) as sampler:
+        trials = sampler.sample_trials(params, tasks, trials_per_task, episodes_per_trial)
     per_task = trials.episode_returns(episodes_per_trial).mean(dim=1).double()  # [N, K + 1]
     result: dict[str, Any] = {
         "env": family.name,

@@ -80,8 +80,7 @@ class RunConfig:
     sampler: Literal["vector", "process", "ray"] = "vector"
     """Who steps the envs: ``vector`` (in-process, one array op for all tasks), ``process``
     (``run.workers`` worker processes) or ``ray`` (``run.workers`` Ray actors; needs
-    ``fastadapt[ray]``). All give the same batches for the same seed. RL² samples its trials
-    in-process: ``vector`` only."""
+    ``fastadapt[ray]``). All give the same batches (RL²: trials) for the same seed."""
     workers: int = 2
     """Worker processes or Ray actors of the ``process``/``ray`` samplers (1 to
     ``MAX_WORKERS``; each runs one torch thread); ignored by ``vector``."""
@@ -159,12 +158,6 @@ class TrainConfig:
         if self.algorithm == "random-init" and self.run.init_from is not None:
             raise ConfigError("run.init_from is not available for random-init, whose point is "
                               "a freshly initialised policy")
-        if self.algorithm == "rl2" and self.run.sampler != "vector":
-            raise ConfigError(
-                f"run.sampler {self.run.sampler!r} is not available for rl2: RL² steps all its "
-                "trials in-process with one GRU forward per step (run.sampler: vector); the "
-                "process and ray samplers serve the MAML family and the transfer baselines"
-            )
 
     def check_new_run(self) -> None:
         """Checks made before a new run starts (not on resume: a saved config may hold an

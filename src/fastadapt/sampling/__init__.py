@@ -7,7 +7,9 @@
 - ``ray`` (:class:`~fastadapt.sampling.ray_sampler.RaySampler`): tasks split across Ray actors
   (``pip install 'fastadapt[ray]'``).
 
-All three return the same batch for the same seed, whatever the number of workers.
+All three return the same batch for the same seed, whatever the number of workers (bit for bit
+for MLP policies; RL²'s trials up to the recurrent cell's float32 rounding, see
+:mod:`fastadapt.sampling.trials`).
 """
 
 from __future__ import annotations
@@ -16,8 +18,7 @@ from typing import Any
 
 from fastadapt.envs.base import TaskFamily
 from fastadapt.errors import ConfigError, SamplerError
-from fastadapt.policies.mlp import Policy
-from fastadapt.sampling.base import Sampler, SeededSampler
+from fastadapt.sampling.base import Sampler, SamplingPolicy, SeededSampler
 
 __all__ = ["SAMPLER_KINDS", "Sampler", "SeededSampler", "make_sampler"]
 
@@ -27,7 +28,7 @@ SAMPLER_KINDS = ("vector", "process", "ray")
 def make_sampler(
     kind: str,
     family: TaskFamily[Any],
-    policy: Policy,
+    policy: SamplingPolicy,
     horizon: int,
     seed: int,
     workers: int = 1,

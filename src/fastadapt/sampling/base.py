@@ -1,9 +1,12 @@
 """The sampler interface, and what every sampler shares: its seed, call counter and lifecycle.
 
-A sampler is ``sample(params, tasks, episodes_per_task) -> Trajectories`` with explicit
-per-task parameters ``[T, ...]``, a context manager whose ``close()`` releases every worker it
-started, and ``state_dict()`` / ``load_state_dict()`` for checkpoints. Its random state is the
-pair (seed, number of ``sample`` calls so far): see :mod:`fastadapt.sampling.rollout`.
+A sampler steps a policy it is given, with explicit parameters:
+``sample(params, tasks, episodes_per_task) -> Trajectories`` for an MLP policy with per-task
+parameters ``[T, ...]``, and ``sample_trials(params, tasks, trials_per_task, episodes_per_trial)
+-> Trials`` for a recurrent policy that keeps its hidden state across the episodes of a trial.
+It is a context manager whose ``close()`` releases every worker it started, with
+``state_dict()`` / ``load_state_dict()`` for checkpoints. Its random state is the pair (seed,
+number of sampling calls so far): see :mod:`fastadapt.sampling.rollout`.
 """
 
 from __future__ import annotations
@@ -14,7 +17,12 @@ from typing import Any, Protocol
 
 from fastadapt.closing import Closeable
 from fastadapt.errors import CheckpointError, ConfigError
-from fastadapt.types import Params, Trajectories
+from fastadapt.policies.mlp import Policy
+from fastadapt.policies.recurrent import RecurrentPolicy
+from fastadapt.types import Params, Trajectories, Trials
+
+SamplingPolicy = Policy | RecurrentPolicy
+"""What a sampler steps: an MLP policy (episodes) or a recurrent one (trials)."""
 
 
 class Sampler(Protocol):
@@ -22,6 +30,11 @@ class Sampler(Protocol):
 
     def sample(self, params: Params, tasks: list[Any], episodes_per_task: int) -> Trajectories:
         """Episodes ``[T, E, H, ...]`` of ``tasks`` with per-task ``params [T, ...]``."""
+        ...
+
+    def sample_trials(self, params: Params, tasks: list[Any], trials_per_task: int,
+                      episodes_per_trial: int) -> Trials:
+        """Trials ``[T, B, L, ...]`` of ``tasks`` with a recurrent policy's shared ``params``."""
         ...
 
     def state_dict(self) -> dict[str, int]:
@@ -44,8 +57,6 @@ class Sampler(Protocol):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
-
-
 
 
 def check_sampler_state(state: Any) -> dict[str, int]:
@@ -78,14 +89,24 @@ class SeededSampler(Closeable, ABC):
     def sample(self, params: Params, tasks: list[Any], episodes_per_task: int) -> Trajectories:
         """Episodes ``[T, E, H, ...]`` of ``tasks`` with per-task ``params [T, ...]``."""
 
-    def next_call(self, params: Params, tasks: list[Any]) -> int:
-        """The counter value of this ``sample`` call (then increments it).
+    @abstractmethod
+    def sample_trials(self, params: Params, tasks: list[Any], trials_per_task: int,
+                      episodes_per_trial: int) -> Trials:
+        """Trials ``[T, B, L, ...]`` of ``tasks`` with a recurrent policy's shared ``params``
+        (see :func:`~fastadapt.sampling.trials.trial_rollout`)."""
+
+    def next_call(self, params: Params, tasks: list[Any], per_task: bool = True) -> int:
+        """The counter value of this sampling call (then increments it).
+
+        Args:
+            per_task: ``params`` carry a leading ``[T]`` axis (checked); ``False`` for a
+                recurrent policy's shared parameters.
 
         Raises:
             ValueError: the parameters' leading ``[T]`` axis does not match ``len(tasks)``.
         """
         sizes = {name: value.shape[0] if value.dim() else 0 for name, value in params.items()}
-        if any(size != len(tasks) for size in sizes.values()):
+        if per_task and any(size != len(tasks) for size in sizes.values()):
             raise ValueError(
                 f"sample got parameters for {sorted(set(sizes.values()))} tasks, but "
                 f"{len(tasks)} tasks (per-task parameters need a leading [T] axis)"

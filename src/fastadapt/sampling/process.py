@@ -35,9 +35,9 @@ import torch
 
 from fastadapt.envs.base import TaskFamily
 from fastadapt.errors import SamplerError, WorkerDiedError, WorkerError
-from fastadapt.policies.mlp import Policy
+from fastadapt.sampling.base import SamplingPolicy
 from fastadapt.sampling.work import (
-    ArrayTrajectories,
+    ArrayBatch,
     WorkerPoolSampler,
     WorkItem,
     first_line,
@@ -158,7 +158,7 @@ class ProcessSampler(WorkerPoolSampler):
     def __init__(
         self,
         family: TaskFamily[Any],
-        policy: Policy,
+        policy: SamplingPolicy,
         horizon: int,
         seed: int,
         workers: int = 2,
@@ -216,12 +216,12 @@ class ProcessSampler(WorkerPoolSampler):
     def closed(self) -> bool:
         return not self._workers
 
-    def _run(self, items: list[WorkItem], call: int) -> list[ArrayTrajectories]:
+    def _run(self, items: list[WorkItem], call: int) -> list[ArrayBatch]:
         """Item ``k`` on worker ``k``; restart dead workers and re-run their items; a
         :class:`SamplerError` once ``timeout_s`` has passed."""
         for k, item in enumerate(items):
             self._workers[k].send(call, item)
-        results: dict[int, ArrayTrajectories] = {}
+        results: dict[int, ArrayBatch] = {}
         restarts_left = self.max_restarts
         deadline = None if self.timeout_s is None else time.monotonic() + self.timeout_s
         while len(results) < len(items):

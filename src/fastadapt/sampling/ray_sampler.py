@@ -28,9 +28,9 @@ import torch
 
 from fastadapt.envs.base import TaskFamily
 from fastadapt.errors import SamplerError, WorkerDiedError, WorkerError
-from fastadapt.policies.mlp import Policy
+from fastadapt.sampling.base import SamplingPolicy
 from fastadapt.sampling.work import (
-    ArrayTrajectories,
+    ArrayBatch,
     WorkerPoolSampler,
     WorkItem,
     first_line,
@@ -74,7 +74,7 @@ def import_ray(local: bool = False) -> Any:
 class RayWorker:
     """The actor: family, policy and horizon, one torch thread; answers work items."""
 
-    def __init__(self, family: TaskFamily[Any], policy: Policy, horizon: int) -> None:
+    def __init__(self, family: TaskFamily[Any], policy: SamplingPolicy, horizon: int) -> None:
         torch.set_num_threads(1)
         self.family, self.policy, self.horizon = family, policy, horizon
 
@@ -82,7 +82,7 @@ class RayWorker:
         """The actor's process id (tests kill it)."""
         return os.getpid()
 
-    def sample(self, item: WorkItem) -> ArrayTrajectories:
+    def sample(self, item: WorkItem) -> ArrayBatch:
         """Episodes of the item's tasks as numpy arrays."""
         return run_item(self.family, self.policy, self.horizon, item)
 
@@ -106,7 +106,7 @@ class RaySampler(WorkerPoolSampler):
     def __init__(
         self,
         family: TaskFamily[Any],
-        policy: Policy,
+        policy: SamplingPolicy,
         horizon: int,
         seed: int,
         workers: int = 2,
@@ -160,11 +160,11 @@ class RaySampler(WorkerPoolSampler):
     def closed(self) -> bool:
         return not self._actors
 
-    def _run(self, items: list[WorkItem], call: int) -> list[ArrayTrajectories]:
+    def _run(self, items: list[WorkItem], call: int) -> list[ArrayBatch]:
         """Item ``k`` on actor ``k``; replace dead actors and re-run their items."""
         exceptions = self._ray.exceptions
         pending = {self._actors[k].sample.remote(item): k for k, item in enumerate(items)}
-        results: dict[int, ArrayTrajectories] = {}
+        results: dict[int, ArrayBatch] = {}
         restarts_left = self.max_restarts
         while pending:
             ready, _ = self._ray.wait(list(pending), num_returns=1, timeout=_POLL_SECONDS)

@@ -30,7 +30,7 @@ from torch import Tensor
 from fastadapt.envs.base import TaskFamily
 from fastadapt.meta.adapt import per_task_output
 from fastadapt.meta.mlp_products import SamplingForward, supports_fast_products
-from fastadapt.policies.mlp import GaussianMLPPolicy, Policy
+from fastadapt.policies.mlp import Policy
 from fastadapt.types import Params, Trajectories
 
 ACTION_STREAM, ENV_STREAM = 0, 1
@@ -54,47 +54,19 @@ def task_generators(
     ]
 
 
-def draw_noise(policy: Policy, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """A task's action noise for a whole call: ``[*shape, A]`` standard normals (Gaussian
-    policy) or ``[*shape]`` uniforms in ``[0, 1)`` (categorical), float32, in one draw."""
-    if isinstance(policy, GaussianMLPPolicy):
-        return rng.standard_normal((*shape, policy.action_dim), dtype=np.float32)
-    return rng.random(shape, dtype=np.float32)
-
-
-def actions_from_noise(policy: Policy, out: Tensor, noise: Tensor) -> Tensor:
-    """Actions from distribution parameters and pre-drawn noise (:func:`draw_noise`).
-
-    Gaussian: ``mu + sigma * noise`` with ``out = [mu, log sigma] [..., 2A]``, ``noise [..., A]``.
-    Categorical: inverse CDF ``a = #{k : cdf[k] <= u}`` with logits ``out [..., K]``,
-    uniforms ``noise [...]``, clamped to ``K - 1`` against rounding of the last ``cdf`` entry.
-
-    Returns:
-        ``[..., A]`` float or ``[...]`` int64.
-    """
-    if isinstance(policy, GaussianMLPPolicy):
-        action_dim = policy.action_dim
-        return out[..., :action_dim] + noise * torch.exp(out[..., action_dim:])
-    cdf = torch.softmax(out, dim=-1).cumsum(dim=-1)
-    draws = (cdf <= noise.unsqueeze(-1)).sum(dim=-1)
-    return draws.clamp(max=out.shape[-1] - 1)
-
-
 def step_actions(policy: Policy, params: Params) -> Callable[[Tensor, Tensor], Tensor]:
     """``(obs [T, E, O], noise) -> actions`` of per-task ``params``, fixed for a rollout.
 
     MLP policies run a :class:`~fastadapt.meta.mlp_products.SamplingForward` prepared once
     (Gaussian: ``mu + sigma * noise`` in one op); other policies ``vmap`` the module and
-    :func:`actions_from_noise`.
+    ``policy.sample``.
     """
     if not supports_fast_products(policy):
-        return lambda obs, noise: actions_from_noise(
-            policy, per_task_output(policy, params, obs), noise
-        )
+        return lambda obs, noise: policy.sample(per_task_output(policy, params, obs), noise)
     forward = SamplingForward(policy, params)
     if forward.std is not None:
         return forward.gaussian_actions
-    return lambda obs, noise: actions_from_noise(policy, forward(obs), noise)
+    return lambda obs, noise: policy.sample(forward(obs), noise)
 
 
 @torch.no_grad()
@@ -129,7 +101,7 @@ def rollout(
     num_tasks, episodes = len(tasks), episodes_per_task
     indices = range(first_task, first_task + num_tasks)
     action_rngs = task_generators(seed, call, indices, ACTION_STREAM)
-    noise_per_task = [draw_noise(policy, g, (horizon, episodes)) for g in action_rngs]
+    noise_per_task = [policy.draw_noise(g, (horizon, episodes)) for g in action_rngs]
     noise = torch.from_numpy(np.stack(noise_per_task, axis=1))  # [H, T, E, ...]
     env = family.make_batched(tasks, episodes, task_generators(seed, call, indices, ENV_STREAM))
     first_obs = env.reset()

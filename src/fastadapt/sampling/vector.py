@@ -13,9 +13,10 @@ from typing import Any
 
 from fastadapt.envs.base import TaskFamily
 from fastadapt.policies.mlp import Policy
-from fastadapt.sampling.base import SeededSampler
+from fastadapt.sampling.base import SamplingPolicy, SeededSampler
 from fastadapt.sampling.rollout import rollout
-from fastadapt.types import Params, Trajectories
+from fastadapt.sampling.trials import trial_rollout
+from fastadapt.types import Params, Trajectories, Trials
 
 
 class VectorSampler(SeededSampler):
@@ -28,7 +29,8 @@ class VectorSampler(SeededSampler):
         seed: seeds the per-task env and action streams (``>= 0``).
     """
 
-    def __init__(self, family: TaskFamily[Any], policy: Policy, horizon: int, seed: int) -> None:
+    def __init__(self, family: TaskFamily[Any], policy: SamplingPolicy, horizon: int,
+                 seed: int) -> None:
         super().__init__(seed)
         self.family = family
         self.policy = policy
@@ -46,8 +48,27 @@ class VectorSampler(SeededSampler):
             :class:`Trajectories` with shapes ``[T, E, H, ...]``; steps after an episode
             terminated are masked out (their rewards are zero).
         """
+        if not isinstance(self.policy, Policy):
+            raise TypeError("sample needs an MLP policy; a recurrent one samples trials")
         call = self.next_call(params, tasks)
         return rollout(
             self.family, self.policy, self.horizon, params, tasks, episodes_per_task,
             self.seed, call,
+        )
+
+    def sample_trials(self, params: Params, tasks: list[Any], trials_per_task: int,
+                      episodes_per_trial: int) -> Trials:
+        """Roll out ``trials_per_task`` trials of ``episodes_per_trial`` episodes of each task
+        with a recurrent policy's shared ``params``.
+
+        Returns:
+            :class:`Trials` ``[T, B, L, ...]``, see
+            :func:`~fastadapt.sampling.trials.trial_rollout`.
+        """
+        if isinstance(self.policy, Policy):
+            raise TypeError("sample_trials needs a recurrent policy; an MLP one samples episodes")
+        call = self.next_call(params, tasks, per_task=False)
+        return trial_rollout(
+            self.family, self.policy, self.horizon, params, tasks, trials_per_task,
+            episodes_per_trial, self.seed, call,
         )

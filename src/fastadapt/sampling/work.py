@@ -1,13 +1,14 @@
 """Work items of the worker-based samplers: tasks split across workers, numpy in and out.
 
-A ``sample`` call of a sampler with ``W`` workers splits its ``T`` tasks into at most ``W``
-contiguous chunks; each worker gets one :class:`WorkItem` (its tasks, their parameters as numpy
-arrays, the seed, the call counter and the global index of its first task), runs
-:func:`~fastadapt.sampling.rollout.rollout` on it and answers with the episodes as numpy arrays
-(:data:`ArrayTrajectories`): one message each way per call, nothing per step. Parameters that
-are the same for every task (``theta`` before adaptation: a stride-0 view) travel once, not
-``T`` times. Since every task draws from its own streams, concatenating the chunks gives the
-batch the in-process sampler would have returned.
+A ``sample`` (or ``sample_trials``) call of a sampler with ``W`` workers splits its ``T`` tasks
+into at most ``W`` contiguous chunks; each worker gets one :class:`WorkItem` (its tasks, their
+parameters as numpy arrays, what to roll out, the seed, the call counter and the global index
+of its first task), runs :func:`~fastadapt.sampling.rollout.rollout` (or
+:func:`~fastadapt.sampling.trials.trial_rollout`) on it and answers with the result's fields as
+numpy arrays (:data:`ArrayBatch`): one message each way per call, nothing per step. Parameters
+that are the same for every task (``theta`` before adaptation: a stride-0 view; a recurrent
+policy's shared parameters) travel once, not ``T`` times. Since every task draws from its own
+streams, concatenating the chunks gives the batch the in-process sampler would have returned.
 """
 
 from __future__ import annotations
@@ -20,36 +21,54 @@ import torch
 
 from fastadapt.envs.base import TaskFamily
 from fastadapt.errors import ConfigError, SamplerError
-from fastadapt.policies.mlp import Policy
 from fastadapt.sampling.base import SeededSampler
 from fastadapt.sampling.rollout import rollout
-from fastadapt.types import Params, Trajectories
+from fastadapt.sampling.trials import trial_rollout
+from fastadapt.types import Params, Trajectories, Trials
 
-ArrayTrajectories = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None,
-                          np.ndarray | None]
-"""``(observations, actions, rewards, masks, successes, unstable)`` of :class:`Trajectories`
-as numpy arrays (the last two ``None`` for families that report no success / no physics)."""
+ArrayBatch = tuple[np.ndarray | None, ...]
+"""The fields of a :class:`~fastadapt.types.Trajectories` or :class:`~fastadapt.types.Trials`
+as numpy arrays, in field order (``None`` where the result has none, e.g. the successes of a
+family that reports none)."""
 
 PackedParams = dict[str, tuple[bool, np.ndarray]]
 """Parameters by name as ``(shared, array)``: ``shared`` arrays hold one copy without the
-``[T]`` axis (expanded again on arrival), the others ``[T_chunk, ...]``."""
+``[T]`` axis (expanded again on arrival for per-task parameters), the others
+``[T_chunk, ...]``."""
+
+
+class EpisodeRequest(NamedTuple):
+    """``E`` independent episodes of each task with per-task parameters ``[T, ...]``."""
+
+    episodes_per_task: int
+
+
+class TrialRequest(NamedTuple):
+    """``B`` trials of ``n`` episodes of each task with a recurrent policy's shared
+    parameters."""
+
+    trials_per_task: int
+    episodes_per_trial: int
+
+
+Request = EpisodeRequest | TrialRequest
 
 
 class WorkItem(NamedTuple):
-    """One worker's share of a ``sample`` call.
+    """One worker's share of a sampling call.
 
     Attributes:
-        params: the chunk's per-task parameters, packed.
+        params: the chunk's parameters, packed.
         tasks: the chunk's tasks.
-        episodes_per_task: ``E``.
+        request: what to roll out.
         seed: the sampler's seed.
-        call: the sampler's call counter for this ``sample``.
+        call: the sampler's call counter for this call.
         first_task: global index of ``tasks[0]`` in the call's task list.
     """
 
     params: PackedParams
     tasks: list[Any]
-    episodes_per_task: int
+    request: Request
     seed: int
     call: int
     first_task: int
@@ -79,38 +98,47 @@ def pack_params(params: Params, chunk: range) -> PackedParams:
     return packed
 
 
-def unpack_params(packed: PackedParams, num_tasks: int) -> Params:
-    """Per-task tensors ``[T_chunk, ...]`` from :func:`pack_params` (shared ones expanded)."""
+def pack_shared(params: Params) -> PackedParams:
+    """Shared parameters (no ``[T]`` axis) as numpy arrays, for every worker alike."""
+    return {name: (True, value.detach().contiguous().numpy()) for name, value in params.items()}
+
+
+def unpack_params(packed: PackedParams, num_tasks: int | None) -> Params:
+    """Tensors from :func:`pack_params` (per-task ``[T_chunk, ...]``: shared ones expanded to
+    ``num_tasks``) or from :func:`pack_shared` (``num_tasks`` ``None``: as they were)."""
     params: Params = {}
     for name, (shared, array) in packed.items():
         value = torch.from_numpy(array)
-        params[name] = value.expand(num_tasks, *value.shape) if shared else value
+        if shared and num_tasks is not None:
+            value = value.expand(num_tasks, *value.shape)
+        params[name] = value
     return params
 
 
-def run_item(family: TaskFamily[Any], policy: Policy, horizon: int, item: WorkItem
-             ) -> ArrayTrajectories:
-    """Roll out a work item (in a worker): its episodes ``[T_chunk, E, H, ...]`` as arrays."""
-    params = unpack_params(item.params, len(item.tasks))
-    result = rollout(
-        family, policy, horizon, params, item.tasks, item.episodes_per_task,
-        item.seed, item.call, item.first_task,
-    )
-    obs, actions, rewards, masks = (x.numpy() for x in result[:4])
-    successes = None if result.successes is None else result.successes.numpy()
-    unstable = None if result.unstable is None else result.unstable.numpy()
-    return obs, actions, rewards, masks, successes, unstable
+def run_item(family: TaskFamily[Any], policy: Any, horizon: int, item: WorkItem) -> ArrayBatch:
+    """Roll out a work item (in a worker): the result's fields as arrays, task axis first."""
+    request = item.request
+    result: Trajectories | Trials
+    if isinstance(request, TrialRequest):
+        result = trial_rollout(
+            family, policy, horizon, unpack_params(item.params, None), item.tasks,
+            request.trials_per_task, request.episodes_per_trial, item.seed, item.call,
+            item.first_task,
+        )
+    else:
+        result = rollout(
+            family, policy, horizon, unpack_params(item.params, len(item.tasks)), item.tasks,
+            request.episodes_per_task, item.seed, item.call, item.first_task,
+        )
+    return tuple(None if field is None else field.numpy() for field in result)
 
 
-def merge(chunks: list[ArrayTrajectories]) -> Trajectories:
-    """Concatenate the chunks' episodes along the task axis, in chunk order."""
-    def cat(arrays: tuple[Any, ...]) -> torch.Tensor:
-        return torch.from_numpy(np.concatenate(arrays))
-
-    obs, actions, rewards, masks, successes, unstable = zip(*chunks, strict=True)
-    return Trajectories(cat(obs), cat(actions), cat(rewards), cat(masks),
-                        None if successes[0] is None else cat(successes),
-                        None if unstable[0] is None else cat(unstable))
+def merge(chunks: list[ArrayBatch], request: Request) -> Trajectories | Trials:
+    """Concatenate the chunks' fields along the task axis, in chunk order."""
+    kind = Trials if isinstance(request, TrialRequest) else Trajectories
+    fields: list[Any] = [None if arrays[0] is None else torch.from_numpy(np.concatenate(arrays))
+                         for arrays in zip(*chunks, strict=True)]
+    return kind(*fields)
 
 
 def first_line(error: BaseException) -> str:
@@ -147,8 +175,22 @@ class WorkerPoolSampler(SeededSampler):
         """Whether :meth:`close` released the workers."""
 
     @abstractmethod
-    def _run(self, items: list[WorkItem], call: int) -> list[ArrayTrajectories]:
-        """Item ``k`` on worker ``k``; the chunks' episodes in item order."""
+    def _run(self, items: list[WorkItem], call: int) -> list[ArrayBatch]:
+        """Item ``k`` on worker ``k``; the chunks' results in item order."""
+
+    def _split_call(self, params: Params, tasks: list[Any], request: Request
+                    ) -> Trajectories | Trials:
+        """One call's work items, run, merged (see :meth:`sample`)."""
+        if self.closed:
+            raise SamplerError(f"the {self.kind} sampler is closed")
+        trials = isinstance(request, TrialRequest)
+        call = self.next_call(params, tasks, per_task=not trials)
+        items = [
+            WorkItem(pack_shared(params) if trials else pack_params(params, chunk),
+                     tasks[chunk.start : chunk.stop], request, self.seed, call, chunk.start)
+            for chunk in split_tasks(len(tasks), self.num_workers)
+        ]
+        return merge(self._run(items, call), request)
 
     def sample(self, params: Params, tasks: list[Any], episodes_per_task: int) -> Trajectories:
         """Episodes ``[T, E, H, ...]`` of ``tasks``, identical to ``VectorSampler.sample``.
@@ -158,12 +200,15 @@ class WorkerPoolSampler(SeededSampler):
             WorkerDiedError: workers died more than ``max_restarts`` times in this call.
             SamplerError: the sampler is closed (or a subclass's own limit passed).
         """
-        if self.closed:
-            raise SamplerError(f"the {self.kind} sampler is closed")
-        call = self.next_call(params, tasks)
-        items = [
-            WorkItem(pack_params(params, chunk), tasks[chunk.start : chunk.stop],
-                     episodes_per_task, self.seed, call, chunk.start)
-            for chunk in split_tasks(len(tasks), self.num_workers)
-        ]
-        return merge(self._run(items, call))
+        result = self._split_call(params, tasks, EpisodeRequest(episodes_per_task))
+        assert isinstance(result, Trajectories)
+        return result
+
+    def sample_trials(self, params: Params, tasks: list[Any], trials_per_task: int,
+                      episodes_per_trial: int) -> Trials:
+        """Trials ``[T, B, L, ...]`` of ``tasks``, identical to ``VectorSampler.sample_trials``
+        (raises as :meth:`sample`)."""
+        result = self._split_call(params, tasks,
+                                  TrialRequest(trials_per_task, episodes_per_trial))
+        assert isinstance(result, Trials)
+        return result
