@@ -10,20 +10,24 @@ export OMP_NUM_THREADS ?= 2
 
 install: $(STAMP)
 
-# [ray]: the Ray sampler's tests run in `make test` (an ~80 MB wheel, ~15 s to install).
-# [metaworld]: the Meta-World tests run in `make test` (metaworld 37 MB + scipy, ~25 s).
-$(STAMP): pyproject.toml constraints.txt
+# [ray]: the Ray sampler's tests run in `make test` (an ~80 MB wheel).
+# [metaworld]: the Meta-World tests run in `make test` (metaworld 37 MB + scipy).
+# examples/fastadapt-example: the plugin example (a family and an algorithm found through
+# entry points), which the tests train, evaluate, plot and compare.
+$(STAMP): pyproject.toml constraints.txt examples/fastadapt-example/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,ray,metaworld]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,ray,metaworld]" \
+		-e examples/fastadapt-example
 	touch $(STAMP)
 
 # The demo owns $(DEMO_DIR): it is replaced on every run. fvp_subsample=0.1 computes TRPO's
-# Fisher-vector products on 10% of the episodes (about 3x faster, similar returns on average;
-# see README).
+# Fisher-vector products on 10% of the episodes (faster, similar returns on average; see the
+# docs' Performance page).
 demo: install
 	rm -rf $(DEMO_DIR)
-	$(BIN)/fastadapt train configs/maml-trpo/2d-navigation.yaml --iterations 50 --set trpo.fvp_subsample=0.1 --run-dir $(DEMO_DIR)
+	$(BIN)/fastadapt train maml-trpo/2d-navigation --iterations 50 \
+		--set maml-trpo.trpo.fvp_subsample=0.1 --run-dir $(DEMO_DIR)
 	$(BIN)/fastadapt evaluate $(DEMO_DIR) --tasks 40 --adaptation-steps 3
 	$(BIN)/fastadapt plot $(DEMO_DIR)
 	@echo "report: $(DEMO_DIR)/report.png  evaluation: $(DEMO_DIR)/evaluation.json"
@@ -32,7 +36,7 @@ test: install
 	$(BIN)/python -m pytest -q
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/mypy
 
 bench: install

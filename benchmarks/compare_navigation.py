@@ -1,7 +1,9 @@
 """MAML-TRPO, RL², fine-tuning, random-init and the oracle on 2D navigation, 3 seeds each.
 
-Every algorithm trains with its config under ``configs/`` for the same budget of training env
-steps (``--train-steps``, default 800,000: MAML-TRPO 10 iterations of 20 tasks x 20 episodes
+Every algorithm trains with its packaged config (``maml-trpo/2d-navigation``,
+``rl2/2d-navigation``, ``finetune/2d-navigation`` for finetune, random-init and the oracle;
+files under ``src/fastadapt/configs/``) for the same budget of training env steps
+(``--train-steps``, default 800,000: MAML-TRPO 10 iterations of 20 tasks x 20 episodes
 x 100 steps before and after adaptation; finetune and oracle 20 pretraining iterations of
 20 x 20 x 100; RL² 50 iterations of 20 tasks x 4 trials x 2 episodes x 100 steps;
 random-init none), then is evaluated on the same 40 held-out goals: 3 gradient steps of
@@ -9,10 +11,9 @@ random-init none), then is evaluated on the same 40 held-out goals: 3 gradient s
 the markdown table of ``fastadapt compare`` (runs of one algorithm pooled over seeds), writes
 the figure, and ends with one JSON line.
 
-The budget is small so the whole benchmark finishes in about 10-15 minutes on 2 idle cores
-(MAML-TRPO 3.1 s, RL² 1.0 s per iteration; 35 minutes measured with the cores shared): it
-compares the methods early in training, not at convergence (MAML's published 2D-navigation
-figures use 500 iterations; RL² typically needs far more samples than 0.8M steps).
+The budget is small: the benchmark compares the methods early in training, not at convergence
+(MAML's published 2D-navigation figures use 500 iterations; RL² typically needs far more
+samples than 0.8M steps).
 
     python benchmarks/compare_navigation.py [--seeds 1,2,3] [--train-steps 800000]
         [--out runs/bench-compare-navigation]
@@ -27,16 +28,20 @@ from pathlib import Path
 
 import numpy as np
 
-from fastadapt.evaluate import evaluate_run
+from fastadapt.algorithms.maml.config import MAMLConfig
+from fastadapt.algorithms.rl2.config import RL2Config
+from fastadapt.algorithms.transfer.algorithm import FinetuneConfig
+from fastadapt.config import TrainConfig
+from fastadapt.evaluation.protocol import evaluate_run
 from fastadapt.plots import compare_runs, group_runs
-from fastadapt.run.config import load_config
-from fastadapt.run.schema import TrainConfig
-from fastadapt.run.train import POLICY_FILE, train
+from fastadapt.run.config_loading import load_train_config
+from fastadapt.run.rundir import POLICY_FILE
+from fastadapt.run.trainer import train
 
-FINETUNE = "configs/finetune/2d-navigation.yaml"
+FINETUNE = "finetune/2d-navigation"
 ALGORITHMS = {
-    "maml-trpo": "configs/maml-trpo/2d-navigation.yaml",
-    "rl2": "configs/rl2/2d-navigation.yaml",
+    "maml-trpo": "maml-trpo/2d-navigation",
+    "rl2": "rl2/2d-navigation",
     "finetune": FINETUNE,
     "random-init": FINETUNE,
     "oracle": FINETUNE,
@@ -45,24 +50,25 @@ ALGORITHMS = {
 
 def steps_per_iteration(config: TrainConfig, horizon: int = 100) -> int:
     """Training env steps of one iteration (an upper bound: episodes may end early)."""
-    if config.algorithm == "maml-trpo":
-        maml = config.maml
-        return maml.meta_batch_size * maml.episodes_per_task * horizon * (
-            maml.adaptation_steps + 1)
-    if config.algorithm == "rl2":
-        rl2 = config.rl2
-        return rl2.tasks_per_iteration * rl2.trials_per_task * rl2.episodes_per_trial * horizon
-    return config.finetune.tasks_per_iteration * config.finetune.episodes_per_task * horizon
+    section = config.section
+    if isinstance(section, MAMLConfig):  # maml-trpo
+        return section.tasks_per_iteration * section.episodes_per_task * horizon * (
+            section.adaptation_steps + 1)
+    if isinstance(section, RL2Config):
+        return (section.tasks_per_iteration * section.trials_per_task
+                * section.episodes_per_trial * horizon)
+    assert isinstance(section, FinetuneConfig)  # finetune, random-init, oracle
+    return section.tasks_per_iteration * section.episodes_per_task * horizon
 
 
 def run_one(algorithm: str, seed: int, args: argparse.Namespace) -> tuple[Path, float]:
     """Train (unless already done) and evaluate one run; returns its directory and seconds."""
     overrides = [f"algorithm={algorithm}", f"run.seed={seed}", "run.tensorboard=false"]
-    config = load_config(TrainConfig, ALGORITHMS[algorithm], overrides)
+    config = load_train_config(ALGORITHMS[algorithm], overrides)
     iterations = max(1, args.train_steps // steps_per_iteration(config))
-    config = load_config(TrainConfig, ALGORITHMS[algorithm],
-                         [*overrides, f"run.iterations={iterations}",
-                          f"run.checkpoint_every={iterations}"])
+    config = load_train_config(ALGORITHMS[algorithm],
+                               [*overrides, f"run.iterations={iterations}",
+                                f"run.checkpoint_every={iterations}"])
     run_dir = Path(args.out) / f"{algorithm}-seed{seed}"
     start = time.perf_counter()
     if not (run_dir / POLICY_FILE).exists():

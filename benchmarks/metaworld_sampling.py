@@ -5,8 +5,8 @@ Samples ``--tasks`` x ``--episodes`` episodes of ``--horizon`` steps of an ML1 f
 Gaussian policy with per-task parameters (as after adaptation), then times one raw Meta-World
 env of the same class stepped in a Python loop with random actions (``set_task``, ``reset``
 every ``--horizon`` steps): the speed one env gives on one core. The first batch also builds
-the env pool (one compiled model per task, ~0.2 s each) and is not timed. Last line: one JSON
-object with ``env_steps_per_second``, ``single_env_steps_per_second`` and ``ratio``.
+the env pool (one compiled model per task) and is not timed. Last line: one JSON object with
+``env_steps_per_second``, ``single_env_steps_per_second`` and ``ratio``.
 
     python benchmarks/metaworld_sampling.py [--env reach-v3] [--tasks 10] [--episodes 10]
         [--horizon 500] [--sampler vector|process] [--workers 2]
@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 from timing import sampling_rates
 
+from fastadapt.algorithms.maml.adapt import expand_to_tasks
+from fastadapt.backends.fast_cpu import configure_process
 from fastadapt.envs.metaworld import MetaWorldFamily
-from fastadapt.meta.adapt import expand_to_tasks
 from fastadapt.policies.mlp import GaussianMLPPolicy
-from fastadapt.run.runtime import configure_process
 from fastadapt.sampling import make_sampler
 
 

@@ -19,11 +19,11 @@ import mujoco
 import numpy as np
 from timing import sampling_rates
 
+from fastadapt.algorithms.maml.adapt import expand_to_tasks
+from fastadapt.backends.fast_cpu import configure_process
 from fastadapt.envs.locomotion import HalfCheetahVel
 from fastadapt.envs.mujoco_batched import gymnasium_asset, load_model
-from fastadapt.meta.adapt import expand_to_tasks
 from fastadapt.policies.mlp import GaussianMLPPolicy
-from fastadapt.run.runtime import configure_process
 from fastadapt.sampling.vector import VectorSampler
 
 

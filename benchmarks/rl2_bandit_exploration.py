@@ -3,17 +3,14 @@
 For each RL² run directory on ``Bandit`` (trials of ``n`` pulls, ``n`` a multiple of 10) the
 script plays ``--trials`` trials of each of ``--tasks`` held-out bandits with the run's final
 policy (the held-out bandits and sampler seed of ``fastadapt evaluate``), plays the FH-Gittins
-index policy (:func:`fastadapt.bandit_baselines.gittins_actions`) on the same bandits (once per
-set of bandits), and prints :func:`~fastadapt.bandit_baselines.exploration_profile` of both as
+index policy (:func:`fastadapt.baselines.bandits.gittins_actions`) on the same bandits (once per
+set of bandits), and prints :func:`~fastadapt.baselines.bandits.exploration_profile` of both as
 a markdown table: expected reward per trial and per tenth of the trial, distinct arms tried per
 trial, and the share of the last fifth of the pulls that went to the best arm. Where RL² loses
 reward against Gittins (too few arms tried, committing to a worse arm) shows up in the last two
 columns. With ``--greedy`` each run also plays its policy's most likely arm at every pull
 instead of sampling (the same bandits and seed), which separates the policy's choices from its
 sampling noise.
-
-About 10 s per run (500 bandits x 4 trials of 100 pulls; twice that with ``--greedy``) plus
-~5 s for the Gittins table.
 
     python benchmarks/rl2_bandit_exploration.py RUN_DIR [RUN_DIR ...] [--tasks 500]
         [--trials 4] [--seed 0] [--greedy]
@@ -28,15 +25,18 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from fastadapt.bandit_baselines import (
+from fastadapt.algorithms.registry import build_algorithm
+from fastadapt.algorithms.rl2.algorithm import RL2
+from fastadapt.baselines.bandits import (
     ExplorationProfile,
     exploration_profile,
     gittins_actions,
     gittins_indices,
 )
 from fastadapt.policies.recurrent import RecurrentPolicy
-from fastadapt.run.rl2_runner import build_rl2
-from fastadapt.run.train import load_params, load_run_config
+from fastadapt.run.config_loading import resolve
+from fastadapt.run.rundir import final_policy_tensors, load_run_config
+from fastadapt.run.trainer import load_policy
 from fastadapt.sampling.vector import VectorSampler
 from fastadapt.types import Params, Trials
 
@@ -54,14 +54,16 @@ def rl2_trials(run_dir: Path, num_tasks: int, trials: int, seed: int, greedy: bo
     config = load_run_config(run_dir)
     if config.algorithm != "rl2" or config.env.name != "Bandit":
         raise SystemExit(f"{run_dir}: not an RL² run on Bandit")
-    setup = build_rl2(config)
-    params = load_params(run_dir, setup.initial_params())
+    rl2 = build_algorithm(resolve(config), torch.device("cpu"))
+    assert isinstance(rl2, RL2)
+    load_policy(rl2, *final_policy_tensors(run_dir))
+    params = rl2.parameters()
     if greedy:
-        setup.policy.sample = most_likely  # type: ignore[method-assign]
-    tasks = setup.family.test_tasks(num_tasks)
-    with VectorSampler(setup.family, setup.policy, setup.horizon, seed) as sampler:
-        sampled = sampler.sample_trials(params, tasks, trials, config.rl2.episodes_per_trial)
-    return np.array([task.means for task in tasks]), sampled, setup.policy, params
+        rl2.policy.sample = most_likely  # type: ignore[method-assign]
+    tasks = rl2.family.test_tasks(num_tasks)
+    with VectorSampler(rl2.family, rl2.policy, rl2.horizon, seed) as sampler:
+        sampled = sampler.sample_trials(params, tasks, trials, rl2.settings.episodes_per_trial)
+    return np.array([task.means for task in tasks]), sampled, rl2.policy, params
 
 
 def rl2_actions(run_dir: Path, num_tasks: int, trials: int, seed: int, greedy: bool = False
@@ -103,7 +105,7 @@ def main() -> None:
         if (means.tobytes(), pulls) in played:
             continue
         played.add((means.tobytes(), pulls))
-        if pulls not in tables:  # ~5 s at n = 100
+        if pulls not in tables:  # one table per trial length
             tables[pulls] = gittins_indices(pulls)
         table = tables[pulls]
         reference = gittins_actions(means, pulls, args.trials, np.random.default_rng(args.seed),

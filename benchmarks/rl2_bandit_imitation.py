@@ -1,31 +1,27 @@
 """Can the RL² bandit network play like Gittins? Imitation as a check of what it can represent.
 
-Trains the RL² policy of a bandit config (its network, inputs, batch of trials and Adam
-settings) to imitate the FH-Gittins index policy with DAgger (Ross et al. 2011): every
-iteration plays the config's trials with the current policy, so the histories are the
-imitator's own, labels every pull with the arms Gittins would pull from that history
-(:func:`~fastadapt.bandit_baselines.gittins_choices`; ties share the label), and takes
-``ppo.epochs x ppo.minibatches`` Adam steps on the cross-entropy between the policy and the
-labels. Then it fits the value head by least squares to the scaled Monte-Carlo returns of the
-imitator's trials (so PPO started from it has a critic from its first step), writes an RL²
-run directory (``fastadapt evaluate`` reads it; ``--set run.init_from=DIR`` starts RL² from
-it), and evaluates it on the held-out bandits of ``benchmarks/rl2_bandits.py`` (evaluation
-seed 0) next to the Gittins policy on the same bandits. With ``--ppo-iterations N`` it then
-trains RL² with the config's PPO from the imitation policy for ``N`` iterations and evaluates
-again: whether RL²'s own objective keeps Gittins-level play.
+Trains the RL² policy of a bandit config (``--config``: a file or a packaged config's name;
+its network, inputs, batch of trials and Adam settings) to imitate the FH-Gittins index policy
+with DAgger (Ross et al. 2011): every iteration plays the config's trials with the current
+policy, so the histories are the imitator's own, labels every pull with the arms Gittins would
+pull from that history (:func:`~fastadapt.baselines.bandits.gittins_choices`; ties share the
+label), and takes ``rl2.ppo.epochs x rl2.ppo.minibatches`` Adam steps on the cross-entropy
+between the policy and the labels. Then it fits the value head by least squares to the scaled
+Monte-Carlo returns of the imitator's trials (so PPO started from it has a critic from its
+first step), writes an RL² run directory (``fastadapt evaluate`` reads it;
+``--set run.init_from=DIR`` starts RL² from it), and evaluates it on the held-out bandits of
+``benchmarks/rl2_bandits.py`` (evaluation seed 0) next to the Gittins policy on the same
+bandits. With ``--ppo-iterations N`` it then trains RL² with the config's PPO from the
+imitation policy for ``N`` iterations and evaluates again: whether RL²'s own objective keeps
+Gittins-level play.
 
 If the network reaches Gittins by imitation where RL² from scratch does not, the network can
-represent the play and what holds RL² back is how PPO gets there.
+represent the play and what holds RL² back is how PPO gets there (docs/rl2-experiments.md
+records what it found).
 
-About 1.0 s per imitation iteration at K = 10, n = 100 (32 x 8 trials, 32 Adam steps; one
-core, the other busy): 600 iterations in ~10 minutes, then ~2 minutes of evaluation. Measured
-at K = 10, n = 100, seed 1: the imitation policy scores 82.75 +- 0.95 against Gittins' 83.16
-+- 0.94 on the same 500 held-out bandits, and 200 iterations of the config's PPO from it
-bring it back to 80.70 +- 0.99 (docs/rl2-experiments.md).
-
-    python benchmarks/rl2_bandit_imitation.py [--arms 10] [--iterations 600]
-        [--ppo-iterations 0] [--out runs/bench-rl2-imitation] [--tasks 500] [--trials 4]
-        [--set KEY=VALUE ...]
+    python benchmarks/rl2_bandit_imitation.py [--config rl2/bandit-k5-n100] [--arms 10]
+        [--iterations 600] [--ppo-iterations 0] [--out runs/bench-rl2-imitation]
+        [--tasks 500] [--trials 4] [--set KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -42,24 +38,26 @@ import torch.nn.functional as F
 from rl2_bandits import summary, train_and_evaluate
 from torch import Tensor
 
-from fastadapt.bandit_baselines import gittins, gittins_choices, gittins_indices
-from fastadapt.evaluate import evaluate_run
-from fastadapt.meta.ppo import masked_mean
-from fastadapt.returns import discounted_returns
-from fastadapt.run.checkpoint import save_tensors
-from fastadapt.run.config import load_config, save_config
-from fastadapt.run.rl2_runner import RL2Setup, build_rl2
-from fastadapt.run.schema import TrainConfig
-from fastadapt.run.train import CONFIG_FILE, POLICY_FILE
+from fastadapt.algorithms.common.ppo import masked_mean
+from fastadapt.algorithms.common.returns import discounted_returns
+from fastadapt.algorithms.registry import build_algorithm
+from fastadapt.algorithms.rl2.algorithm import RL2
+from fastadapt.algorithms.rl2.config import RL2Config
+from fastadapt.baselines.bandits import gittins, gittins_choices, gittins_indices
+from fastadapt.evaluation.protocol import evaluate_run
+from fastadapt.run.config_loading import load_train_config, resolve
+from fastadapt.run.rundir import save_policy_file, save_run_config
 from fastadapt.sampling.vector import VectorSampler
 from fastadapt.types import Params, Trials
 
-CONFIG = "configs/rl2/bandit-k5-n100.yaml"
+CONFIG = "rl2/bandit-k5-n100"
+"""The default bandit config (a packaged config's name; ``--config`` also takes a file)."""
 
 
-def imitation_loss(setup: RL2Setup, params: Params, trials: Trials, labels: Tensor) -> Tensor:
-    """Cross-entropy of the policy against the uniform distribution over the labelled arms,
-    mean over unmasked pulls; ``trials`` ``[N, L, ...]``, ``labels`` ``[N, L, K]`` bool."""
+def imitation_loss(setup: RL2, params: Params, trials: Trials, labels: Tensor) -> Tensor:
+    """Cross-entropy of the policy of ``setup`` (the RL² algorithm built from the config)
+    against the uniform distribution over the labelled arms, mean over unmasked pulls;
+    ``trials`` ``[N, L, ...]``, ``labels`` ``[N, L, K]`` bool."""
     policy = setup.policy
     unroll = policy.unroll(params, trials.inputs, trials.masks,
                            policy.initial_hidden(trials.masks.shape[0]), all_states=False)
@@ -72,12 +70,13 @@ def flat_trials(trials: Trials) -> Trials:
     return Trials(*(None if x is None else x.flatten(0, 1) for x in trials))
 
 
-def imitate(setup: RL2Setup, iterations: int, seed: int, table: np.ndarray) -> Params:
-    """DAgger on FH-Gittins for ``iterations`` iterations of the config's trials (``table``:
-    :func:`~fastadapt.bandit_baselines.gittins_indices` of at least the trial's pulls)."""
-    config = setup.config
-    rl2, ppo = config.rl2, config.ppo
-    params = {n: p.requires_grad_(True) for n, p in setup.initial_params().items()}
+def imitate(setup: RL2, iterations: int, seed: int, table: np.ndarray) -> Params:
+    """DAgger on FH-Gittins for ``iterations`` iterations of the config's trials, from the
+    initial parameters of ``setup`` (the RL² algorithm built from the config; ``table``:
+    :func:`~fastadapt.baselines.bandits.gittins_indices` of at least the trial's pulls)."""
+    rl2 = setup.settings
+    ppo = rl2.ppo
+    params = {n: p.requires_grad_(True) for n, p in setup.initial_parameters().items()}
     optimizer = torch.optim.Adam(params.values(), lr=ppo.learning_rate, eps=1e-5)
     rng, generator = np.random.default_rng([seed, 0]), torch.Generator().manual_seed(seed)
     start = time.perf_counter()
@@ -107,10 +106,11 @@ def imitate(setup: RL2Setup, iterations: int, seed: int, table: np.ndarray) -> P
     return {n: p.detach() for n, p in params.items()}
 
 
-def fit_value_head(setup: RL2Setup, params: Params, seed: int) -> Params:
+def fit_value_head(setup: RL2, params: Params, seed: int) -> Params:
     """``params`` with the linear value head set by least squares (ridge 1e-3) to the scaled
-    discounted returns of 64 x 32 trials played with them."""
-    rl2 = setup.config.rl2
+    discounted returns of 64 x 32 trials played with them by the policy of ``setup`` (the RL²
+    algorithm built from the config)."""
+    rl2 = setup.settings
     with VectorSampler(setup.family, setup.policy, setup.horizon, seed + 1) as sampler:
         tasks = setup.family.sample_tasks(np.random.default_rng([seed, 1]), 64)
         trials = flat_trials(sampler.sample_trials(params, tasks, 32, rl2.episodes_per_trial))
@@ -140,7 +140,8 @@ def reward_per_trial(evaluation: dict[str, Any]) -> np.ndarray:
 def main() -> None:
     """Imitate, evaluate, optionally continue with PPO, and print the table and JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default=CONFIG)
+    parser.add_argument("--config", default=CONFIG,
+                        help="config file or packaged config name (default %(default)s)")
     parser.add_argument("--arms", type=int, default=10, help="K")
     parser.add_argument("--iterations", type=int, default=600, help="imitation iterations")
     parser.add_argument("--ppo-iterations", type=int, default=0,
@@ -155,18 +156,22 @@ def main() -> None:
     torch.set_num_threads(1)
     overrides = [f"env.kwargs.num_arms={args.arms}", f"run.seed={args.seed}",
                  "run.tensorboard=false", "run.num_threads=1", *args.set]
-    config = load_config(TrainConfig, args.config, overrides)
-    if config.rl2.separate_value_gru or config.rl2.task_critic:
+    config = resolve(load_train_config(args.config, overrides))
+    rl2 = config.section
+    if not isinstance(rl2, RL2Config):
+        raise SystemExit(f"{args.config}: not an RL² config (algorithm {config.algorithm})")
+    if rl2.separate_value_gru or rl2.task_critic:
         raise SystemExit("the value head is fitted on the policy trunk's state: use a config "
                          "without rl2.separate_value_gru and rl2.task_critic")
-    setup = build_rl2(config)
-    pulls = config.rl2.episodes_per_trial
+    setup = build_algorithm(config, torch.device("cpu"))
+    assert isinstance(setup, RL2)
+    pulls = rl2.episodes_per_trial
     table = gittins_indices(pulls)
     params = fit_value_head(setup, imitate(setup, args.iterations, args.seed, table), args.seed)
     run_dir = Path(args.out) / "imitation"
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, run_dir / CONFIG_FILE)
-    save_tensors(run_dir / POLICY_FILE, params, {"iteration": "0"})
+    save_run_config(config, run_dir)
+    save_policy_file(run_dir, params, 0)
     evaluation = evaluate(run_dir, args.tasks, args.trials, pulls)
     means = np.array([task["means"] for task in evaluation["tasks"]])
     best = pulls * means.max(axis=1)

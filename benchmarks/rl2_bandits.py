@@ -1,37 +1,32 @@
 """RL² on Bernoulli bandits next to Gittins indices, UCB1, Thompson sampling and random play.
 
 For each setting (K arms, n pulls per trial; arm means ~ U[0, 1], Duan et al. 2016, §4.1) the
-script trains RL² with ``configs/rl2/bandit-k5.yaml`` for n <= 10 and
-``configs/rl2/bandit-k5-n100.yaml`` for longer trials (``env.kwargs.num_arms = K``,
-``rl2.episodes_per_trial = n``; one episode = one pull), evaluates it on the fixed held-out
-bandits (``--trials`` trials per bandit) and runs the finite-horizon Gittins index policy
-(near Bayes-optimal under the uniform prior), UCB1 (Auer et al. 2002; ``c = 1``), UCB1 with its
-coefficient tuned on separate training bandits (:func:`~fastadapt.bandit_baselines.tune_ucb1`)
-and Thompson sampling with a Beta(1, 1) prior on the *same* bandits
-(:mod:`fastadapt.bandit_baselines`). It prints a markdown table of the total reward per trial
-(mean ± 95% CI over bandits) and the regret ``n * max_a mu_a - reward``, then Duan et al.'s
-figures for the same settings, then one JSON line.
+script trains RL² with the packaged config ``rl2/bandit-k5`` for n <= 10 and
+``rl2/bandit-k5-n100`` for longer trials (``src/fastadapt/configs/rl2/``;
+``env.kwargs.num_arms = K``, ``rl2.episodes_per_trial = n``; one episode = one pull),
+evaluates it on the fixed held-out bandits (``--trials`` trials per bandit) and runs the
+finite-horizon Gittins index policy (near Bayes-optimal under the uniform prior), UCB1 (Auer et
+al. 2002; ``c = 1``), UCB1 with its coefficient tuned on separate training bandits
+(:func:`~fastadapt.baselines.bandits.tune_ucb1`) and Thompson sampling with a Beta(1, 1) prior
+on the *same* bandits (:mod:`fastadapt.baselines.bandits`). It prints a markdown table of the
+total reward per trial (mean ± 95% CI over bandits) and the regret ``n * max_a mu_a - reward``,
+then Duan et al.'s figures for the same settings, then one JSON line.
 
 ``DUAN_TABLE1`` holds Duan et al. 2016 (arXiv:1611.02779), Table 1: total reward per trial of
 random play, Gittins, Thompson sampling, (tuned) UCB1 and RL². We took it from the transcription
 in lucaslingle/pytorch_rl2's README; the relearn project's README independently quotes the
 paper's UCB1 at K = 5, n = 10 as 6.7. The authors' evaluation script (rllab
 ``sandbox/rocky/neural_learner``) tunes UCB1's ``c`` over 0.0, 0.1, ..., 1.0 with Beta(1, 1)
-pseudo-counts, which is what ``tune_ucb1`` does; with ``c = 1`` UCB1 explores far more (65 against
-their 78.0 at K = 5, n = 100).
+pseudo-counts, which is what ``tune_ucb1`` does; with ``c = 1`` UCB1 explores far more.
 
-The long-trial config scales rewards by 0.1 in the update (a trial's return is ~n/2, and
-unscaled value targets of that size keep RL² at the random level: 150 iterations at n = 100
-with scale 1.0 stayed at 0.50 per pull), does not discount within the trial (``gamma`` 1.0,
-``gae_lambda`` 0.95) and takes 8 PPO epochs: at K = 5, n = 100 that moved RL² from 66.6 (two
-arms tried, then committed) to 73.9 on the held-out bandits. It also feeds the GRU the
-fraction of the trial's pulls taken (``rl2.time_input``) and adds an entropy bonus of 0.01
-(74.9 -> 76.1 at K = 5 after 800 iterations). ``benchmarks/rl2_bandit_exploration.py`` shows
-where the remaining reward goes (arms tried, late pulls on the best arm, against Gittins).
-
-Budget (2 cores, ``run.num_threads = 1``): about 0.4 s per iteration at n = 10 (32 bandits x
-32 trials, 600 iterations: ~4 min) and 1.7-2.1 s at n = 100 (32 x 8 trials, 8 epochs, 800
-iterations: ~24 min on an idle core); the defaults take about 65 minutes in all.
+The long-trial config scales rewards by 0.1 in the update (``rl2.reward_scale``; a trial's
+return is ~n/2, too large for unscaled value targets), does not discount within the trial
+(``rl2.gamma`` 1.0, ``rl2.gae_lambda`` 0.95), takes 8 PPO epochs (``rl2.ppo.epochs``), feeds
+the GRU the fraction of the trial's pulls taken (``rl2.time_input``) and adds an entropy bonus
+of 0.01 (``rl2.ppo.entropy_coef``); docs/rl2-experiments.md records the runs behind these
+settings and their results. ``benchmarks/rl2_bandit_exploration.py`` shows where the
+remaining reward goes (arms tried, late pulls on the best arm, against Gittins). Both configs
+train with ``run.num_threads = 1``.
 
     python benchmarks/rl2_bandits.py [--settings 5x10,10x10,5x100,10x100]
         [--iterations-short 600] [--iterations-long 800] [--out runs/bench-rl2-bandits]
@@ -49,11 +44,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from fastadapt.bandit_baselines import gittins, thompson, tune_ucb1, ucb1
-from fastadapt.evaluate import evaluate_run
-from fastadapt.run.config import load_config
-from fastadapt.run.schema import TrainConfig
-from fastadapt.run.train import train
+from fastadapt.algorithms.rl2.config import RL2Config
+from fastadapt.baselines.bandits import gittins, thompson, tune_ucb1, ucb1
+from fastadapt.evaluation.protocol import evaluate_run
+from fastadapt.run.config_loading import load_train_config
+from fastadapt.run.trainer import train
 
 DUAN_TABLE1: dict[tuple[int, int], dict[str, float]] = {
     # (K, n): total reward per trial, Duan et al. 2016, Table 1
@@ -73,12 +68,15 @@ DUAN_TABLE1: dict[tuple[int, int], dict[str, float]] = {
 def train_and_evaluate(config_path: str, overrides: list[str], run_dir: Path, tasks: int,
                        trials: int) -> tuple[dict[str, Any], dict[str, float]]:
     """Train RL² (resuming a finished run is a no-op), evaluate it on ``tasks`` held-out tasks
-    with ``trials`` trials each; ``(evaluation.json, {"env_steps", "train_seconds"})``."""
-    config = load_config(TrainConfig, config_path, overrides)
+    with ``trials`` trials each; ``(evaluation.json, {"env_steps", "train_seconds"})``.
+    ``config_path`` is a config file or a packaged config's name (``rl2/bandit-k5``)."""
+    config = load_train_config(config_path, overrides)
+    rl2 = config.section
+    assert isinstance(rl2, RL2Config), f"{config_path}: not an RL² config"
     start = time.perf_counter()
     train(config, run_dir, resume=(run_dir / "checkpoints").exists(), show_progress=False)
     seconds = time.perf_counter() - start
-    path = evaluate_run(run_dir, tasks, config.rl2.episodes_per_trial - 1, trials, seed=0)
+    path = evaluate_run(run_dir, tasks, rl2.episodes_per_trial - 1, trials, seed=0)
     metrics = (run_dir / "metrics.jsonl").read_text().splitlines()
     return json.loads(path.read_text()), {"env_steps": json.loads(metrics[-1])["env_steps"],
                                           "train_seconds": round(seconds, 1)}
@@ -97,7 +95,7 @@ def run_setting(arms: int, pulls: int, iterations: int, args: argparse.Namespace
                  f"run.iterations={iterations}",
                  f"run.seed={args.seed}", "run.tensorboard=false",
                  f"run.checkpoint_every={iterations}"]
-    config = "configs/rl2/bandit-k5.yaml" if pulls <= 10 else "configs/rl2/bandit-k5-n100.yaml"
+    config = "rl2/bandit-k5" if pulls <= 10 else "rl2/bandit-k5-n100"
     evaluation, cost = train_and_evaluate(config, overrides,
                                           Path(args.out) / f"k{arms}-n{pulls}", args.tasks,
                                           args.trials)

@@ -2,20 +2,18 @@
 
 For each trial length ``n`` (episodes of 10 steps in one MDP; S = 10 states, A = 5 actions,
 ``P[s, a, :] ~ Dirichlet(1)``, ``R[s, a] ~ N(1, 1)``, Duan et al. 2016, §4.2) the script trains
-RL² with ``configs/rl2/tabular-mdp.yaml`` (``rl2.episodes_per_trial = n``), evaluates it on the
-fixed held-out MDPs (``--trials`` trials per MDP) and runs PSRL (Osband et al. 2013),
-certainty-equivalent greedy play, uniform random play and the optimal policy of the known MDP
-on the *same* MDPs
-(:mod:`fastadapt.mdp_baselines`). It prints a markdown table of the total reward per trial
+RL² with the packaged config ``rl2/tabular-mdp`` (``src/fastadapt/configs/rl2/``;
+``rl2.episodes_per_trial = n``), evaluates it on the fixed held-out MDPs (``--trials`` trials
+per MDP) and runs PSRL (Osband et al. 2013), certainty-equivalent greedy play, uniform random
+play and the optimal policy of the known MDP on the *same* MDPs
+(:mod:`fastadapt.baselines.mdps`). It prints a markdown table of the total reward per trial
 (mean ± 95% CI over MDPs) with the gap to the oracle, then Duan et al.'s figures, then one
 JSON line.
 
 ``DUAN_TABLE2`` holds Duan et al. 2016 (arXiv:1611.02779), Table 2, from the same transcription
 as ``rl2_bandits.DUAN_TABLE1`` (lucaslingle/pytorch_rl2's README).
 
-Budget (``run.num_threads = 1``): 2.2-2.6 s per iteration at n = 10 with the config's 256 GRU
-units; with the defaults 800 iterations trained in 1,790 s and the whole script took 33 min,
-measured with a second job on the machine.
+The config trains 256 GRU units with ``run.num_threads = 1``.
 
     python benchmarks/rl2_tabular_mdp.py [--episodes 10,25] [--iterations 800]
         [--out runs/bench-rl2-mdp]
@@ -31,7 +29,7 @@ import numpy as np
 import torch
 from rl2_bandits import cell, summary, train_and_evaluate
 
-from fastadapt.mdp_baselines import greedy, oracle, psrl, random_play
+from fastadapt.baselines.mdps import greedy, oracle, psrl, random_play
 
 DUAN_TABLE2: dict[int, dict[str, float]] = {
     # n (episodes per trial): total reward per trial, Duan et al. 2016, Table 2
@@ -49,6 +47,8 @@ DUAN_TABLE2: dict[int, dict[str, float]] = {
 """Duan et al. 2016, Table 2 (see the module docstring for the source)."""
 
 STEPS_PER_EPISODE = 10
+CONFIG = "rl2/tabular-mdp"
+"""The packaged RL² config on TabularMDP."""
 
 
 def run_setting(episodes: int, args: argparse.Namespace
@@ -57,7 +57,7 @@ def run_setting(episodes: int, args: argparse.Namespace
     overrides = [f"rl2.episodes_per_trial={episodes}", f"run.iterations={args.iterations}",
                  f"run.seed={args.seed}", "run.tensorboard=false",
                  f"run.checkpoint_every={args.iterations}"]
-    evaluation, cost = train_and_evaluate("configs/rl2/tabular-mdp.yaml", overrides,
+    evaluation, cost = train_and_evaluate(CONFIG, overrides,
                                           Path(args.out) / f"n{episodes}", args.tasks, args.trials)
     transitions = np.array([task["transitions"] for task in evaluation["tasks"]])
     rewards = np.array([task["mean_rewards"] for task in evaluation["tasks"]])

@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from fastadapt.algorithms.maml.adapt import expand_to_tasks
+from fastadapt.backends.fast_cpu import configure_process
 from fastadapt.envs.registry import make_family
-from fastadapt.meta.adapt import expand_to_tasks
 from fastadapt.policies.mlp import make_policy
-from fastadapt.run.runtime import configure_process
 from fastadapt.sampling import SeededSampler, make_sampler
 from fastadapt.types import Trajectories
 

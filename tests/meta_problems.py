@@ -15,11 +15,13 @@ from torch.distributions import Categorical, Independent, Normal
 from torch.func import functional_call, vmap
 from torch.testing import assert_close
 
+from fastadapt.algorithms.common.trpo import TRPOConfig, flatten, unflatten
+from fastadapt.algorithms.maml.adapt import adapt_steps, expand_to_tasks, per_task_output
+from fastadapt.algorithms.maml.config import MAMLConfig
+from fastadapt.algorithms.maml.curvature import InnerLoopJacobian
+from fastadapt.algorithms.maml.meta_batch import MetaBatch, collect_meta_batch
+from fastadapt.algorithms.maml.trpo import MAMLTRPO
 from fastadapt.envs.navigation import Navigation2D
-from fastadapt.meta.adapt import adapt_steps, expand_to_tasks, per_task_output
-from fastadapt.meta.curvature import InnerLoopJacobian
-from fastadapt.meta.maml import MAMLTRPO, MAMLConfig, MetaBatch, collect_meta_batch
-from fastadapt.meta.trpo import TRPOConfig, flatten, unflatten
 from fastadapt.policies.mlp import CategoricalMLPPolicy, GaussianMLPPolicy
 from fastadapt.sampling.vector import VectorSampler
 from fastadapt.types import Batch, Params
@@ -119,7 +121,7 @@ def outer_gradient(problem: Problem, jacobian: InnerLoopJacobian, old_log_probs:
     """The meta-gradient as ``MAMLTRPO.step`` computes it: grad of the surrogate at the adapted
     parameters (``old_log_probs`` are theirs: the step takes them from the same forward pass),
     pulled back with ``InnerLoopJacobian.vjp`` (which sums over tasks)."""
-    maml = MAMLTRPO(problem.policy, MAMLConfig(meta_batch_size=T), TRPOConfig())
+    maml = MAMLTRPO(problem.policy, MAMLConfig(tasks_per_iteration=T), TRPOConfig())
     outer = maml._outer_gradient(jacobian.adapted, problem.valid)
     assert_close(problem.policy.log_prob(outer.out, problem.valid.actions), old_log_probs)
     assert_close(outer.log_probs, old_log_probs)
@@ -132,7 +134,7 @@ def navigation_meta_batch() -> tuple[GaussianMLPPolicy, Params, MetaBatch, MAMLC
     family = Navigation2D()
     policy = GaussianMLPPolicy(2, 2, (8, 8))
     theta = {n: p.detach().clone() for n, p in policy.named_parameters()}
-    config = MAMLConfig(meta_batch_size=3, episodes_per_task=4, gamma=0.99, inner_lr=0.1)
+    config = MAMLConfig(tasks_per_iteration=3, episodes_per_task=4, gamma=0.99, inner_lr=0.1)
     tasks = family.sample_tasks(np.random.default_rng(0), 3)
     sampler = VectorSampler(family, policy, horizon=10, seed=0)
     return policy, theta, collect_meta_batch(sampler, policy, theta, tasks, config), config

@@ -22,18 +22,19 @@ import numpy as np
 import pytest
 from faulty_envs import FaultyNavigation, faulty_tasks
 
+from fastadapt.algorithms.maml.adapt import expand_to_tasks
 from fastadapt.cli import main
 from fastadapt.envs import registry
 from fastadapt.errors import FastAdaptError
-from fastadapt.meta.adapt import expand_to_tasks
 from fastadapt.policies.mlp import GaussianMLPPolicy
 from fastadapt.run.checkpoint import load_tensors
 from fastadapt.sampling import make_sampler
 from fastadapt.sampling.process import ProcessSampler
 
-CONFIG = "configs/maml-trpo/2d-navigation.yaml"
+CONFIG = "maml-trpo/2d-navigation"
 TINY = [
-    "--quiet", "--set", "maml.meta_batch_size=3", "--set", "maml.episodes_per_task=2",
+    "--quiet", "--set", "maml-trpo.tasks_per_iteration=3",
+    "--set", "maml-trpo.episodes_per_task=2",
     "--set", "env.horizon=8", "--set", "policy.hidden_sizes=[8]",
     "--set", "run.tensorboard=false", "--set", "run.checkpoint_every=1",
     "--set", "run.num_threads=1",
@@ -111,28 +112,29 @@ CASES = [
     Case("unknown key", _new("--set", "run.sampler_kind=process"), "did you mean 'run.sampler'"),
     Case("wrong type", _new("--workers", "two"), "'run.workers' must be an int, got 'two'"),
     Case("workers=0", _new("--workers", "0"), "run.workers must be in [1, 1024], got 0"),
-    Case("NaN setting", _new("--set", "maml.inner_lr=.nan"),
-         "config key 'maml.inner_lr' must be a finite float, got nan"),
-    Case("section the algorithm ignores", _new("--set", "ppo.entropy_coef=0.01"),
-         ("config section 'ppo' is RL²'s and algorithm 'maml-trpo' does not read it",
-          "maml_ppo:")),
+    Case("NaN setting", _new("--set", "maml-trpo.inner_lr=.nan"),
+         "config key 'maml-trpo.inner_lr' must be a finite float, got nan"),
+    Case("section the algorithm ignores", _new("--set", "rl2.ppo.entropy_coef=0.01"),
+         ("config section 'rl2' is read by rl2, not by algorithm 'maml-trpo'",
+          "remove it")),
     Case("unknown sampler", _new("--sampler", "threads"),
          "'run.sampler' must be one of 'vector', 'process', 'ray'; got 'threads'"),
     Case("ray address type", _new("--set", "run.ray_address=5"),
          "'run.ray_address' must be a str, got 5 (int)"),
     Case("negative seed", _new("--seed", "-1"), "run.seed must be >= 0, got -1"),
     Case("zero iterations", _new("--iterations", "0"), "run.iterations must be >= 1, got 0"),
-    Case("gamma range", _new("--set", "maml.gamma=1.5"), "maml.gamma must be in (0, 1]"),
+    Case("gamma range", _new("--set", "maml-trpo.gamma=1.5"),
+         "maml-trpo.gamma must be in (0, 1]"),
     Case("horizon range", _new("--set", "env.horizon=0"), "env.horizon must be >= 1, got 0"),
     Case("list expected", _new("--set", "policy.hidden_sizes=64"),
          "'policy.hidden_sizes' must be a list, got 64 (int)"),
     Case("unknown env", _new("--set", "env.name=TabularMPD"), "did you mean TabularMDP?"),
     Case("unknown env kwarg", _new("--set", "env.name=Bandit", "--set", "env.kwargs.num_armz=3"),
-         "do not fit env 'Bandit': BernoulliBandit.__init__() got an unexpected keyword"),
+         "do not fit env 'Bandit': got an unexpected keyword argument 'num_armz'"),
     Case("env kwarg range", _new("--set", "env.name=Bandit", "--set", "env.kwargs.num_arms=1"),
          "Bandit num_arms must be >= 2, got 1"),
     Case("missing config", lambda run, tmp: ["train", str(tmp / "nope.yaml")],
-         "config file not found"),
+         "config not found"),
     Case("config is a directory", lambda run, tmp: ["train", str(tmp)], "cannot read config file"),
     Case("invalid YAML", lambda run, tmp: ["train", str(tmp / "bad.yaml")],
          "invalid YAML in", _write("bad.yaml", "env: [unclosed\n")),
@@ -150,7 +152,7 @@ CASES = [
     Case("truncated checkpoint", _resume(), "sha256 mismatch", _truncate_latest),
     Case("random-byte weights", _resume(), "sha256 mismatch", _random_latest_weights),
     Case("random-byte markers", _resume(), "no loadable checkpoint", _random_all_markers),
-    Case("old checkpoint format", _resume(), "written by an older fastadapt",
+    Case("old checkpoint format", _resume(), "written by fastadapt 0.1.0",
          _edit_latest_marker(_old_format)),
     Case("bad sampler state", _resume(), "invalid sampler state",
          _edit_latest_marker(_bad_sampler_state)),

@@ -9,7 +9,7 @@ from functools import cache
 import numpy as np
 import pytest
 
-from fastadapt.bandit_baselines import (
+from fastadapt.baselines.bandits import (
     UCB1_GRID,
     exploration_profile,
     gittins,

@@ -14,10 +14,10 @@ from fastadapt.envs import registry
 from fastadapt.envs.navigation import BatchedNavigation, Navigation2D, NavigationTask
 from fastadapt.run.checkpoint import load_tensors
 
-CONFIG = "configs/maml-trpo/2d-navigation.yaml"
+CONFIG = "maml-trpo/2d-navigation"
 TINY = [
-    "--set", "maml.meta_batch_size=3",
-    "--set", "maml.episodes_per_task=3",
+    "--set", "maml-trpo.tasks_per_iteration=3",
+    "--set", "maml-trpo.episodes_per_task=3",
     "--set", "env.horizon=10",
     "--set", "policy.hidden_sizes=[8, 8]",
     "--set", "run.tensorboard=false",
@@ -120,11 +120,13 @@ def test_resume_is_bit_identical(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--set", "trpo.max_kll=0.1"], "did you mean 'trpo.max_kl'"),
-        (["--set", "maml.inner_lr=abc"], "'maml.inner_lr' must be a float"),
-        (["--set", "maml.meta_batch_size=0"], "maml.meta_batch_size must be >= 1"),
+        (["--set", "maml-trpo.trpo.max_kll=0.1"], "did you mean 'maml-trpo.trpo.max_kl'"),
+        (["--set", "maml-trpo.inner_lr=abc"], "'maml-trpo.inner_lr' must be a float"),
+        (["--set", "maml-trpo.tasks_per_iteration=0"],
+         "maml-trpo.tasks_per_iteration must be >= 1, got 0"),
         (["--set", "env.name=Navigaton2D"], "did you mean Navigation2D"),
-        (["--set", "trpo.fvp_subsample=2"], "trpo.fvp_subsample must be in (0, 1]"),
+        (["--set", "maml-trpo.trpo.fvp_subsample=2"],
+         "maml-trpo.trpo.fvp_subsample must be in (0, 1]"),
         (["--set", "policy.activation=gelu"], "must be one of 'tanh', 'relu'"),
         (["--set", "novalue"], "novalue"),
     ],

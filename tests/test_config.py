@@ -1,4 +1,4 @@
-"""Tests of fastadapt.run.config: typed dataclass configs from YAML, overrides, errors."""
+"""Tests of fastadapt.run.yaml_config: typed dataclass configs from YAML, overrides, errors."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any, Literal
 import pytest
 
 from fastadapt.errors import ConfigError
-from fastadapt.run.config import apply_overrides, from_dict, load_config, save_config, to_dict
+from fastadapt.run.yaml_config import apply_overrides, from_dict, load_config, save_config, to_dict
 
 
 @dataclass(frozen=True)

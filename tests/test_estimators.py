@@ -23,9 +23,9 @@ import torch
 from torch import Tensor
 from torch.func import functional_call, grad, hessian
 
-from fastadapt.meta.adapt import adapt, expand_to_tasks, inner_loss, per_task_output
-from fastadapt.meta.estimators import ESTIMATORS, emaml_term
-from fastadapt.meta.trpo import flatten, unflatten
+from fastadapt.algorithms.common.trpo import flatten, unflatten
+from fastadapt.algorithms.maml.adapt import adapt, expand_to_tasks, inner_loss, per_task_output
+from fastadapt.algorithms.maml.estimators import ESTIMATORS, emaml_term
 from fastadapt.policies.mlp import CategoricalMLPPolicy
 from fastadapt.types import Batch, Params
 

@@ -13,14 +13,14 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from fastadapt.envs.navigation import Navigation2D, NavigationTask
-from fastadapt.meta.adapt import expand_to_tasks, per_task_output
-from fastadapt.meta.mlp_products import (
+from fastadapt.algorithms.maml.adapt import expand_to_tasks, per_task_output
+from fastadapt.backends.fast_cpu import (
     MLPProducts,
     SamplingForward,
     mlp_forward,
     weight_gradient,
 )
+from fastadapt.envs.navigation import Navigation2D, NavigationTask
 from fastadapt.policies.mlp import Activation, CategoricalMLPPolicy, GaussianMLPPolicy, Policy
 from fastadapt.sampling.vector import VectorSampler
 from fastadapt.types import Params

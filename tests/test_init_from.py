@@ -8,18 +8,21 @@ from pathlib import Path
 import pytest
 import torch
 
+from fastadapt.algorithms.base import Algorithm
+from fastadapt.algorithms.registry import build_algorithm
 from fastadapt.cli import main
+from fastadapt.config import RunConfig, TrainConfig
 from fastadapt.run.checkpoint import load_tensors
-from fastadapt.run.rl2_runner import build_rl2
-from fastadapt.run.schema import RunConfig, TrainConfig
-from fastadapt.run.train import build_experiment, load_run_config, starting_params
+from fastadapt.run.config_loading import resolve
+from fastadapt.run.rundir import load_run_config
+from fastadapt.run.trainer import warm_start
 
 COMMON = ["--set", "run.tensorboard=false", "--set", "run.num_threads=1", "--quiet"]
 RUNS = {
-    "maml-trpo": ["configs/maml-trpo/2d-navigation.yaml", "--set", "maml.meta_batch_size=2",
-                  "--set", "maml.episodes_per_task=2", "--set", "env.horizon=5",
+    "maml-trpo": ["maml-trpo/2d-navigation", "--set", "maml-trpo.tasks_per_iteration=2",
+                  "--set", "maml-trpo.episodes_per_task=2", "--set", "env.horizon=5",
                   "--set", "policy.hidden_sizes=[8, 8]", *COMMON],
-    "rl2": ["configs/rl2/bandit-k5.yaml", "--set", "rl2.tasks_per_iteration=2",
+    "rl2": ["rl2/bandit-k5", "--set", "rl2.tasks_per_iteration=2",
             "--set", "rl2.trials_per_task=2", "--set", "rl2.hidden_size=8", *COMMON],
 }
 
@@ -28,10 +31,8 @@ def _params(run: Path) -> dict[str, torch.Tensor]:
     return load_tensors(run / "policy.safetensors")[0]
 
 
-def _fresh(config: TrainConfig) -> dict[str, torch.Tensor]:
-    if config.algorithm == "rl2":
-        return build_rl2(config).initial_params()
-    return build_experiment(config).initial_params()
+def _build(config: TrainConfig) -> Algorithm:
+    return build_algorithm(resolve(config), torch.device("cpu"))
 
 
 @pytest.mark.parametrize("algorithm", sorted(RUNS))
@@ -41,8 +42,10 @@ def test_a_run_starts_from_another_runs_parameters(tmp_path: Path, algorithm: st
     assert main(["train", *args, "--run-dir", str(source), "--iterations", "2"]) == 0
     # what the warm run starts from: the source's final parameters, in the policy's order
     config = load_run_config(source)
-    fresh = _fresh(config)
-    start = starting_params(RunConfig(init_from=str(source)), fresh)
+    built = _build(config)
+    fresh = built.initial_parameters()
+    warm_start(built, RunConfig(init_from=str(source)))
+    start = built.parameters()
     assert list(start) == list(fresh)
     for name, value in _params(source).items():
         assert torch.equal(start[name], value), name
@@ -74,19 +77,20 @@ def test_bad_init_from_is_one_line_error_before_any_file(
     source = tmp_path / "source"
     assert main(["train", *args, "--run-dir", str(source), "--iterations", "1"]) == 0
     capsys.readouterr()
+    # the finetune config takes COMMON only: a config refuses another algorithm's section (rl2.*)
     cases = [
-        (["--set", f"run.init_from={source}", "--set", "rl2.hidden_size=16"],
+        (args, ["--set", f"run.init_from={source}", "--set", "rl2.hidden_size=16"],
          "run.init_from: " + str(source / "policy.safetensors") + " does not match the "
          "config's policy"),
-        (["--set", f"run.init_from={tmp_path / 'missing'}"],
+        (args, ["--set", f"run.init_from={tmp_path / 'missing'}"],
          "run.init_from: " + str(tmp_path / "missing") + " has neither policy.safetensors"),
-        (["--set", "algorithm=random-init", "--set", f"run.init_from={source}"],
+        (["finetune/2d-navigation", *COMMON],
+         ["--set", "algorithm=random-init", "--set", f"run.init_from={source}"],
          "run.init_from is not available for random-init"),
     ]
-    for extra, expected in cases:
+    for config_args, extra, expected in cases:
         run = tmp_path / "run"
-        config = "configs/finetune/2d-navigation.yaml" if "random-init" in extra[1] else args[0]
-        code = main(["train", config, *args[1:], *extra, "--run-dir", str(run)])
+        code = main(["train", *config_args, *extra, "--run-dir", str(run)])
         err = capsys.readouterr().err.strip()
         assert code == 2 and err.startswith("fastadapt: error: "), err
         assert expected in err and len(err.splitlines()) == 1, err

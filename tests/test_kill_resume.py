@@ -15,9 +15,9 @@ import numpy as np
 from fastadapt.cli import main
 from fastadapt.run.checkpoint import latest_checkpoint, load_checkpoint, load_tensors
 
-CONFIG = "configs/maml-trpo/2d-navigation.yaml"
+CONFIG = "maml-trpo/2d-navigation"
 TINY = [
-    "--set", "maml.meta_batch_size=3", "--set", "maml.episodes_per_task=3",
+    "--set", "maml-trpo.tasks_per_iteration=3", "--set", "maml-trpo.episodes_per_task=3",
     "--set", "env.horizon=10", "--set", "policy.hidden_sizes=[8, 8]",
     "--set", "run.tensorboard=false", "--set", "run.checkpoint_every=1",
     "--set", "run.num_threads=1", "--quiet",

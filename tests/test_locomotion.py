@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
+from fastadapt.algorithms.maml.adapt import expand_to_tasks
+from fastadapt.algorithms.rl2.algorithm import trial_outcomes
 from fastadapt.cli import main
 from fastadapt.envs import mujoco_batched
 from fastadapt.envs.locomotion import (
@@ -26,10 +28,8 @@ from fastadapt.envs.locomotion import (
 )
 from fastadapt.envs.mujoco_batched import BatchedMujoco, load_model
 from fastadapt.errors import ConfigError, TaskError
-from fastadapt.meta.adapt import expand_to_tasks
 from fastadapt.policies.mlp import GaussianMLPPolicy
 from fastadapt.policies.recurrent import GaussianRecurrentPolicy
-from fastadapt.run.rl2_runner import trial_outcomes
 from fastadapt.sampling.success import SuccessRecorder
 from fastadapt.sampling.vector import VectorSampler
 
@@ -222,8 +222,8 @@ def test_blow_ups_reach_the_trajectories_and_the_training_metrics(tmp_path: Path
     assert recorder.before_after() == {"unstable_episodes": 2.0}
 
     _assert_healthy_run_counts_no_blow_ups(
-        tmp_path / "maml", "configs/maml-trpo/halfcheetah-vel.yaml",
-        ["--set=maml.meta_batch_size=2", "--set=maml.episodes_per_task=2",
+        tmp_path / "maml", "maml-trpo/halfcheetah-vel",
+        ["--set=maml-trpo.tasks_per_iteration=2", "--set=maml-trpo.episodes_per_task=2",
          "--set=policy.hidden_sizes=[8]"])
 
 
@@ -242,6 +242,6 @@ def test_rl2_trials_count_blow_ups_per_episode(tmp_path: Path) -> None:
     assert trial_outcomes(trials, 2) == {"unstable_episodes": 2.0}
 
     _assert_healthy_run_counts_no_blow_ups(
-        tmp_path / "rl2", "configs/rl2/halfcheetah-vel.yaml",
+        tmp_path / "rl2", "rl2/halfcheetah-vel",
         ["--set=rl2.tasks_per_iteration=2", "--set=rl2.trials_per_task=2",
          "--set=rl2.hidden_size=8"])

@@ -8,16 +8,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from fastadapt.algorithms.base import Algorithm, MetaTestProtocol
+from fastadapt.algorithms.registry import build_algorithm
 from fastadapt.cli import main
-from fastadapt.evaluate import meta_test
+from fastadapt.config import TrainConfig
+from fastadapt.evaluation.protocol import meta_test
 from fastadapt.run.checkpoint import load_tensors
-from fastadapt.run.train import build_experiment, load_inner_lr, load_policy_params, load_run_config
+from fastadapt.run.config_loading import resolve
+from fastadapt.run.rundir import final_policy_tensors, load_run_config
+from fastadapt.run.trainer import load_policy
 
 ALGORITHMS = ("maml-vpg", "maml-ppo", "promp", "meta-sgd")
 TINY = [
-    "--set", "maml.meta_batch_size=3",
-    "--set", "maml.episodes_per_task=3",
     "--set", "policy.hidden_sizes=[8]",
     "--set", "run.tensorboard=false",
     "--set", "run.checkpoint_every=1",
@@ -27,16 +31,24 @@ TINY = [
 
 
 def _train(config: str, run_dir: Path, *extra: str) -> int:
+    section = config.split("/")[0]  # a MAML-family config's section is its algorithm's name
+    sizes = ["--set", f"{section}.tasks_per_iteration=3",
+             "--set", f"{section}.episodes_per_task=3"]
     horizon = ["--set", "env.horizon=10"] if "navigation" in config else []
-    return main(["train", config, "--run-dir", str(run_dir), *TINY, *horizon, *extra])
+    return main(["train", config, "--run-dir", str(run_dir), *sizes, *TINY, *horizon, *extra])
+
+
+def _build(config: TrainConfig) -> Algorithm:
+    return build_algorithm(resolve(config), torch.device("cpu"))
 
 
 @pytest.mark.parametrize("env", ["2d-navigation", "bandit-k5"])
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_config_trains_and_evaluates(tmp_path: Path, algorithm: str, env: str) -> None:
     run = tmp_path / "run"
-    config = f"configs/{algorithm}/{env}.yaml"
-    assert _train(config, run, "--iterations", "2", "--set", "maml.adaptation_steps=2") == 0
+    config = f"{algorithm}/{env}"
+    assert _train(config, run, "--iterations", "2", "--set",
+                  f"{algorithm}.adaptation_steps=2") == 0
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in records] == [1, 2]
     for record in records:
@@ -55,7 +67,7 @@ def test_config_trains_and_evaluates(tmp_path: Path, algorithm: str, env: str) -
 @pytest.mark.parametrize("algorithm", ["promp", "meta-sgd"])
 def test_resume_is_bit_identical(tmp_path: Path, algorithm: str) -> None:
     """Adam's moments, ProMP's adaptive eta and Meta-SGD's rates are all checkpointed."""
-    config = f"configs/{algorithm}/2d-navigation.yaml"
+    config = f"{algorithm}/2d-navigation"
     extra = ["--set", "promp.adaptive_kl_coef=true"] if algorithm == "promp" else []
     assert _train(config, tmp_path / "straight", "--iterations", "3", *extra) == 0
     assert _train(config, tmp_path / "resumed", "--iterations", "2", *extra) == 0
@@ -71,16 +83,19 @@ def test_resume_is_bit_identical(tmp_path: Path, algorithm: str) -> None:
 
 def test_meta_sgd_meta_test_adapts_with_the_learned_rates(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    assert _train("configs/meta-sgd/2d-navigation.yaml", run, "--iterations", "3",
-                  "--set", "meta_sgd.learning_rate=0.02") == 0
+    assert _train("meta-sgd/2d-navigation", run, "--iterations", "3",
+                  "--set", "meta-sgd.learning_rate=0.02") == 0
     config = load_run_config(run)
-    experiment = build_experiment(config)
-    theta = load_policy_params(run, experiment)
-    rates = load_inner_lr(run, experiment.initial_params())
-    assert rates is not None
-    assert any(not np.allclose(r.numpy(), config.maml.inner_lr) for r in rates.values())
-    learned = meta_test(experiment, theta, 3, 1, 2, seed=0, inner_lr=rates)
-    fixed = meta_test(experiment, theta, 3, 1, 2, seed=0)
+    algorithm = _build(config)
+    load_policy(algorithm, *final_policy_tensors(run))  # theta and the learned rates
+    rates = algorithm.inner_lr()
+    assert isinstance(rates, dict)
+    assert any(not np.allclose(r.detach().numpy(), config.section.inner_lr)
+               for r in rates.values())
+    learned = meta_test(algorithm, 3, MetaTestProtocol(1, 2), seed=0)
+    fixed_rates = _build(config)  # the same theta, adapted with the config's inner_lr
+    load_policy(fixed_rates, *final_policy_tensors(run), parameters_only=True)
+    fixed = meta_test(fixed_rates, 3, MetaTestProtocol(1, 2), seed=0)
     assert learned["returns_mean"][0] == fixed["returns_mean"][0]  # same pre-update episodes
     assert learned["returns_mean"][1] != fixed["returns_mean"][1]
     assert main(["evaluate", str(run), "--tasks", "3", "--adaptation-steps", "1",
@@ -91,9 +106,12 @@ def test_meta_sgd_meta_test_adapts_with_the_learned_rates(tmp_path: Path) -> Non
 
 def test_non_meta_sgd_runs_have_no_learned_rates(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    assert _train("configs/maml-ppo/bandit-k5.yaml", run, "--iterations", "1") == 0
-    experiment = build_experiment(load_run_config(run))
-    assert load_inner_lr(run, experiment.initial_params()) is None
+    assert _train("maml-ppo/bandit-k5", run, "--iterations", "1") == 0
+    algorithm = _build(load_run_config(run))
+    tensors, source = final_policy_tensors(run)
+    load_policy(algorithm, tensors, source)
+    assert not any(name.startswith("inner_lr/") for name in tensors)
+    assert not isinstance(algorithm.inner_lr(), dict)
 
 
 def test_compare_table_has_post_adaptation_returns_and_seconds(
@@ -101,7 +119,7 @@ def test_compare_table_has_post_adaptation_returns_and_seconds(
     runs = []
     for algorithm in ("maml-vpg", "promp"):
         run = tmp_path / algorithm
-        assert _train(f"configs/{algorithm}/bandit-k5.yaml", run, "--iterations", "1") == 0
+        assert _train(f"{algorithm}/bandit-k5", run, "--iterations", "1") == 0
         assert main(["evaluate", str(run), "--tasks", "3", "--adaptation-steps", "1",
                      "--episodes", "2"]) == 0
         runs.append(str(run))

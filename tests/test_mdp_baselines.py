@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastadapt.mdp_baselines import greedy, optimal_q_values, oracle, psrl, random_play
+from fastadapt.baselines.mdps import greedy, optimal_q_values, oracle, psrl, random_play
 
 
 def _random_mdps(count: int, states: int, actions: int, seed: int

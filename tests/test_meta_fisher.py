@@ -1,6 +1,6 @@
 """The meta-Fisher-vector product of ``MAMLTRPO`` against double backward through a fresh inner
 loop (the Hessian of the mean KL at ``theta_old``), in float64; the identity is in
-``fastadapt.meta.curvature``."""
+``fastadapt.algorithms.maml.curvature``."""
 
 from __future__ import annotations
 
@@ -23,10 +23,12 @@ from torch import Tensor
 from torch.distributions import kl_divergence
 from torch.testing import assert_close
 
-from fastadapt.meta.adapt import adapt_steps, expand_to_tasks
-from fastadapt.meta.curvature import InnerLoopJacobian
-from fastadapt.meta.maml import MAMLTRPO, MAMLConfig, MetaBatch
-from fastadapt.meta.trpo import TRPOConfig
+from fastadapt.algorithms.common.trpo import TRPOConfig
+from fastadapt.algorithms.maml.adapt import adapt_steps, expand_to_tasks
+from fastadapt.algorithms.maml.config import MAMLConfig
+from fastadapt.algorithms.maml.curvature import InnerLoopJacobian
+from fastadapt.algorithms.maml.meta_batch import MetaBatch
+from fastadapt.algorithms.maml.trpo import MAMLTRPO
 from fastadapt.types import Batch
 
 
@@ -61,7 +63,7 @@ def _hessian_vector_products(
 def _meta_fisher(problem: Problem, trpo: TRPOConfig) -> Callable[[Tensor], Tensor]:
     """The FVP exactly as ``MAMLTRPO.step`` builds it."""
     maml = MAMLConfig(
-        meta_batch_size=T,
+        tasks_per_iteration=T,
         episodes_per_task=E,
         adaptation_steps=len(problem.train),
         inner_lr=INNER_LR,

@@ -24,11 +24,12 @@ from meta_problems import (
 from torch import Tensor
 from torch.testing import assert_close
 
-from fastadapt.meta.adapt import adapt, adapt_steps, expand_to_tasks
-from fastadapt.meta.curvature import InnerLoopJacobian
-from fastadapt.meta.losses import surrogate_loss
-from fastadapt.meta.maml import MAMLTRPO, MAMLConfig
-from fastadapt.meta.trpo import TRPOConfig, flatten
+from fastadapt.algorithms.common.trpo import TRPOConfig, flatten
+from fastadapt.algorithms.maml.adapt import adapt, adapt_steps, expand_to_tasks
+from fastadapt.algorithms.maml.config import MAMLConfig
+from fastadapt.algorithms.maml.curvature import InnerLoopJacobian
+from fastadapt.algorithms.maml.losses import surrogate_loss
+from fastadapt.algorithms.maml.trpo import MAMLTRPO
 from fastadapt.types import Params
 
 
@@ -196,11 +197,12 @@ def test_outer_gradient_by_cached_matmuls_equals_autograd_through_vmap(
 ) -> None:
     problem = Problem(kind, num_steps=1)
     jacobian = InnerLoopJacobian(problem.policy, problem.theta, problem.train, INNER_LR)
-    maml = MAMLTRPO(problem.policy, MAMLConfig(meta_batch_size=T), TRPOConfig())
+    maml = MAMLTRPO(problem.policy, MAMLConfig(tasks_per_iteration=T), TRPOConfig())
     products, fast_loss, fast, fast_out, _ = maml._outer_gradient(jacobian.adapted,
                                                                   problem.valid)
     assert products is not None
-    monkeypatch.setattr("fastadapt.meta.maml.supports_fast_products", lambda policy: False)
+    monkeypatch.setattr("fastadapt.algorithms.maml.trpo.supports_fast_products",
+                        lambda policy: False)
     products, loss, generic, out, _ = maml._outer_gradient(jacobian.adapted, problem.valid)
     assert products is None
     assert_close(fast_loss, loss, rtol=1e-12, atol=1e-14)

@@ -173,7 +173,7 @@ def test_batched_episodes_match_separate_meta_world_envs(name: str) -> None:
 
 @needs_metaworld
 def test_sampling_is_deterministic_and_records_successes(reach: Any) -> None:
-    from fastadapt.meta.adapt import expand_to_tasks
+    from fastadapt.algorithms.maml.adapt import expand_to_tasks
     from fastadapt.policies.mlp import GaussianMLPPolicy
     from fastadapt.sampling.vector import VectorSampler
 
@@ -194,7 +194,7 @@ def test_sampling_is_deterministic_and_records_successes(reach: Any) -> None:
 @needs_metaworld
 def test_worker_chunks_carry_successes_and_merge_to_the_vector_batch(reach: Any) -> None:
     """What process and Ray workers run (run_item on task chunks, then merge)."""
-    from fastadapt.meta.adapt import expand_to_tasks
+    from fastadapt.algorithms.maml.adapt import expand_to_tasks
     from fastadapt.policies.mlp import GaussianMLPPolicy
     from fastadapt.sampling.vector import VectorSampler
     from fastadapt.sampling.work import EpisodeRequest, WorkItem, merge, pack_params, run_item
@@ -247,7 +247,7 @@ def test_long_horizons_and_superseded_batches_are_refused(reach: Any) -> None:
         new.step(zero)
 
 
-TINY = ["--set", "maml.meta_batch_size=2", "--set", "maml.episodes_per_task=2",
+TINY = ["--set", "maml-trpo.tasks_per_iteration=2", "--set", "maml-trpo.episodes_per_task=2",
         "--set", "env.horizon=20", "--set", "policy.hidden_sizes=[8]",
         "--set", "run.tensorboard=false", "--iterations", "1", "--quiet"]
 
@@ -257,7 +257,7 @@ def test_maml_trpo_on_ml1_end_to_end_reports_success_rates(tmp_path: Path) -> No
     from fastadapt.cli import main
 
     run = tmp_path / "run"
-    assert main(["train", "configs/maml-trpo/metaworld-ml1-reach.yaml", "--run-dir", str(run),
+    assert main(["train", "maml-trpo/metaworld-ml1-reach", "--run-dir", str(run),
                  *TINY]) == 0
     record = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     assert 0.0 <= record["success_rate_before"] <= 1.0
@@ -279,7 +279,7 @@ def test_rl2_on_ml1_end_to_end(tmp_path: Path) -> None:
     tiny = ["--set", "rl2.tasks_per_iteration=2", "--set", "rl2.trials_per_task=1",
             "--set", "env.horizon=10", "--set", "rl2.hidden_size=8",
             "--set", "run.tensorboard=false", "--iterations", "1", "--quiet"]
-    assert main(["train", "configs/rl2/metaworld-ml1-reach.yaml", "--run-dir", str(run),
+    assert main(["train", "rl2/metaworld-ml1-reach", "--run-dir", str(run),
                  *tiny]) == 0
     record = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     assert 0.0 <= record["success_rate_before"] <= 1.0

@@ -1,9 +1,13 @@
-"""MAML-VPG, MAML-PPO, ProMP and Meta-SGD (``fastadapt.meta.outer``) against independent
-references: the VPG meta-gradient against MAML-TRPO's (cached Jacobian products), Meta-SGD's
-rate gradient against finite differences, the ProMP objective against ``torch.distributions``,
-hand-computed E-MAML term and KL-penalty schedule; then steps, checkpoints and bad input."""
+"""MAML-VPG, MAML-PPO, ProMP and Meta-SGD (``fastadapt.algorithms.maml.gradient``) against
+independent references: the VPG meta-gradient against MAML-TRPO's (cached Jacobian products),
+Meta-SGD's rate gradient against finite differences, the ProMP objective against
+``torch.distributions``, hand-computed E-MAML term and KL-penalty schedule; then steps,
+checkpoints and bad input."""
 
 from __future__ import annotations
+
+import dataclasses
+from typing import Any, TypeVar
 
 import pytest
 import torch
@@ -21,21 +25,26 @@ from torch import Tensor
 from torch.distributions import kl_divergence
 from torch.testing import assert_close
 
-from fastadapt.errors import ConfigError
-from fastadapt.meta.adapt import adapt_steps, expand_to_tasks
-from fastadapt.meta.curvature import InnerLoopJacobian
-from fastadapt.meta.estimators import emaml_term
-from fastadapt.meta.maml import MAMLTRPO, MAMLConfig, MetaBatch
-from fastadapt.meta.outer import (
-    GradientMAML,
+from fastadapt.algorithms.common.trpo import TRPOConfig, flatten, unflatten
+from fastadapt.algorithms.maml.adapt import adapt_steps, expand_to_tasks
+from fastadapt.algorithms.maml.config import (
+    MAMLConfig,
     MAMLPPOConfig,
+    MAMLTRPOConfig,
     MAMLVPGConfig,
     MetaSGDConfig,
     ProMPConfig,
-    adapted_kl_coef,
 )
-from fastadapt.meta.trpo import TRPOConfig, flatten, unflatten
+from fastadapt.algorithms.maml.curvature import InnerLoopJacobian
+from fastadapt.algorithms.maml.estimators import emaml_term
+from fastadapt.algorithms.maml.gradient import GradientMAML, adapted_kl_coef
+from fastadapt.algorithms.maml.meta_batch import MetaBatch
+from fastadapt.algorithms.maml.trpo import MAMLTRPO
+from fastadapt.errors import ConfigError
+from fastadapt.run.config_loading import load_train_config
 from fastadapt.types import Params
+
+C = TypeVar("C", bound=MAMLVPGConfig)
 
 
 def _meta_batch(problem: Problem) -> MetaBatch:
@@ -43,8 +52,16 @@ def _meta_batch(problem: Problem) -> MetaBatch:
     return MetaBatch(problem.train, problem.valid, returns, 0)
 
 
-def _maml(num_steps: int) -> MAMLConfig:
-    return MAMLConfig(meta_batch_size=T, adaptation_steps=num_steps, inner_lr=INNER_LR)
+def _maml(section: type[C], num_steps: int, **kwargs: Any) -> C:
+    """``section`` with the small problems' inner loop (``kwargs``: its other keys)."""
+    return section(tasks_per_iteration=T, adaptation_steps=num_steps, inner_lr=INNER_LR,
+                   **kwargs)
+
+
+def _like(section: type[C], maml: MAMLConfig, **kwargs: Any) -> C:
+    """``section`` with ``maml``'s inner-loop keys (``kwargs``: its other keys)."""
+    inner = {f.name: getattr(maml, f.name) for f in dataclasses.fields(MAMLConfig)}
+    return section(**{**inner, **kwargs})
 
 
 def _gradient(loss: Tensor, params: Params) -> Tensor:
@@ -58,8 +75,8 @@ def test_vpg_meta_gradient_equals_the_trpo_meta_gradient(float64: None, kind: st
     """Autograd through ``torch.func`` (GradientMAML) == cached Jacobian products (MAMLTRPO)."""
     problem = Problem(kind, num_steps)
     meta_batch = _meta_batch(problem)
-    learner = GradientMAML(problem.policy, problem.theta, _maml(num_steps), "vpg",
-                           MAMLVPGConfig(), "maml")
+    learner = GradientMAML(problem.policy, problem.theta,
+                           _maml(MAMLVPGConfig, num_steps, estimator="maml"))
     leaf = {n: p.clone().requires_grad_(True) for n, p in problem.theta.items()}
     loss, _ = learner.outer_loss(leaf, INNER_LR, meta_batch,
                                  learner.reference(problem.theta, meta_batch))
@@ -73,8 +90,8 @@ def test_meta_sgd_rate_gradient_equals_finite_differences(float64: None) -> None
     meta_batch = _meta_batch(problem)
     # lvc: its surrogate is differentiated as written (the maml form stops the gradient of the
     # importance weights the rates introduce at step 2, by design), so FD is its reference
-    learner = GradientMAML(problem.policy, problem.theta, _maml(2), "vpg", MetaSGDConfig(),
-                           "lvc", learn_inner_lr=True)
+    learner = GradientMAML(problem.policy, problem.theta,
+                           _maml(MetaSGDConfig, 2, objective="vpg", estimator="lvc"))
     reference = learner.reference(problem.theta, meta_batch)
     generator = torch.Generator().manual_seed(3)
     rates = {n: 0.05 + 0.1 * torch.rand(p.shape, generator=generator, dtype=torch.float64)
@@ -96,8 +113,8 @@ def test_promp_objective_equals_its_definition(float64: None) -> None:
     """Clipped surrogate + eta * mean_k KL(pi_old^(k) || pi^(k)), away from theta_old."""
     problem = Problem("gaussian", 2)
     meta_batch = _meta_batch(problem)
-    config = ProMPConfig(clip_ratio=0.2, init_kl_coef=0.3)
-    learner = GradientMAML(problem.policy, problem.theta, _maml(2), "ppo", config, "lvc")
+    config = _maml(ProMPConfig, 2, clip_ratio=0.2, init_kl_coef=0.3, estimator="lvc")
+    learner = GradientMAML(problem.policy, problem.theta, config)
     reference = learner.reference(problem.theta, meta_batch)
     generator = torch.Generator().manual_seed(5)
     moved = {n: p + 0.05 * torch.randn(p.shape, generator=generator, dtype=torch.float64)
@@ -175,21 +192,26 @@ def test_step_improves_and_resumes_bit_identically_from_its_state(algorithm: str
 
     def learner() -> GradientMAML:
         if algorithm == "meta-sgd":
-            return GradientMAML(policy, theta, config, "ppo", MetaSGDConfig(), "maml", True)
-        section = ProMPConfig(adaptive_kl_coef=True) if algorithm == "promp" else MAMLPPOConfig()
-        return GradientMAML(policy, theta, config, "ppo", section,
-                            "lvc" if algorithm == "promp" else "maml")
+            return GradientMAML(policy, theta, _like(MetaSGDConfig, config, objective="ppo",
+                                                     estimator="maml"))
+        section = (_like(ProMPConfig, config, adaptive_kl_coef=True, estimator="lvc")
+                   if algorithm == "promp" else _like(MAMLPPOConfig, config, estimator="maml"))
+        return GradientMAML(policy, theta, section)
 
     first = learner()
     theta1, metrics = first.step(theta, meta_batch)
     assert metrics["nonfinite"] == 0.0 and metrics["step_accepted"] == 1.0
     assert metrics["loss_last_epoch"] < metrics["loss_before"]
     assert 0.0 < metrics["kl"] < 0.2
-    state = first.state_dict()  # Adam moments, rates, eta after one step
+    state = first.state_dict()  # Adam moments, eta after one step
+    rates = first.inner_lr()  # Meta-SGD's rates: copied, as the next step moves them in place
+    rates = {n: r.clone() for n, r in rates.items()} if isinstance(rates, dict) else rates
     expected, _ = first.step(theta1, meta_batch)
 
     restored = learner()
     restored.load_state_dict(state)
+    if isinstance(rates, dict):
+        restored.load_inner_lrs(rates)
     resumed, _ = restored.step(theta1, meta_batch)
     for name in theta:
         assert torch.equal(resumed[name], expected[name]), name
@@ -197,8 +219,8 @@ def test_step_improves_and_resumes_bit_identically_from_its_state(algorithm: str
 
 def test_meta_sgd_learns_its_rates_and_adapts_with_them() -> None:
     policy, theta, meta_batch, config = navigation_meta_batch()
-    learner = GradientMAML(policy, theta, config, "ppo", MetaSGDConfig(learning_rate=0.01),
-                           "maml", learn_inner_lr=True)
+    learner = GradientMAML(policy, theta, _like(MetaSGDConfig, config, objective="ppo",
+                                                learning_rate=0.01, estimator="maml"))
     assert learner.inner_lr() != config.inner_lr
     _, metrics = learner.step(theta, meta_batch)
     rates = learner.inner_lr()
@@ -212,7 +234,7 @@ def test_nonfinite_advantage_keeps_theta_and_says_so() -> None:
     advantages = meta_batch.valid.advantages.clone()
     advantages[0, 0, 0] = float("nan")
     poisoned = meta_batch._replace(valid=meta_batch.valid._replace(advantages=advantages))
-    learner = GradientMAML(policy, theta, config, "ppo", MAMLPPOConfig(), "maml")
+    learner = GradientMAML(policy, theta, _like(MAMLPPOConfig, config, estimator="maml"))
     new_theta, metrics = learner.step(theta, poisoned)
     assert metrics["nonfinite"] == 1.0 and metrics["step_accepted"] == 0.0
     assert all(torch.equal(new_theta[n], theta[n]) for n in theta)
@@ -221,8 +243,9 @@ def test_nonfinite_advantage_keeps_theta_and_says_so() -> None:
 def test_emaml_with_trpo_and_bad_sections_are_config_errors() -> None:
     policy, _, _, _ = navigation_meta_batch()
     with pytest.raises(ConfigError, match="emaml"):
-        MAMLTRPO(policy, MAMLConfig(estimator="emaml"), TRPOConfig())
+        MAMLTRPO(policy, MAMLTRPOConfig(estimator="emaml"), TRPOConfig())
+    # the section's range errors name the dotted key as the config is built
     with pytest.raises(ConfigError, match=r"promp\.clip_ratio"):
-        ProMPConfig(clip_ratio=1.5)
-    with pytest.raises(ConfigError, match=r"maml_vpg\.learning_rate"):
-        MAMLVPGConfig(learning_rate=0.0)
+        load_train_config("promp/2d-navigation", ["promp.clip_ratio=1.5"])
+    with pytest.raises(ConfigError, match=r"maml-vpg\.learning_rate"):
+        load_train_config("maml-vpg/2d-navigation", ["maml-vpg.learning_rate=0.0"])

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from fastadapt.meta.ppo import PPOConfig, approximate_kl, clipped_surrogate, value_loss
-from fastadapt.returns import gae, gae_skipping_masked
+from fastadapt.algorithms.common.ppo import approximate_kl, clipped_surrogate, value_loss
+from fastadapt.algorithms.common.returns import gae, gae_skipping_masked
 
 
 def test_clipped_surrogate_by_hand() -> None:
@@ -72,14 +72,16 @@ def test_gae_over_a_trial_equals_episode_gae_without_holes() -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"clip_ratio": 0.0}, "ppo.clip_ratio must be in (0, 1)"),
-        ({"minibatches": 0}, "ppo.minibatches must be >= 1"),
-        ({"learning_rate": -1.0}, "ppo.learning_rate and ppo.max_grad_norm must be > 0"),
-        ({"entropy_coef_final": -0.01}, "ppo.entropy_coef_final must be >= 0, got -0.01"),
+        ({"clip_ratio": 0.0}, "rl2.ppo.clip_ratio must be in (0, 1)"),
+        ({"minibatches": 0}, "rl2.ppo.minibatches must be >= 1"),
+        ({"learning_rate": -1.0}, "rl2.ppo.learning_rate must be > 0"),
+        ({"entropy_coef_final": -0.01}, "rl2.ppo.entropy_coef_final must be >= 0, got -0.01"),
     ],
 )
 def test_ppo_config_range_checks(overrides: dict[str, float], message: str) -> None:
+    """PPOConfig's range checks, named by their full key as a config is built (``rl2.ppo``)."""
     from fastadapt.errors import ConfigError
+    from fastadapt.run.config_loading import train_config_from_dict
 
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        PPOConfig(**overrides)  # type: ignore[arg-type]
+        train_config_from_dict({"algorithm": "rl2", "rl2": {"ppo": overrides}})

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch.testing import assert_close
 
-from fastadapt.returns import (
+from fastadapt.algorithms.common.returns import (
     discounted_returns,
     fit_linear_baseline,
     gae,

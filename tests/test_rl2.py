@@ -9,9 +9,10 @@ import pytest
 import torch
 from torch import Tensor
 
+from fastadapt.algorithms.common.ppo import PPOConfig
+from fastadapt.algorithms.rl2.config import RL2Config
+from fastadapt.algorithms.rl2.update import RL2PPO
 from fastadapt.envs.navigation import BatchedNavigation, Navigation2D, NavigationTask
-from fastadapt.meta.ppo import PPOConfig
-from fastadapt.meta.rl2 import RL2PPO, RL2Config
 from fastadapt.policies.recurrent import Cell, RecurrentPolicy, Unroll, make_recurrent_policy
 from fastadapt.sampling.vector import VectorSampler
 from fastadapt.types import Params, Trials
@@ -348,13 +349,13 @@ def test_masked_steps_freeze_the_hidden_state_and_inputs_carry_the_last_real_ste
 def test_entropy_weight_of_the_schedule_is_the_one_the_update_uses() -> None:
     # halfway through a 0.2 -> 0 schedule the update equals one with a constant weight of 0.1
     policy, (trials,) = _sample(Navigation2D())
-    config = RL2Config(tasks_per_iteration=3, trials_per_task=2, episodes_per_trial=EPISODES,
-                       hidden_size=8)
     updated = []
     for ppo, fraction_done in [(PPOConfig(entropy_coef=0.2, entropy_coef_final=0.0), 0.5),
                                (PPOConfig(entropy_coef=0.1), 0.0),
                                (PPOConfig(entropy_coef=0.2), 0.0)]:
-        update = RL2PPO(policy, policy.params(), config, ppo, seed=0)
+        config = RL2Config(tasks_per_iteration=3, trials_per_task=2,
+                           episodes_per_trial=EPISODES, hidden_size=8, ppo=ppo)
+        update = RL2PPO(policy, policy.params(), config, seed=0)
         assert update.step(trials, fraction_done)["entropy_coef"] == pytest.approx(
             ppo.entropy_coef_at(fraction_done))
         updated.append(update.current_params())

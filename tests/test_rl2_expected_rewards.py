@@ -11,14 +11,14 @@ import pytest
 import torch
 from rl2_problems import two_pulls
 
+from fastadapt.algorithms.rl2.config import RL2Config
+from fastadapt.algorithms.rl2.update import trial_batch
 from fastadapt.envs.bandit import BanditTask, BernoulliBandit
 from fastadapt.envs.navigation import Navigation2D
 from fastadapt.errors import ConfigError
-from fastadapt.meta.rl2 import RL2Config, trial_batch
 from fastadapt.policies.recurrent import make_recurrent_policy
-from fastadapt.run.config import load_config
-from fastadapt.run.schema import TrainConfig
-from fastadapt.run.train import train
+from fastadapt.run.config_loading import load_train_config
+from fastadapt.run.trainer import train
 from fastadapt.sampling.vector import VectorSampler
 from fastadapt.types import Trials
 
@@ -58,8 +58,7 @@ def test_update_trains_on_the_expected_rewards_only_when_asked(normalize: bool) 
 
 
 def test_families_without_expected_rewards_are_refused_by_name(tmp_path: Path) -> None:
-    config = load_config(TrainConfig, "configs/rl2/2d-navigation.yaml",
-                         ["rl2.expected_rewards=true"])
+    config = load_train_config("rl2/2d-navigation", ["rl2.expected_rewards=true"])
     with pytest.raises(ConfigError, match="Navigation2D does not"):
         train(config, tmp_path / "run", resume=False, show_progress=False)
     assert not (tmp_path / "run").exists()  # refused before the run directory is made

@@ -44,11 +44,11 @@ def test_rl2_finds_the_good_arm_within_a_trial(tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(registry._FAMILIES, "TwoArm", _TwoArm)
     run = tmp_path / "run"
-    assert main(["train", "configs/rl2/bandit-k5.yaml", "--run-dir", str(run), *RL2_TINY,
+    assert main(["train", "rl2/bandit-k5", "--run-dir", str(run), *RL2_TINY,
                  "--set", "env.name=TwoArm", "--set", "env.kwargs={}",
                  "--set", "rl2.tasks_per_iteration=16", "--set", "rl2.trials_per_task=4",
                  "--set", "rl2.episodes_per_trial=5", "--set", "rl2.hidden_size=16",
-                 "--set", "ppo.learning_rate=0.01", "--set", "ppo.minibatches=2",
+                 "--set", "rl2.ppo.learning_rate=0.01", "--set", "rl2.ppo.minibatches=2",
                  "--set", "run.checkpoint_every=100", "--iterations", "60"]) == 0
     assert main(["evaluate", str(run), "--tasks", "100", "--episodes", "4"]) == 0
     result = json.loads((run / "evaluation.json").read_text())
@@ -80,10 +80,10 @@ def _straight_and_resumed(tmp_path: Path, args: list[str], iterations: int
 def test_rl2_cli_train_evaluate_and_bit_identical_resume(tmp_path: Path, separate: bool,
                                                         time_input: bool, cell: Cell,
                                                         task_critic: bool) -> None:
-    tiny = ["configs/rl2/2d-navigation.yaml", *RL2_TINY, "--set", "env.horizon=5",
+    tiny = ["rl2/2d-navigation", *RL2_TINY, "--set", "env.horizon=5",
             "--set", "rl2.tasks_per_iteration=3", "--set", "rl2.trials_per_task=2",
             "--set", "rl2.hidden_size=8", "--set", "run.checkpoint_every=1",
-            "--set", "ppo.minibatches=2", "--set", f"rl2.separate_value_gru={separate}",
+            "--set", "rl2.ppo.minibatches=2", "--set", f"rl2.separate_value_gru={separate}",
             "--set", f"rl2.time_input={time_input}", "--set", f"rl2.cell={cell}",
             "--set", f"rl2.task_critic={task_critic}"]
     straight, resumed = _straight_and_resumed(tmp_path, tiny, 3)
@@ -135,7 +135,7 @@ def test_rl2_cli_train_evaluate_and_bit_identical_resume(tmp_path: Path, separat
 ])
 def test_tabular_option_trains_resumes_bit_identically_and_evaluates(
         tmp_path: Path, setting: str, parameter: str, shape: tuple[int, int]) -> None:
-    tiny = ["configs/rl2/tabular-mdp.yaml", *RL2_TINY, "--set", setting,
+    tiny = ["rl2/tabular-mdp", *RL2_TINY, "--set", setting,
             "--set", "rl2.hidden_size=8", "--set", "rl2.tasks_per_iteration=2",
             "--set", "rl2.trials_per_task=2", "--set", "rl2.episodes_per_trial=2",
             "--set", "run.checkpoint_every=1"]
@@ -152,17 +152,17 @@ def test_tabular_option_trains_resumes_bit_identically_and_evaluates(
 @pytest.mark.parametrize(
     ("settings", "key", "expected"),
     [   # iteration i of N uses 0.003 (1 - i / N)
-        (["ppo.anneal_lr=true", "ppo.learning_rate=0.003"], "learning_rate",
+        (["rl2.ppo.anneal_lr=true", "rl2.ppo.learning_rate=0.003"], "learning_rate",
          [0.003, 0.002, 0.001, 0.00075]),
         # iteration i of N uses 0.05 + (0.01 - 0.05) i / N
-        (["ppo.entropy_coef=0.05", "ppo.entropy_coef_final=0.01"], "entropy_coef",
+        (["rl2.ppo.entropy_coef=0.05", "rl2.ppo.entropy_coef_final=0.01"], "entropy_coef",
          [0.05, 0.05 - 0.04 / 3, 0.05 - 0.08 / 3, 0.02]),
     ],
 )
 def test_linear_schedules_follow_the_run_length_through_resume(
         tmp_path: Path, settings: list[str], key: str, expected: list[float]) -> None:
     run = tmp_path / "schedule"
-    tiny = ["configs/rl2/bandit-k5.yaml", *RL2_TINY, "--set", "rl2.tasks_per_iteration=2",
+    tiny = ["rl2/bandit-k5", *RL2_TINY, "--set", "rl2.tasks_per_iteration=2",
             "--set", "rl2.trials_per_task=2", "--set", "rl2.hidden_size=8",
             *(arg for setting in settings for arg in ("--set", setting))]
     assert main(["train", *tiny, "--run-dir", str(run), "--iterations", "3"]) == 0
@@ -178,7 +178,8 @@ def test_learning_curve_names_what_before_and_after_mean(rl2: bool) -> None:
     from fastadapt.plots import _learning_curve
 
     figure, ax = plt.subplots()
-    _learning_curve(ax, [{"iteration": 1, "return_before": -2.0, "return_after": -1.0}], rl2)
+    _learning_curve(ax, [{"iteration": 1, "return_before": -2.0, "return_after": -1.0}],
+                    "episodes" if rl2 else "gradient_steps")
     labels = ax.get_legend_handles_labels()[1]
     plt.close(figure)
     expected = (["first episode of the trial", "last episode of the trial"] if rl2
@@ -186,8 +187,8 @@ def test_learning_curve_names_what_before_and_after_mean(rl2: bool) -> None:
     assert labels == expected
 
 
-NAVIGATION = "configs/rl2/2d-navigation.yaml"
-METAWORLD_REACH = "configs/rl2/metaworld-ml1-reach.yaml"
+NAVIGATION = "rl2/2d-navigation"
+METAWORLD_REACH = "rl2/metaworld-ml1-reach"
 
 
 @pytest.mark.parametrize(
@@ -196,11 +197,12 @@ METAWORLD_REACH = "configs/rl2/metaworld-ml1-reach.yaml"
         (["--set", "rl2.episodes_per_trail=2"], "did you mean 'rl2.episodes_per_trial'"),
         (["--set", "rl2.hidden_size=0"], "rl2.hidden_size must be >= 1"),
         (["--set", "rl2.cell=lsmt"], "'rl2.cell' must be one of 'gru', 'lstm'"),
-        (["--set", "rl2.gae_lambda=1.5"], "rl2.gae_lambda in [0, 1]"),
-        (["--set", "ppo.clip_ratio=1.5"], "ppo.clip_ratio must be in (0, 1)"),
-        (["--set", "ppo.epochs=many"], "'ppo.epochs' must be an int"),
-        (["--set", "ppo.entropy=0.1"], "did you mean 'ppo.entropy_coef'"),
-        (["--set", "algorithm=rl3"], "must be one of 'maml-trpo', 'maml-vpg'"),
+        (["--set", "rl2.gae_lambda=1.5"], "rl2.gae_lambda must be in [0, 1]"),
+        (["--set", "rl2.ppo.clip_ratio=1.5"], "rl2.ppo.clip_ratio must be in (0, 1)"),
+        (["--set", "rl2.ppo.epochs=many"], "'rl2.ppo.epochs' must be an int"),
+        (["--set", "rl2.ppo.entropy=0.1"], "did you mean 'rl2.ppo.entropy_coef'"),
+        (["--set", "algorithm=rl3"], "unknown algorithm 'rl3'; did you mean rl2? "
+                                     "(known: finetune, "),  # plugins may follow
         ([NAVIGATION, "--set", "rl2.transition_input=true"],
          "rl2.transition_input needs discrete actions; Navigation2D has Box"),
         pytest.param([METAWORLD_REACH, "--set", "rl2.task_critic=true"],
@@ -219,9 +221,9 @@ METAWORLD_REACH = "configs/rl2/metaworld-ml1-reach.yaml"
 def test_bad_rl2_config_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                           args: list[str], expected: str) -> None:
     """A bad key or value, or an option the family cannot take (the first argument, when it
-    is a config path, replaces the bandit config)."""
-    config = "configs/rl2/bandit-k5.yaml"
-    if args[0].endswith(".yaml"):
+    is a config name, replaces the bandit config)."""
+    config = "rl2/bandit-k5"
+    if not args[0].startswith("--"):
         config, *args = args
     code = main(["train", config, "--run-dir", str(tmp_path / "run"), "--quiet", *args])
     err = capsys.readouterr().err.strip()
@@ -233,7 +235,7 @@ def test_bad_rl2_config_is_one_line_error(tmp_path: Path, capsys: pytest.Capture
 def test_exploration_benchmark_profiles_a_bandit_run(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     run = tmp_path / "run"
-    assert main(["train", "configs/rl2/bandit-k5.yaml", "--run-dir", str(run), *RL2_TINY,
+    assert main(["train", "rl2/bandit-k5", "--run-dir", str(run), *RL2_TINY,
                  "--set", "rl2.tasks_per_iteration=4", "--set", "rl2.trials_per_task=2",
                  "--iterations", "2"]) == 0
     done = subprocess.run([sys.executable, "benchmarks/rl2_bandit_exploration.py", str(run),
@@ -266,16 +268,17 @@ def test_imitation_benchmark_learns_gittins_labels_and_warm_starts_rl2(
     monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks"))
     from rl2_bandit_imitation import fit_value_head, flat_trials, imitate, imitation_loss
 
-    from fastadapt.bandit_baselines import gittins_choices, gittins_indices
-    from fastadapt.run.config import load_config
-    from fastadapt.run.rl2_runner import build_rl2
-    from fastadapt.run.schema import TrainConfig
+    from fastadapt.algorithms.registry import build_algorithm
+    from fastadapt.baselines.bandits import gittins_choices, gittins_indices
+    from fastadapt.run.config_loading import load_train_config, resolve
+    from fastadapt.run.rundir import load_run_config
     from fastadapt.sampling.vector import VectorSampler
 
     small = ["env.kwargs.num_arms=3", "rl2.episodes_per_trial=10", "rl2.hidden_size=16",
-             "rl2.tasks_per_iteration=8", "rl2.trials_per_task=4", "ppo.epochs=2",
-             "ppo.minibatches=2", "ppo.learning_rate=0.01"]
-    setup = build_rl2(load_config(TrainConfig, "configs/rl2/bandit-k5-n100.yaml", small))
+             "rl2.tasks_per_iteration=8", "rl2.trials_per_task=4", "rl2.ppo.epochs=2",
+             "rl2.ppo.minibatches=2", "rl2.ppo.learning_rate=0.01"]
+    setup = build_algorithm(resolve(load_train_config("rl2/bandit-k5-n100", small)),
+                            torch.device("cpu"))
 
     def loss_on_fresh_trials(params: dict[str, torch.Tensor]) -> float:
         with VectorSampler(setup.family, setup.policy, 1, seed=5) as sampler:
@@ -286,7 +289,7 @@ def test_imitation_benchmark_learns_gittins_labels_and_warm_starts_rl2(
         with torch.no_grad():
             return float(imitation_loss(setup, params, trials, labels))
 
-    before = loss_on_fresh_trials(setup.initial_params())
+    before = loss_on_fresh_trials(setup.initial_parameters())
     learned = imitate(setup, 100, seed=1, table=gittins_indices(10))
     assert loss_on_fresh_trials(learned) < 0.6 * before  # held-out histories, not the batch's
     fitted = fit_value_head(setup, learned, seed=1)
@@ -302,5 +305,5 @@ def test_imitation_benchmark_learns_gittins_labels_and_warm_starts_rl2(
     assert [row.split("|")[1].strip() for row in rows] == [
         "imitation", "RL² (PPO) from it, 1 iterations", "FH-Gittins, same bandits"], done.stdout
     assert (tmp_path / "imitation" / "evaluation.json").exists()
-    config = load_config(TrainConfig, tmp_path / "rl2-from-imitation" / "config.yaml")
+    config = load_run_config(tmp_path / "rl2-from-imitation")
     assert config.run.init_from == str(tmp_path / "imitation")

@@ -8,9 +8,11 @@ import torch
 from rl2_problems import two_pulls
 from torch import Tensor
 
+from fastadapt.algorithms.common.ppo import PPOConfig
+from fastadapt.algorithms.rl2.config import RL2Config
+from fastadapt.algorithms.rl2.losses import recurrent_ppo_loss
+from fastadapt.algorithms.rl2.update import trial_batch
 from fastadapt.envs.bandit import BanditTask, BernoulliBandit
-from fastadapt.meta.ppo import PPOConfig, recurrent_ppo_loss
-from fastadapt.meta.rl2 import RL2Config, trial_batch
 from fastadapt.policies.recurrent import RecurrentPolicy, make_recurrent_policy
 from fastadapt.sampling.vector import VectorSampler
 from fastadapt.types import Trials

@@ -7,11 +7,14 @@ from __future__ import annotations
 import pytest
 import torch
 
+from fastadapt.algorithms.common.ppo import PPOConfig
+from fastadapt.algorithms.rl2.config import RL2Config
+from fastadapt.algorithms.rl2.losses import recurrent_ppo_loss, task_inference_loss
+from fastadapt.algorithms.rl2.update import RL2PPO, trial_batch
 from fastadapt.envs.bandit import BanditTask, BernoulliBandit
 from fastadapt.errors import ConfigError
-from fastadapt.meta.ppo import PPOConfig, recurrent_ppo_loss, task_inference_loss
-from fastadapt.meta.rl2 import RL2PPO, RL2Config, trial_batch
 from fastadapt.policies.recurrent import RecurrentPolicy, make_recurrent_policy
+from fastadapt.run.config_loading import train_config_from_dict
 from fastadapt.sampling.vector import VectorSampler
 from fastadapt.types import Trials
 
@@ -94,8 +97,9 @@ def test_the_loss_adds_the_weighted_term_whose_gradient_skips_the_heads() -> Non
 
 def test_training_moves_the_beliefs_below_what_ignoring_the_history_can_reach() -> None:
     policy, trials = _sampled()
-    config = RL2Config(episodes_per_trial=4, task_inference_coef=1.0)
-    update = RL2PPO(policy, policy.params(), config, PPOConfig(learning_rate=0.01), seed=0)
+    config = RL2Config(episodes_per_trial=4, task_inference_coef=1.0,
+                       ppo=PPOConfig(learning_rate=0.01))
+    update = RL2PPO(policy, policy.params(), config, seed=0)
     first = update.step(trials)["task_inference_loss"]
     for _ in range(20):
         last = update.step(trials)["task_inference_loss"]
@@ -109,7 +113,7 @@ def test_training_moves_the_beliefs_below_what_ignoring_the_history_can_reach() 
 
 def test_a_weight_without_a_belief_head_or_features_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"rl2\.task_inference_coef must be >= 0"):
-        RL2Config(task_inference_coef=-1.0)
+        train_config_from_dict({"algorithm": "rl2", "rl2": {"task_inference_coef": -1.0}})
     plain, trials = _sampled(belief_features=0)
     batch = trial_batch(trials, RL2Config(episodes_per_trial=4), normalize=True)
     with pytest.raises(ValueError, match="needs a policy with a belief head"):

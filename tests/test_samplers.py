@@ -24,11 +24,11 @@ import pytest
 import torch
 from faulty_envs import FaultyNavigation, FaultyTask, faulty_tasks
 
+from fastadapt.algorithms.maml.adapt import expand_to_tasks
 from fastadapt.cli import main
 from fastadapt.envs.base import TaskFamily
 from fastadapt.envs.registry import make_family
 from fastadapt.errors import ConfigError, SamplerError, WorkerDiedError, WorkerError
-from fastadapt.meta.adapt import expand_to_tasks
 from fastadapt.policies.mlp import CategoricalMLPPolicy, GaussianMLPPolicy, Policy, make_policy
 from fastadapt.policies.recurrent import Cell, make_recurrent_policy
 from fastadapt.run.checkpoint import load_tensors
@@ -266,10 +266,11 @@ def test_ctrl_c_during_training_exits_and_leaves_no_process(tmp_path: Path) -> N
                    "signal.default_int_handler); sys.argv[0] = 'fastadapt'; "
                    "runpy.run_module('fastadapt.cli', run_name='__main__')")
     command = [
-        sys.executable, "-c", interactive, "train", "configs/maml-trpo/2d-navigation.yaml",
+        sys.executable, "-c", interactive, "train", "maml-trpo/2d-navigation",
         "--run-dir", str(run_dir), "--sampler", "process", "--workers", "2", "--quiet",
-        "--iterations", "1000", "--set", "maml.meta_batch_size=4", "--set", "env.horizon=20",
-        "--set", "maml.episodes_per_task=4", "--set", "policy.hidden_sizes=[16]",
+        "--iterations", "1000", "--set", "maml-trpo.tasks_per_iteration=4",
+        "--set", "env.horizon=20", "--set", "maml-trpo.episodes_per_task=4",
+        "--set", "policy.hidden_sizes=[16]",
         "--set", "run.checkpoint_every=1", "--set", "run.tensorboard=false",
     ]
     # Its own session, so that the signal reaches every process of the group, as Ctrl-C does.
@@ -307,8 +308,8 @@ def test_ctrl_c_during_training_exits_and_leaves_no_process(tmp_path: Path) -> N
 
 
 TINY_NAVIGATION = [
-    "configs/maml-trpo/2d-navigation.yaml", "--quiet", "--set", "maml.meta_batch_size=3",
-    "--set", "maml.episodes_per_task=2", "--set", "env.horizon=8",
+    "maml-trpo/2d-navigation", "--quiet", "--set", "maml-trpo.tasks_per_iteration=3",
+    "--set", "maml-trpo.episodes_per_task=2", "--set", "env.horizon=8",
     "--set", "policy.hidden_sizes=[8]", "--set", "run.tensorboard=false",
     "--set", "run.checkpoint_every=1", "--set", "run.num_threads=1",
 ]

@@ -14,14 +14,7 @@ import torch
 from meta_problems import navigation_meta_batch
 from torch.testing import assert_close
 
-from fastadapt.cli import main
-from fastadapt.envs.navigation import Navigation2D
-from fastadapt.errors import ConfigError
-from fastadapt.meta.adapt import adapt_steps, expand_to_tasks, per_task_output
-from fastadapt.meta.curvature import InnerLoopJacobian
-from fastadapt.meta.losses import mean_kl
-from fastadapt.meta.maml import MAMLTRPO, MAMLConfig, MetaBatch, collect_meta_batch
-from fastadapt.meta.trpo import (
+from fastadapt.algorithms.common.trpo import (
     TRPOConfig,
     backtracking_line_search,
     conjugate_gradient,
@@ -29,6 +22,15 @@ from fastadapt.meta.trpo import (
     natural_step,
     unflatten,
 )
+from fastadapt.algorithms.maml.adapt import adapt_steps, expand_to_tasks, per_task_output
+from fastadapt.algorithms.maml.config import MAMLConfig
+from fastadapt.algorithms.maml.curvature import InnerLoopJacobian
+from fastadapt.algorithms.maml.losses import mean_kl
+from fastadapt.algorithms.maml.meta_batch import MetaBatch, collect_meta_batch
+from fastadapt.algorithms.maml.trpo import MAMLTRPO
+from fastadapt.cli import main
+from fastadapt.envs.navigation import Navigation2D
+from fastadapt.errors import ConfigError
 from fastadapt.policies.mlp import GaussianMLPPolicy
 from fastadapt.sampling.vector import VectorSampler
 from fastadapt.types import Params
@@ -258,7 +260,7 @@ def test_sampler_inner_loop_serves_the_step_with_the_same_result(adaptation_step
     torch.manual_seed(0)
     family, policy = Navigation2D(), GaussianMLPPolicy(2, 2, (8, 8))
     theta = {n: p.detach().clone() for n, p in policy.named_parameters()}
-    config = MAMLConfig(meta_batch_size=3, episodes_per_task=4, inner_lr=0.1,
+    config = MAMLConfig(tasks_per_iteration=3, episodes_per_task=4, inner_lr=0.1,
                         adaptation_steps=adaptation_steps)
     tasks = family.sample_tasks(np.random.default_rng(0), 3)
     algorithm = MAMLTRPO(policy, config, TRPOConfig())
@@ -312,9 +314,9 @@ def test_training_steps_reuse_the_sampler_inner_loop(tmp_path: Path,
         return result
 
     monkeypatch.setattr(MAMLTRPO, "_inner_loop_of", spy)
-    assert main(["train", "configs/maml-trpo/2d-navigation.yaml", "--run-dir",
-                 str(tmp_path / "run"), "--set", "maml.meta_batch_size=3",
-                 "--set", "maml.episodes_per_task=2", "--set", "env.horizon=5",
+    assert main(["train", "maml-trpo/2d-navigation", "--run-dir",
+                 str(tmp_path / "run"), "--set", "maml-trpo.tasks_per_iteration=3",
+                 "--set", "maml-trpo.episodes_per_task=2", "--set", "env.horizon=5",
                  "--set", "policy.hidden_sizes=[8]", "--set", "run.tensorboard=false",
                  "--set", "run.num_threads=1", "--iterations", "3", "--quiet"]) == 0
     assert reused == [True, True, True]

@@ -1,71 +1,78 @@
-"""The ``fastadapt`` command: ``train``, ``evaluate``, ``plot``, ``compare``, ``envs``.
+"""The ``fastadapt`` command: ``train``, ``evaluate``, ``plot``, ``compare``, ``envs``,
+``algorithms``, ``configs``.
 
 Errors a user can cause print one line (``fastadapt: error: ...``) and exit with code 2;
-``--debug`` shows the traceback instead.
+``--debug`` shows the traceback instead. ``--plugin MODULE`` (any command, repeatable) imports
+a module that registers task families or algorithms; installed plugins are found through their
+entry points without it.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from fastadapt.errors import ConfigError, FastAdaptError
 
 
+def _overrides(args: argparse.Namespace) -> list[str]:
+    overrides = list(args.set)
+    for option, key in (("iterations", "iterations"), ("seed", "seed"), ("sampler", "sampler"),
+                        ("workers", "workers"), ("device", "device")):
+        value = getattr(args, option)
+        if value is not None:
+            overrides.append(f"run.{key}={value}")
+    return overrides
+
+
 def _train(args: argparse.Namespace) -> None:
     from fastadapt.plots import plot_run
-    from fastadapt.run.config import load_config
-    from fastadapt.run.schema import TrainConfig
-    from fastadapt.run.train import CONFIG_FILE, load_run_config, train
+    from fastadapt.run.config_loading import load_train_config
+    from fastadapt.run.rundir import load_run_config
+    from fastadapt.run.trainer import Trainer
 
-    overrides = list(args.set)
-    if args.iterations is not None:
-        overrides.append(f"run.iterations={args.iterations}")
-    if args.seed is not None:
-        overrides.append(f"run.seed={args.seed}")
-    if args.sampler is not None:
-        overrides.append(f"run.sampler={args.sampler}")
-    if args.workers is not None:
-        overrides.append(f"run.workers={args.workers}")
+    overrides = _overrides(args)
     if args.resume is not None:
         run_dir = Path(args.resume)
-        load_run_config(run_dir)  # clear error if it is not a run directory
-        config = load_config(TrainConfig, run_dir / CONFIG_FILE, overrides)
+        config = load_run_config(run_dir, overrides, args.plugin)
     elif args.config is None:
-        raise ConfigError("give a CONFIG.yaml to train, or --resume RUN_DIR")
+        raise ConfigError("give a CONFIG to train (a YAML file or a packaged config such as "
+                          "maml-trpo/2d-navigation), or --resume RUN_DIR")
     else:
-        config = load_config(TrainConfig, args.config, overrides)
-        stem = Path(args.config).stem
+        config = load_train_config(args.config, overrides, args.plugin)
+        stem = f"{config.algorithm}-{Path(args.config).stem}"
         run_dir = Path(args.run_dir or f"runs/{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
+    trainer = Trainer(config, run_dir, args.resume is not None, not args.quiet)
     print(f"run directory: {run_dir}  ({config.algorithm} on {config.env.name})")
-    policy_path = train(config, run_dir, resume=args.resume is not None,
-                        show_progress=not args.quiet)
+    policy_path = trainer.run()
     print(f"meta-parameters: {policy_path}")
     print(f"report: {plot_run(run_dir)}")
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from fastadapt.evaluate import evaluate_run
+    from fastadapt.evaluation.protocol import evaluate_run
 
     path = evaluate_run(
         Path(args.run_dir), args.tasks, args.adaptation_steps, args.episodes, args.seed,
-        args.eval_episodes, args.sampler, args.workers,
+        args.eval_episodes, args.sampler, args.workers, args.plugin,
     )
-    import json
-
     result = json.loads(path.read_text())
-    rl2 = result.get("algorithm") == "rl2"
-    unit = "trials per task" if rl2 else "episodes per step"
+    by_episodes = result["adapts_by"] == "episodes"
+    unit = "trials per task" if by_episodes else "episodes per step"
     eval_episodes = result.get("eval_episodes_per_task", result["episodes_per_task"])
     last = "" if eval_episodes == result["episodes_per_task"] else f", {eval_episodes} after"
     print(f"meta-test on {result['num_tasks']} held-out tasks of {result['env']} "
           f"({result['episodes_per_task']} {unit}{last})")
     for k, (mean, ci) in enumerate(zip(result["returns_mean"], result["returns_ci95"],
                                        strict=True)):
-        point = f"episode {k + 1} of the trial" if rl2 else f"after {k} step{'s' * (k != 1)}"
+        point = (f"episode {k + 1} of the trial" if by_episodes
+                 else f"after {k} step{'s' * (k != 1)}")
         success = ""
         if "success_rate_mean" in result:  # families that report success (Meta-World)
             rate, rate_ci = result["success_rate_mean"][k], result["success_rate_ci95"][k]
@@ -77,42 +84,75 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _plot(args: argparse.Namespace) -> None:
     from fastadapt.plots import plot_run
 
-    print(f"report: {plot_run(Path(args.run_dir))}")
+    print(f"report: {plot_run(Path(args.run_dir), args.plugin)}")
 
 
 def _compare(args: argparse.Namespace) -> None:
     from fastadapt.plots import compare_runs
 
-    figure, table = compare_runs([Path(run) for run in args.run_dirs], Path(args.output))
+    figure, table = compare_runs([Path(run) for run in args.run_dirs], Path(args.output),
+                                 args.plugin)
     print(table)
     print(f"figure: {figure}")
 
 
-def _envs(args: argparse.Namespace) -> None:
-    from rich.console import Console
-    from rich.table import Table
+def _print_rows(rows: list[dict[str, str]], title: str, output: str) -> None:
+    """Rows as a rich table on a terminal, else as tab-separated lines with a header (full
+    names, for pipes and logs), or as JSON with ``--format json``."""
+    if output == "json":
+        print(json.dumps(rows, indent=1))
+        return
+    if output == "table" or (output == "auto" and sys.stdout.isatty()):
+        from rich.console import Console
+        from rich.table import Table
 
-    from fastadapt.envs.registry import describe_families
-
-    rows = describe_families()
-    table = Table(title="task families")
-    for column in rows[0]:
-        table.add_column(column)
+        table = Table(title=title)
+        for column in rows[0]:
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*row.values())
+        Console().print(table)
+        return
+    print("\t".join(rows[0]))
     for row in rows:
-        table.add_row(*row.values())
-    Console().print(table)
+        print("\t".join(row.values()))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``fastadapt`` command."""
-    parser = argparse.ArgumentParser(prog="fastadapt", description=__doc__.splitlines()[0])
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
-    commands = parser.add_subparsers(dest="command", required=True)
+def _envs(args: argparse.Namespace) -> None:
+    from fastadapt.envs.registry import describe_families
+    from fastadapt.plugins import load_plugins
 
-    p = commands.add_parser("train", help="meta-train from a YAML config")
-    p.add_argument("config", nargs="?", help="YAML config (configs/<algorithm>/*.yaml)")
+    load_plugins(args.plugin)
+    _print_rows(describe_families(), "task families", args.format)
+
+
+def _algorithms(args: argparse.Namespace) -> None:
+    from fastadapt.algorithms.registry import describe_algorithms
+    from fastadapt.plugins import load_plugins
+
+    load_plugins(args.plugin)
+    _print_rows(describe_algorithms(), "algorithms", args.format)
+
+
+def _configs(args: argparse.Namespace) -> None:
+    from fastadapt.run.config_loading import describe_packaged_configs
+
+    _print_rows(describe_packaged_configs(), "packaged configs", args.format)
+
+
+def _command(commands: Any, name: str, help_text: str, common: argparse.ArgumentParser
+             ) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(name, help=help_text,
+                                                          parents=[common])
+    return parser
+
+
+def _add_train(commands: Any, common: argparse.ArgumentParser) -> None:
+    p = _command(commands, "train", "meta-train from a config", common)
+    p.add_argument("config", nargs="?",
+                   help="a YAML config, or a packaged one by name (fastadapt configs)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, dots for nesting (trpo.max_kl=0.02)")
+                   help="override a config key, dots for nesting (maml-trpo.inner_lr=0.05)")
     p.add_argument("--iterations", type=int, help="meta-iterations (run.iterations)")
     p.add_argument("--seed", type=int, help="run.seed")
     # Checked by the config (one-line errors), not by argparse:
@@ -120,12 +160,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run.sampler: in-process (default), worker processes or Ray actors")
     p.add_argument("--workers", metavar="N",
                    help="run.workers: worker processes / Ray actors of --sampler process|ray")
-    p.add_argument("--run-dir", help="output directory (default runs/<config>-<time>)")
+    p.add_argument("--device", metavar="DEVICE",
+                   help="run.device: cpu (default), cuda, cuda:N, mps or auto")
+    p.add_argument("--run-dir", help="output directory (default runs/<algorithm>-<config>-<time>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
 
-    p = commands.add_parser("evaluate", help="meta-test a run on held-out tasks")
+
+def _add_evaluate(commands: Any, common: argparse.ArgumentParser) -> None:
+    p = _command(commands, "evaluate", "meta-test a run on held-out tasks", common)
     p.add_argument("run_dir")
     p.add_argument("--tasks", type=int, help="held-out tasks (default: config, 40)")
     p.add_argument("--adaptation-steps", type=int, help="inner steps K (returns after 0..K)")
@@ -140,20 +184,33 @@ def build_parser() -> argparse.ArgumentParser:
                    help="worker processes / Ray actors (default: the run's run.workers)")
     p.set_defaults(func=_evaluate)
 
-    p = commands.add_parser("plot", help="draw RUN_DIR/report.png")
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``fastadapt`` command."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                        help="import MODULE first (it registers families or algorithms)")
+    parser = argparse.ArgumentParser(prog="fastadapt", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_train(commands, common)
+    _add_evaluate(commands, common)
+    p = _command(commands, "plot", "draw RUN_DIR/report.png", common)
     p.add_argument("run_dir")
     p.set_defaults(func=_plot)
-
-    p = commands.add_parser(
-        "compare", help="adaptation curves of evaluated runs in one PNG and a markdown table"
-    )
+    p = _command(commands, "compare", "adaptation curves of evaluated runs in one PNG and a "
+                 "markdown table", common)
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
                    help="evaluated runs; runs of one algorithm and env are pooled")
     p.add_argument("--output", default="compare.png", help="PNG to write (default compare.png)")
     p.set_defaults(func=_compare)
-
-    p = commands.add_parser("envs", help="list the task families")
-    p.set_defaults(func=_envs)
+    for name, help_text, func in (("envs", "list the task families", _envs),
+                                  ("algorithms", "list the algorithms", _algorithms),
+                                  ("configs", "list the packaged configs", _configs)):
+        p = _command(commands, name, help_text, common)
+        p.add_argument("--format", choices=("auto", "table", "tsv", "json"), default="auto",
+                       help="auto: a table on a terminal, tab-separated lines otherwise")
+        p.set_defaults(func=func)
     return parser
 
 
@@ -170,6 +227,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fastadapt: interrupted; checkpoints written so far are kept", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into a reader that stopped (| head): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return 0
 
 

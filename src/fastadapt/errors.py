@@ -16,20 +16,54 @@ class ConfigError(FastAdaptError):
     """A configuration key, type or value is wrong."""
 
 
-def require_at_least_one(config: object, section: str, keys: tuple[str, ...]) -> None:
+class FieldError(ConfigError):
+    """A config field's value is out of range; raised by a config dataclass's
+    ``__post_init__`` with the field's own name, and prefixed with the dotted path of its
+    section as the config is built (``max_kl`` -> ``maml-trpo.trpo.max_kl``).
+
+    Args:
+        key: the field's name (or dotted path, once prefixed).
+        problem: what is wrong, e.g. ``must be > 0, got -1``.
+    """
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key} {problem}")
+        self.key, self.problem = key, problem
+
+    def within(self, section: str) -> FieldError:
+        """The same error with ``section.`` before the key."""
+        return FieldError(f"{section}.{self.key}" if section else self.key, self.problem)
+
+
+def require_at_least_one(config: object, keys: tuple[str, ...]) -> None:
     """Range check of count-like config fields (tasks, episodes, iterations, ...).
 
     Raises:
-        ConfigError: naming ``section.key`` and its value, for the first key below 1.
+        FieldError: naming the first key below 1 and its value.
     """
     for key in keys:
         value = getattr(config, key)
         if value < 1:
-            raise ConfigError(f"{section}.{key} must be >= 1, got {value}")
+            raise FieldError(key, f"must be >= 1, got {value}")
+
+
+def require(condition: bool, key: str, problem: str) -> None:
+    """Raise :class:`FieldError` ``(key, problem)`` unless ``condition``."""
+    if not condition:
+        raise FieldError(key, problem)
 
 
 class UnknownEnvError(FastAdaptError):
     """An environment / task-family name is not registered."""
+
+
+class FamilyError(FastAdaptError):
+    """A task family breaks its contract (e.g. float64 observations); the message names the
+    family and the method."""
+
+
+class PluginError(FastAdaptError):
+    """A plugin cannot be imported, or registers a name that is taken."""
 
 
 class TaskError(FastAdaptError):

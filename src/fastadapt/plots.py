@@ -4,31 +4,32 @@ and ``fastadapt compare``: the adaptation curves of several runs in one figure a
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import matplotlib
 import numpy as np
-import yaml
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 
-from fastadapt.errors import CheckpointError
-from fastadapt.evaluate import EVALUATION_FILE
+from fastadapt.algorithms.base import AdaptsBy
+from fastadapt.algorithms.registry import algorithm_class
+from fastadapt.errors import CheckpointError, ConfigError
+from fastadapt.evaluation.statistics import mean_ci95
 from fastadapt.run.logging import read_metrics
-from fastadapt.run.train import CONFIG_FILE
-
-REPORT_FILE = "report.png"
+from fastadapt.run.rundir import EVALUATION_FILE, REPORT_FILE, load_run_config
 
 
-def _learning_curve(ax: Axes, metrics: list[dict[str, Any]], rl2: bool) -> None:
-    """Training returns by meta-iteration: before and after the inner steps, or (RL²) of the
-    first and the last episode of the trials."""
+def _learning_curve(ax: Axes, metrics: list[dict[str, Any]], adapts_by: AdaptsBy) -> None:
+    """Training returns by meta-iteration: before and after the inner steps, or (algorithms
+    that adapt by episodes, RL²) of the first and the last episode of the trials."""
     iterations = [m["iteration"] for m in metrics]
-    before, after = (("first episode of the trial", "last episode of the trial") if rl2
+    by_episodes = adapts_by == "episodes"
+    before, after = (("first episode of the trial", "last episode of the trial") if by_episodes
                      else ("before adaptation", "after adaptation"))
     ax.plot(iterations, [m["return_before"] for m in metrics], label=before)
     ax.plot(iterations, [m["return_after"] for m in metrics], label=after)
@@ -40,10 +41,10 @@ def _adaptation_curve(ax: Axes, evaluation: dict[str, Any]) -> None:
     steps = list(range(evaluation["adaptation_steps"] + 1))
     mean, ci = evaluation["returns_mean"], evaluation["returns_ci95"]
     ax.errorbar(steps, mean, yerr=ci, marker="o", capsize=4)
-    rl2 = evaluation.get("algorithm") == "rl2"
+    by_episodes = evaluation["adapts_by"] == "episodes"
     ax.set(
         title=f"meta-test: {evaluation['num_tasks']} held-out tasks (95% CI)",
-        xlabel="episode of the trial - 1" if rl2 else "inner gradient steps",
+        xlabel="episode of the trial - 1" if by_episodes else "inner gradient steps",
         ylabel="mean episode return",
         xticks=steps,
     )
@@ -65,19 +66,22 @@ def _trajectories(ax: Axes, evaluation: dict[str, Any]) -> None:
     ax.legend()
 
 
-def plot_run(run_dir: Path) -> Path:
-    """Draw ``run_dir/report.png`` from ``metrics.jsonl`` and ``evaluation.json`` (if any)."""
+def plot_run(run_dir: Path, plugins: Iterable[str] = ()) -> Path:
+    """Draw ``run_dir/report.png`` from ``metrics.jsonl`` and ``evaluation.json`` (if any).
+
+    Raises:
+        CheckpointError: not a run directory, or no metrics yet.
+        ConfigError, PluginError: its algorithm is unknown (a plugin not installed).
+    """
     metrics = read_metrics(run_dir)
     if not metrics:
         raise CheckpointError(f"{run_dir} has no metrics.jsonl to plot (is it a run directory?)")
+    adapts_by = algorithm_class(load_run_config(run_dir, plugins=plugins).algorithm).adapts_by
     eval_path = run_dir / EVALUATION_FILE
-    evaluation = json.loads(eval_path.read_text()) if eval_path.exists() else None
+    evaluation = _load_evaluation(run_dir, plugins) if eval_path.exists() else None
     panels = 1 + (evaluation is not None) + bool(evaluation and "trajectories" in evaluation)
     fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.5), squeeze=False)
-    config_path = run_dir / CONFIG_FILE
-    config = yaml.safe_load(config_path.read_text()) if config_path.exists() else None
-    _learning_curve(axes[0, 0], metrics, isinstance(config, dict)
-                    and config.get("algorithm") == "rl2")
+    _learning_curve(axes[0, 0], metrics, adapts_by)
     if evaluation is not None:
         _adaptation_curve(axes[0, 1], evaluation)
         if "trajectories" in evaluation:
@@ -125,35 +129,42 @@ class CurveGroup:
 
     def mean_ci(self) -> tuple[np.ndarray, np.ndarray]:
         """Mean and normal 95% half-width over the pooled (run, task) pairs, ``[K + 1]`` each."""
-        n = self.per_task.shape[0]
-        std = self.per_task.std(axis=0, ddof=1) if n > 1 else np.zeros(self.per_task.shape[1])
-        return self.per_task.mean(axis=0), 1.96 * std / np.sqrt(n)
+        mean, ci = mean_ci95(self.per_task)
+        return np.asarray(mean), np.asarray(ci)
 
 
-def _load_evaluation(run_dir: Path) -> dict[str, Any]:
+def _load_evaluation(run_dir: Path, plugins: Iterable[str] = ()) -> dict[str, Any]:
+    """A run's ``evaluation.json``, with the ``algorithm`` and ``adapts_by`` that older
+    releases did not record."""
     path = run_dir / EVALUATION_FILE
     if not path.exists():
         raise CheckpointError(f"{run_dir} has no {EVALUATION_FILE}: run `fastadapt evaluate "
                               f"{run_dir}` first")
     evaluation: dict[str, Any] = json.loads(path.read_text())
     if "algorithm" not in evaluation:  # written before evaluations recorded it
-        from fastadapt.run.train import load_run_config
-
-        evaluation["algorithm"] = load_run_config(run_dir).algorithm
+        evaluation["algorithm"] = load_run_config(run_dir, plugins=plugins).algorithm
+    if "adapts_by" not in evaluation:  # written by fastadapt 0.1.0
+        evaluation["adapts_by"] = algorithm_class(evaluation["algorithm"]).adapts_by
     return evaluation
 
 
-def group_runs(run_dirs: list[Path]) -> list[CurveGroup]:
+def group_runs(run_dirs: list[Path], plugins: Iterable[str] = ()) -> list[CurveGroup]:
     """Read the runs' ``evaluation.json`` and pool those with the same algorithm, env, number
     of points and episodes per point (e.g. the seeds of one benchmark entry), in first-seen
     order.
 
     Raises:
         CheckpointError: a run has no ``evaluation.json``.
+        ConfigError: the runs were evaluated on different task families.
     """
+    evaluations = [_load_evaluation(run_dir, plugins) for run_dir in run_dirs]
+    envs = {evaluation["env"] for evaluation in evaluations}
+    if len(envs) > 1:
+        listed = ", ".join(f"{run} ({evaluation['env']})"
+                           for run, evaluation in zip(run_dirs, evaluations, strict=True))
+        raise ConfigError(f"compare needs runs of one task family, got {listed}")
     groups: dict[tuple[str, str, int, int], CurveGroup] = {}
-    for run_dir in run_dirs:
-        evaluation = _load_evaluation(run_dir)
+    for run_dir, evaluation in zip(run_dirs, evaluations, strict=True):
         per_step = int(evaluation.get("episodes_per_step", evaluation["episodes_per_task"]))
         points = len(evaluation["returns_mean"])
         key = (evaluation["algorithm"], evaluation["env"], points, per_step)
@@ -215,7 +226,8 @@ def plot_comparison(groups: list[CurveGroup], output: Path) -> Path:
     return output
 
 
-def compare_runs(run_dirs: list[Path], output: Path) -> tuple[Path, str]:
+def compare_runs(run_dirs: list[Path], output: Path, plugins: Iterable[str] = ()
+                 ) -> tuple[Path, str]:
     """``fastadapt compare``: write the figure to ``output``; return it and the table."""
-    groups = group_runs(run_dirs)
+    groups = group_runs(run_dirs, plugins)
     return plot_comparison(groups, output), comparison_table(groups)

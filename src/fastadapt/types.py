@@ -9,8 +9,9 @@ Shape letters used in every docstring of the package:
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+import torch
 from torch import Tensor
 
 Params = dict[str, Tensor]
@@ -29,6 +30,14 @@ class Trajectories(NamedTuple):
         masks: ``[T, E, H]`` float, 1.0 for steps inside the episode, 0.0 after it ended.
         successes: ``[T, E, H]`` float, 1.0 where the task was solved at that step (0.0 after
             the episode ended), for families that report success (Meta-World); else ``None``.
+        unstable: ``[T, E]`` float, 1.0 for episodes ended by a physics blow-up (MuJoCo
+            families, :attr:`~fastadapt.envs.base.BatchedEnv.unstable`); else ``None``.
+        terminated: ``[T, E, H]`` float, 1.0 at the step whose transition ended the episode in
+            a terminal state (0.0 elsewhere; an episode that runs to the horizon is truncated,
+            not terminated); ``None`` where the producer did not record it.
+        final_observations: ``[T, E, O]``, the observation after the last step of the
+            horizon (the next observation of a truncated episode's last transition); ``None``
+            where not recorded.
     """
 
     observations: Tensor
@@ -37,13 +46,46 @@ class Trajectories(NamedTuple):
     masks: Tensor
     successes: Tensor | None = None
     unstable: Tensor | None = None
-    """``[T, E]`` float, 1.0 for episodes ended by a physics blow-up (MuJoCo families,
-    :attr:`~fastadapt.envs.base.BatchedEnv.unstable`); ``None`` for families without physics."""
+    terminated: Tensor | None = None
+    final_observations: Tensor | None = None
 
     @property
     def num_env_steps(self) -> int:
         """Environment steps actually taken (masked steps excluded)."""
         return int(self.masks.sum().item())
+
+    def to(self, device: torch.device) -> Trajectories:
+        """The same episodes on ``device`` (no copy where they are already)."""
+        moved: list[Any] = [None if x is None else x.to(device) for x in self]
+        return Trajectories(*moved)
+
+    def transitions(self) -> list[Transitions]:
+        """Each task's steps as single transitions, masked steps dropped, for off-policy
+        learners' replay buffers (one :class:`Transitions` per task, in step order).
+
+        The next observation of step ``t`` is the observation of step ``t + 1``, or
+        ``final_observations`` after the horizon's last step. ``terminated`` and ``truncated``
+        stay apart: a terminal transition's value is its reward, a truncated one (cut at the
+        horizon) bootstraps from its next observation.
+
+        Raises:
+            ValueError: ``terminated`` or ``final_observations`` were not recorded.
+        """
+        if self.terminated is None or self.final_observations is None:
+            raise ValueError("these trajectories carry no terminations or final observations")
+        next_obs = torch.cat([self.observations[:, :, 1:], self.final_observations[:, :, None]],
+                             dim=2)
+        truncated = torch.zeros_like(self.terminated)
+        truncated[..., -1] = 1.0 - self.terminated[..., -1]
+        result = []
+        for task in range(self.masks.shape[0]):
+            keep = self.masks[task] > 0
+            result.append(Transitions(
+                self.observations[task][keep], self.actions[task][keep],
+                self.rewards[task][keep], next_obs[task][keep],
+                self.terminated[task][keep], truncated[task][keep],
+            ))
+        return result
 
     def episode_returns(self) -> Tensor:
         """Undiscounted return of each episode, ``[T, E]``."""
@@ -59,6 +101,28 @@ class Trajectories(NamedTuple):
         if self.successes is None:
             raise ValueError("these trajectories carry no successes (the family reports none)")
         return (self.successes * self.masks).amax(dim=-1)
+
+
+class Transitions(NamedTuple):
+    """Single environment steps of one task, ``N`` of them, as off-policy learners store them
+    (Haarnoja et al. 2018's replay buffer; PEARL's per-task buffers, Rakelly et al. 2019).
+
+    Attributes:
+        observations: ``[N, O]``.
+        actions: ``[N, A]`` float or ``[N]`` int64.
+        rewards: ``[N]``.
+        next_observations: ``[N, O]``, the observation the step led to.
+        terminated: ``[N]`` float, 1.0 where the step reached a terminal state (no bootstrap).
+        truncated: ``[N]`` float, 1.0 where the episode was cut at the horizon after the step
+            (bootstrap from ``next_observations``).
+    """
+
+    observations: Tensor
+    actions: Tensor
+    rewards: Tensor
+    next_observations: Tensor
+    terminated: Tensor
+    truncated: Tensor
 
 
 class Batch(NamedTuple):
@@ -101,7 +165,7 @@ class Trials(NamedTuple):
             (:attr:`~fastadapt.envs.base.BatchedEnv.expected_rewards`: bandits, tabular
             MDPs); else ``None``.
         task_features: ``[T, B, F]``, each trial's task features
-            (:func:`~fastadapt.meta.oracle.task_features`), when the policy's value head reads
+            (:func:`~fastadapt.envs.wrappers.task_features`), when the policy's value head reads
             them or its belief head predicts them (``policy.reads_task_features``); else
             ``None``.
     """
@@ -117,6 +181,11 @@ class Trials(NamedTuple):
     unstable: Tensor | None = None
     expected_rewards: Tensor | None = None
     task_features: Tensor | None = None
+
+    def to(self, device: torch.device) -> Trials:
+        """The same trials on ``device`` (no copy where they are already)."""
+        moved: list[Any] = [None if x is None else x.to(device) for x in self]
+        return Trials(*moved)
 
     def _by_episode(self, per_step: Tensor, episodes_per_trial: int) -> Tensor:
         """``[T, B, L]`` masked and viewed as ``[T, B, n, H]``."""

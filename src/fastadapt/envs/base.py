@@ -17,7 +17,7 @@ A *task family* is a distribution over tasks (Finn et al. 2017, §2.1). Each fam
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 import gymnasium as gym
@@ -116,6 +116,10 @@ class TaskFamily(ABC, Generic[TaskT]):
     """The paper whose task definition the family follows."""
     reports_expected_rewards: bool = False
     """Its batched env sets :attr:`BatchedEnv.expected_rewards` at every step."""
+    position_dims: tuple[int, int] | None = None
+    """The observation entries that are an ``(x, y)`` position, for families whose paths are
+    worth drawing (Navigation2D: ``(0, 1)``): the meta-test records example paths before and
+    after adaptation, and its task dicts give the goal as ``goal_x``, ``goal_y``."""
 
     @property
     @abstractmethod
@@ -157,6 +161,10 @@ class TaskFamily(ABC, Generic[TaskT]):
     def make_env(self, task: TaskT | None = None, horizon: int | None = None) -> TaskEnv[TaskT]:
         """A gymnasium env of this family; ``task`` defaults to the first held-out task."""
         return TaskEnv(self, task, horizon)
+
+
+FamilyFactory = Callable[..., TaskFamily[Any]]
+"""What builds a family from its keyword arguments (``env.kwargs``): usually its class."""
 
 
 class TaskEnv(gym.Env[np.ndarray, Any], Generic[TaskT]):

@@ -38,9 +38,8 @@ import metaworld
 import numpy as np
 from metaworld.sawyer_xyz_env import SawyerXYZEnv
 
-from fastadapt.envs.base import RandomStreams, TaskEnv, TaskFamily
+from fastadapt.envs.base import FamilyFactory, RandomStreams, TaskEnv, TaskFamily
 from fastadapt.envs.metaworld_batched import MAX_EPISODE_STEPS, BatchedMetaWorld, EnvPool
-from fastadapt.envs.registry import FamilyFactory, register_family
 from fastadapt.errors import ConfigError, TaskError, UnknownEnvError
 
 SPLITS = ("train", "test")
@@ -67,7 +66,7 @@ class _Splits:
 
 @cache
 def _build_splits(benchmark: str, env_name: str | None, seed: int) -> _Splits:
-    """Build the benchmark object once per process (ML1 ~2 s, ML10 ~15 s)."""
+    """Build the benchmark object once per process (it takes seconds, ML10 the longest)."""
     make: Any = partial(metaworld.ML1, env_name) if benchmark == "ML1" else metaworld.ML10
     bench: metaworld.Benchmark = make(seed=seed)
     split_classes = {"train": bench.train_classes, "test": bench.test_classes}
@@ -221,7 +220,3 @@ def family_factories() -> dict[str, FamilyFactory]:
     }
     factories["MetaWorld-ML10"] = partial(MetaWorldFamily, "ML10")
     return factories
-
-
-for _name, _factory in family_factories().items():
-    register_family(_name, _factory)

@@ -1,20 +1,20 @@
 """``[T, E]`` Meta-World episodes stepped together: the batched core of the Meta-World families.
 
-Memory decides the layout. A Meta-World env owns an ``MjModel`` of about 21 MB (textures,
-meshes) that takes ~0.18 s to compile, and its ``reset`` writes the task into that model (goal
-sites, object bodies), so tasks cannot share one. Episodes of one task can: each *task slot*
-is one Meta-World env (the model owner) plus ``E - 1`` clones that share its model and hold
-their own ``MjData`` (~14 KB) and Python attributes. Every episode of a slot has the same task
-and Meta-World's reset is deterministic given the task, so the model writes of the clones'
+Memory decides the layout. A Meta-World env owns an ``MjModel`` of tens of MB (textures,
+meshes) that takes a noticeable time to compile, and its ``reset`` writes the task into that
+model (goal sites, object bodies), so tasks cannot share one. Episodes of one task can: each
+*task slot* is one Meta-World env (the model owner) plus ``E - 1`` clones that share its model
+and hold their own ``MjData`` (kilobytes) and Python attributes. Every episode of a slot has the
+same task and Meta-World's reset is deterministic given the task, so the model writes of the clones'
 resets are identical. ``T`` tasks x ``E`` episodes therefore cost ``T`` models, not ``T E``.
 
 Slots are kept in an :class:`EnvPool` and reused by later batches (the first batch of a
 process pays the compile time). A pool serves one batch at a time: taking envs for a new
 batch invalidates the previous batch (stepping it raises ``RuntimeError``).
 
-A step is a Python loop over the ``T E`` envs. About 85% of a Meta-World step is Python
-(observation and reward code, contact lists), so threads do not help (push-v3, 20 envs:
-636 steps/s serial, 623 with 2 threads); more cores come from the process sampler.
+A step is a Python loop over the ``T E`` envs. Most of a Meta-World step is Python
+(observation and reward code, contact lists), so threads do not help; more cores come from the
+process sampler (figures: the docs' Performance page).
 """
 
 from __future__ import annotations

@@ -65,8 +65,9 @@ _spare_lock = threading.Lock()
 def _borrow_datas(mujoco: Any, model: Any, count: int) -> list[Any]:
     """``count`` ``MjData`` of ``model``: spares left by earlier batches, then new ones.
 
-    Allocating 800 ``MjData`` costs ~0.3 s, 7% of sampling a HalfCheetah batch. Reuse is exact:
-    :meth:`BatchedMujoco.reset` calls ``mj_resetData`` on every one (warm-starts included).
+    Allocating them is a noticeable share of sampling a batch, so they are reused. Reuse is
+    exact: :meth:`BatchedMujoco.reset` calls ``mj_resetData`` on every one (warm-starts
+    included).
     """
     with _spare_lock:
         spare = _spare_datas.setdefault(id(model), [])

@@ -61,6 +61,7 @@ class Navigation2D(TaskFamily[NavigationTask]):
     name = "Navigation2D"
     horizon = 100
     reference = "Finn et al. 2017, Model-Agnostic Meta-Learning, §5.3"
+    position_dims = (0, 1)
 
     def __init__(self) -> None:
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)

@@ -1,33 +1,46 @@
 """Task families by name, and their gymnasium ids ``fastadapt/<Name>-v0``.
 
-The Meta-World families (``MetaWorld-ML1-<env>``, ``MetaWorld-ML10``; the ``metaworld``
-extra) are registered when :mod:`fastadapt.envs.metaworld` is imported, which
-:func:`family_names` and :func:`make_family` do on demand: importing Meta-World takes about a
-second, so commands that never use it do not pay for it.
+A name maps to a factory (usually the family's class) called with ``env.kwargs``. Besides the
+built-in families, plugins add theirs through entry points of the group ``fastadapt.families``
+(read when a name is first looked up) or :func:`register_family` in a module the config's
+``plugins:`` (``--plugin``) imports. The Meta-World families (``MetaWorld-ML1-<env>``,
+``MetaWorld-ML10``; the ``metaworld`` extra) are registered when first needed: importing
+Meta-World takes about a second, so commands that never use it do not pay for it.
+
+Every family is checked against the contract of :mod:`fastadapt.envs.contract` the first time
+it is built in a process (with given keyword arguments).
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
 import importlib.util
-from collections.abc import Callable
+import inspect
 from typing import Any
 
 import gymnasium as gym
 
 from fastadapt.envs.bandit import BernoulliBandit
-from fastadapt.envs.base import TaskEnv, TaskFamily
+from fastadapt.envs.base import FamilyFactory, TaskEnv, TaskFamily
+from fastadapt.envs.contract import check_family
 from fastadapt.envs.locomotion import AntDir, AntGoal, AntVel, HalfCheetahDir, HalfCheetahVel
 from fastadapt.envs.navigation import Navigation2D
 from fastadapt.envs.tabular_mdp import TabularMDP
-from fastadapt.errors import ConfigError, UnknownEnvError
+from fastadapt.errors import (
+    ConfigError,
+    FamilyError,
+    FastAdaptError,
+    PluginError,
+    UnknownEnvError,
+)
+from fastadapt.plugins import entry_points, resolve_target
 
-FamilyFactory = Callable[..., TaskFamily[Any]]
-
+ENTRY_POINT_GROUP = "fastadapt.families"
 METAWORLD_PREFIX = "MetaWorld-"
 """Names of the Meta-World families start with it."""
 
-_FAMILIES: dict[str, FamilyFactory] = {
+_FAMILIES: dict[str, FamilyFactory | str] = {
     "HalfCheetahVel": HalfCheetahVel,
     "HalfCheetahDir": HalfCheetahDir,
     "AntVel": AntVel,
@@ -37,11 +50,30 @@ _FAMILIES: dict[str, FamilyFactory] = {
     "Bandit": BernoulliBandit,
     "TabularMDP": TabularMDP,
 }
+_SOURCES: dict[str, str] = dict.fromkeys(_FAMILIES, "fastadapt")
+_checked: set[tuple[str, str]] = set()
+_loaded = {"entry points": False, "metaworld": False}
 
 
-def register_family(name: str, factory: FamilyFactory) -> None:
-    """Add a task family (and its gymnasium id ``fastadapt/<name>-v0``)."""
+def register_family(name: str, factory: FamilyFactory | str, source: str = "") -> None:
+    """Make the family built by ``factory(**kwargs)`` (or the ``"module:factory"`` path of one)
+    trainable as ``name``, with the gymnasium id ``fastadapt/<name>-v0``.
+
+    Registering the same factory under the same name again does nothing.
+
+    Raises:
+        PluginError: ``name`` is taken by another factory (the message names both sources).
+    """
+    source = source or (factory if isinstance(factory, str)
+                        else getattr(factory, "__module__", repr(factory)))
+    known = _FAMILIES.get(name)
+    if known is not None:
+        if known == factory or resolve_target(known) is resolve_target(factory):
+            return  # the same family again (an entry point and an import of its module)
+        raise PluginError(f"task family {name!r} is registered twice: by {_SOURCES[name]} and "
+                          f"by {source}")
     _FAMILIES[name] = factory
+    _SOURCES[name] = source
     _register_gym_id(name)
 
 
@@ -52,42 +84,110 @@ def metaworld_installed() -> bool:
 
 def _load_metaworld() -> None:
     """Register the Meta-World families (importing Meta-World) if it is installed."""
-    if metaworld_installed():
-        import fastadapt.envs.metaworld  # noqa: F401  (registers the families)
+    if _loaded["metaworld"] or not metaworld_installed():
+        return
+    _loaded["metaworld"] = True
+    from fastadapt.envs.metaworld import family_factories
+
+    for name, factory in family_factories().items():
+        register_family(name, factory, "fastadapt (Meta-World)")
+
+
+def _load_entry_points() -> None:
+    """Register the families that installed packages declare (once per process)."""
+    if _loaded["entry points"]:
+        return
+    _loaded["entry points"] = True
+    for point in entry_points(ENTRY_POINT_GROUP):
+        register_family(point.name, point.value, f"the plugin {point.dist_name}")
 
 
 def family_names() -> list[str]:
     """Registered family names, sorted (the Meta-World ones when it is installed)."""
+    _load_entry_points()
     _load_metaworld()
     return sorted(_FAMILIES)
 
 
-def make_family(name: str, **kwargs: Any) -> TaskFamily[Any]:
-    """Build the task family ``name`` with its keyword arguments.
+def family_source(name: str) -> str:
+    """Who registered ``name`` (``fastadapt``, or a plugin)."""
+    return _SOURCES.get(name, "?")
 
-    Raises:
-        UnknownEnvError: ``name`` is not registered (the message suggests the closest names),
-            or is a Meta-World family and Meta-World is not installed.
-        ConfigError: an unknown keyword or a value of the wrong type (``env.kwargs``).
-    """
+
+def _unknown(name: str) -> UnknownEnvError:
+    close = difflib.get_close_matches(name, list(_FAMILIES), n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    known = [n for n in family_names() if not n.startswith(METAWORLD_PREFIX + "ML1-")]
+    if len(known) < len(_FAMILIES):
+        known.append(f"{METAWORLD_PREFIX}ML1-<env> for the Meta-World v3 envs")
+    return UnknownEnvError(
+        f"unknown env {name!r}{hint} (known: {', '.join(known)}; a plugin adds one: an entry "
+        "point in the group 'fastadapt.families', or register_family in a module named by "
+        "plugins: in the config or --plugin MODULE)")
+
+
+def _factory(name: str) -> FamilyFactory:
+    """The factory registered as ``name`` (imported on first use)."""
+    _load_entry_points()
     if name not in _FAMILIES and name.startswith(METAWORLD_PREFIX):
         if not metaworld_installed():
-            raise UnknownEnvError(
-                f"env {name!r} needs Meta-World, which is not installed: "
-                "pip install 'fastadapt[metaworld]'"
-            )
+            raise UnknownEnvError(f"env {name!r} needs Meta-World, which is not installed: "
+                                  "pip install 'fastadapt[metaworld]'")
         _load_metaworld()
-    if name not in _FAMILIES:
-        close = difflib.get_close_matches(name, list(_FAMILIES), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        known = [n for n in family_names() if not n.startswith(METAWORLD_PREFIX + "ML1-")]
-        if len(known) < len(_FAMILIES):
-            known.append(f"{METAWORLD_PREFIX}ML1-<env> for the Meta-World v3 envs")
-        raise UnknownEnvError(f"unknown env {name!r}{hint} (known: {', '.join(known)})")
+    target = _FAMILIES.get(name)
+    if target is None:
+        raise _unknown(name)
+    if isinstance(target, str):
+        module, _, attribute = target.partition(":")
+        try:
+            target = getattr(importlib.import_module(module), attribute)
+        except (ImportError, AttributeError) as err:
+            raise PluginError(f"task family {name!r} of {_SOURCES[name]} cannot be imported "
+                              f"from {_FAMILIES[name]}: {type(err).__name__}: {err}") from err
+        if not callable(target):
+            raise PluginError(f"task family {name!r} of {_SOURCES[name]}: {_FAMILIES[name]} "
+                              "is not a class or factory")
+        _FAMILIES[name] = target
+    return target
+
+
+def make_family(name: str, check: bool = True, **kwargs: Any) -> TaskFamily[Any]:
+    """Build the task family ``name`` with its keyword arguments, checked against the family
+    contract (:mod:`fastadapt.envs.contract`) the first time in this process (unless
+    ``check`` is false: listing families builds each without stepping it).
+
+    Raises:
+        UnknownEnvError: ``name`` is not registered (the message suggests the closest names
+            and says how to register one), or is a Meta-World family and Meta-World is not
+            installed.
+        ConfigError: keywords the factory does not take (``env.kwargs``), or values it
+            refuses as a wrong type.
+        FamilyError: the factory fails otherwise, does not build a
+            :class:`~fastadapt.envs.base.TaskFamily`, or the family breaks its contract.
+        PluginError: a plugin's family cannot be imported.
+    """
+    factory = _factory(name)
     try:
-        return _FAMILIES[name](**kwargs)
-    except TypeError as err:  # unknown keyword, or e.g. '<' between a str and an int
+        inspect.signature(factory).bind(**kwargs)
+    except TypeError as err:
         raise ConfigError(f"env.kwargs {kwargs} do not fit env {name!r}: {err}") from err
+    except ValueError:  # no signature to inspect (a builtin): let the call decide
+        pass
+    try:
+        family = factory(**kwargs)
+    except (ConfigError, FamilyError, UnknownEnvError):
+        raise
+    except TypeError as err:
+        raise FamilyError(f"task family {name!r} cannot be built with env.kwargs {kwargs}: "
+                          f"{err}") from err
+    if not isinstance(family, TaskFamily):
+        raise FamilyError(f"task family {name!r}: its factory returned "
+                          f"{type(family).__name__}, not a fastadapt TaskFamily")
+    key = (name, repr(sorted(kwargs.items())))
+    if check and key not in _checked:
+        check_family(family, name)
+        _checked.add(key)
+    return family
 
 
 def gym_id(name: str) -> str:
@@ -100,11 +200,20 @@ def describe_families() -> list[dict[str, str]]:
 
     Returns:
         Dicts with keys ``name``, ``gym_id``, ``task_space``, ``horizon``,
-        ``observation_space``, ``action_space`` and ``reference`` (all strings, for printing).
+        ``observation_space``, ``action_space``, ``reference`` and ``source`` (all strings,
+        for printing). A plugin's family that cannot be built is listed with the reason in
+        ``task_space`` and ``?`` elsewhere.
     """
     rows = []
     for name in family_names():
-        family = make_family(name)
+        try:
+            family = make_family(name, check=False)
+        except FastAdaptError as err:
+            rows.append({"name": name, "gym_id": gym_id(name),
+                         "task_space": f"(cannot be built: {err})", "horizon": "?",
+                         "observation_space": "?", "action_space": "?", "reference": "?",
+                         "source": family_source(name)})
+            continue
         rows.append(
             {
                 "name": name,
@@ -114,6 +223,7 @@ def describe_families() -> list[dict[str, str]]:
                 "observation_space": _describe_space(family.observation_space),
                 "action_space": _describe_space(family.action_space),
                 "reference": family.reference,
+                "source": family_source(name),
             }
         )
     return rows

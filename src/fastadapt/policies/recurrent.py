@@ -35,8 +35,8 @@ knows the task, which the policy never sees (``rl2.task_critic``). With
 only reader of its output. A step whose mask is 0 (after its episode terminated) leaves the
 GRU's ``h`` unchanged (the LSTM's ``c``, see below), and the sampler and the PPO update
 compute the same states. The recurrence runs in
-``torch.gru`` (the kernel of ``torch.nn.GRU``, about 4x faster on a CPU than a Python loop
-over steps); a masked step gets an extra input that saturates its update gate
+``torch.gru`` (the kernel of ``torch.nn.GRU``, much faster on a CPU than a Python loop over
+steps); a masked step gets an extra input that saturates its update gate
 (:data:`FREEZE_LOGIT`), which is how the kernel keeps ``h`` unchanged. Tests compare it with
 ``torch.nn.GRUCell`` stepped by hand.
 
@@ -181,9 +181,9 @@ class _RecurrentCore(nn.Module):
         head); the policy's actions never depend on them."""
         return bool(self.critic_features or self.belief_features)
 
-    def initial_hidden(self, num_sequences: int) -> Tensor:
-        """The state every trial starts from: zeros ``[N, state_size]``."""
-        return torch.zeros(num_sequences, self.state_size)
+    def initial_hidden(self, num_sequences: int, device: torch.device | None = None) -> Tensor:
+        """The state every trial starts from: zeros ``[N, state_size]`` (on ``device``)."""
+        return torch.zeros(num_sequences, self.state_size, device=device)
 
     def action_encoding(self, actions: Tensor) -> Tensor:
         """Actions as network inputs: ``[N, A]`` float (identity) or ``[N]`` int -> one-hot."""
@@ -287,7 +287,7 @@ class _RecurrentCore(nn.Module):
         """One GRU's outputs ``h`` ``[N, L, S]`` over ``inputs [N, L, I + 1]`` (last: frozen
         flag), and its states: ``h`` again, or ``h`` after the last step ``[N, 1, S]``."""
         size = self.hidden_size
-        gate = torch.zeros(3 * size, 1, dtype=inputs.dtype)
+        gate = torch.zeros(3 * size, 1, dtype=inputs.dtype, device=inputs.device)
         gate[size : 2 * size] = FREEZE_LOGIT  # the update gate's rows
         weights = [torch.cat([params[f"{trunk}_input.weight"], gate], dim=1),
                    params[f"{trunk}_hidden.weight"], params[f"{trunk}_input.bias"],
@@ -325,7 +325,7 @@ class _RecurrentCore(nn.Module):
         flag) from ``state [N, 2S]``, and its states ``[h, c]``: ``[N, L, 2S]``, or after the
         last step only ``[N, 1, 2S]``."""
         size = self.hidden_size
-        gate = torch.zeros(4 * size, 1, dtype=inputs.dtype)
+        gate = torch.zeros(4 * size, 1, dtype=inputs.dtype, device=inputs.device)
         gate[:size] = -FREEZE_LOGIT  # input gate shut
         gate[size : 2 * size] = FREEZE_LOGIT  # forget gate open
         gate[3 * size :] = FREEZE_LOGIT  # output gate open

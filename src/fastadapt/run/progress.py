@@ -30,9 +30,10 @@ class TrainProgress(Closeable):
             return
         text = (
             f"{record['env_steps_per_second']:,.0f} steps/s  "
-            f"return {record['return_before']:.1f} → {record['return_after']:.1f}  "
-            f"kl {record['kl']:.4f}"
+            f"return {record['return_before']:.1f} → {record['return_after']:.1f}"
         )
+        if isinstance(record.get("kl"), float):
+            text += f"  kl {record['kl']:.4f}"
         self._progress.update(self._task, completed=record["iteration"], description=text)
 
     def __enter__(self) -> TrainProgress:

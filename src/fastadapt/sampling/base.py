@@ -25,6 +25,15 @@ SamplingPolicy = Policy | RecurrentPolicy
 """What a sampler steps: an MLP policy (episodes) or a recurrent one (trials)."""
 
 
+class EpisodeSampler(Protocol):
+    """Anything that samples episodes: a sampler, or a wrapper of one (e.g.
+    :class:`~fastadapt.sampling.success.SuccessRecorder`)."""
+
+    def sample(self, params: Params, tasks: list[Any], episodes_per_task: int) -> Trajectories:
+        """Episodes ``[T, E, H, ...]`` of ``tasks`` with per-task ``params [T, ...]``."""
+        ...
+
+
 class Sampler(Protocol):
     """What training and evaluation need from a sampler (all kinds implement it)."""
 

@@ -14,7 +14,7 @@ never on which other tasks are stepped with it: the in-process sampler and worke
 Ray actors holding any split of the tasks return the same batch, bit for bit, and a sampler's
 whole random state is the pair ``(s, c)`` (what a checkpoint stores). Bit for bit holds for
 the MLP policies, whose prepared step keeps its ``exp`` and ``sigmoid`` off ATen's scalar
-remainder loops (:func:`~fastadapt.meta.mlp_products.split_invariant_`); another policy, run
+remainder loops (:func:`~fastadapt.backends.fast_cpu.split_invariant_`); another policy, run
 through ``vmap``, may round a transcendental op differently by an ulp with the batch size.
 """
 
@@ -27,9 +27,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from fastadapt.backends.fast_cpu import SamplingForward, supports_fast_products
 from fastadapt.envs.base import TaskFamily
-from fastadapt.meta.adapt import per_task_output
-from fastadapt.meta.mlp_products import SamplingForward, supports_fast_products
+from fastadapt.policies.functional import per_task_output
 from fastadapt.policies.mlp import Policy
 from fastadapt.types import Params, Trajectories
 
@@ -57,7 +57,7 @@ def task_generators(
 def step_actions(policy: Policy, params: Params) -> Callable[[Tensor, Tensor], Tensor]:
     """``(obs [T, E, O], noise) -> actions`` of per-task ``params``, fixed for a rollout.
 
-    MLP policies run a :class:`~fastadapt.meta.mlp_products.SamplingForward` prepared once
+    MLP policies run a :class:`~fastadapt.backends.fast_cpu.SamplingForward` prepared once
     (Gaussian: ``mu + sigma * noise`` in one op); other policies ``vmap`` the module and
     ``policy.sample``.
     """
@@ -96,7 +96,9 @@ def rollout(
     Returns:
         :class:`Trajectories` ``[T, E, H, ...]``; steps after an episode terminated are masked
         out (their rewards are zero). ``successes`` is filled when the family's batched env
-        reports :attr:`~fastadapt.envs.base.BatchedEnv.success`, else ``None``.
+        reports :attr:`~fastadapt.envs.base.BatchedEnv.success`, ``unstable`` when it reports
+        :attr:`~fastadapt.envs.base.BatchedEnv.unstable`, else ``None``; ``terminated`` and
+        ``final_observations`` always.
     """
     num_tasks, episodes = len(tasks), episodes_per_task
     indices = range(first_task, first_task + num_tasks)
@@ -120,6 +122,8 @@ def rollout(
         next_obs, rewards[t], terminated[t] = env.step(actions.numpy())
         if t + 1 < horizon:
             observations[t + 1] = next_obs
+        else:
+            final_obs = torch.from_numpy(np.array(next_obs, dtype=np.float32))  # [T, E, O]
         if successes is not None and env.success is not None:
             successes[t] = env.success
         actions_t.append(actions)
@@ -129,7 +133,7 @@ def rollout(
     unstable = None if env.unstable is None else torch.from_numpy(env.unstable.copy()).float()
     return Trajectories(_task_major(observations), torch.stack(actions_t, dim=2),
                         _task_major(rewards * alive), _task_major(alive), success_values,
-                        unstable)
+                        unstable, _task_major(terminated * alive), final_obs)
 
 
 def _task_major(steps: np.ndarray) -> Tensor:

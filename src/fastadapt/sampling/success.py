@@ -7,16 +7,12 @@ sampler and passes every ``sample`` call through unchanged.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 from torch import Tensor
 
+from fastadapt.sampling.base import EpisodeSampler
 from fastadapt.types import Params, Trajectories
-
-
-class _Samples(Protocol):
-    def sample(self, params: Params, tasks: list[Any], episodes_per_task: int
-               ) -> Trajectories: ...
 
 
 class SuccessRecorder:
@@ -26,7 +22,7 @@ class SuccessRecorder:
         sampler: the sampler to wrap.
     """
 
-    def __init__(self, sampler: _Samples) -> None:
+    def __init__(self, sampler: EpisodeSampler) -> None:
         self.sampler = sampler
         self.task_rates: list[Tensor] = []
         """One ``[T]`` tensor per ``sample`` call (in call order) whose batch carried

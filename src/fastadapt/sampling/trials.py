@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from fastadapt.envs.base import TaskFamily
-from fastadapt.meta.oracle import task_features
+from fastadapt.envs.wrappers import task_features
 from fastadapt.policies.recurrent import RecurrentPolicy
 from fastadapt.sampling.rollout import ACTION_STREAM, ENV_STREAM, task_generators
 from fastadapt.types import Params, Trials

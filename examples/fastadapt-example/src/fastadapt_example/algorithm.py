@@ -1,0 +1,112 @@
+"""Reptile for RL (Nichol, Achiam & Schulman 2018, "On First-Order Meta-Learning Algorithms",
+Algorithm 2 with a batch of tasks), as a fastadapt algorithm.
+
+One iteration: on each of ``T`` tasks, ``k`` inner policy-gradient steps from ``theta`` (each
+on ``E`` fresh episodes of the current policy, MAML's inner step), giving ``phi_i``; then
+``theta <- theta + epsilon (mean_i phi_i - theta)``. No second derivatives, no outer loss. At
+meta-test it adapts as MAML does: inner steps from the learned ``theta``.
+
+An algorithm is a :class:`fastadapt.Algorithm` with a config section (a frozen dataclass
+deriving from :class:`fastadapt.AlgorithmConfig`, whose ``section`` is its YAML key); it builds
+its policy from ``(family, config, device)``, trains one iteration given a sampler, and
+meta-tests. The trainer does the rest (run directory, checkpoints, resume, logs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+import fastadapt
+from fastadapt.algorithms.maml.adapt import adapt_steps, expand_to_tasks
+from fastadapt.algorithms.maml.config import MAMLConfig
+from fastadapt.algorithms.maml.meta_batch import collect_meta_batch
+from fastadapt.errors import require
+from fastadapt.policies.mlp import make_policy
+
+
+@dataclass(frozen=True)
+class ReptileConfig(fastadapt.AlgorithmConfig):
+    """The ``reptile:`` section (``tasks_per_iteration`` comes from the base class)."""
+
+    section: ClassVar[str] = "reptile"
+    episodes_per_task: int = 10
+    """Episodes per task for each inner step."""
+    inner_steps: int = 3
+    """Inner policy-gradient steps per task (``k``)."""
+    inner_lr: float = 0.1
+    """Inner step size."""
+    outer_step_size: float = 0.5
+    """``epsilon``: how far ``theta`` moves towards the mean adapted parameters."""
+    gamma: float = 0.99
+    """Discount factor."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.episodes_per_task >= 1, "episodes_per_task", "must be >= 1")
+        require(self.inner_steps >= 1, "inner_steps", "must be >= 1")
+        require(self.inner_lr > 0, "inner_lr", f"must be > 0, got {self.inner_lr}")
+        require(0 < self.outer_step_size <= 1, "outer_step_size", "must be in (0, 1]")
+
+    def adaptation(self, episodes_per_task: int | None = None) -> MAMLConfig:
+        """The inner loop in the form fastadapt's MAML sampling takes (first-order)."""
+        return MAMLConfig(tasks_per_iteration=self.tasks_per_iteration,
+                          episodes_per_task=episodes_per_task or self.episodes_per_task,
+                          adaptation_steps=self.inner_steps, inner_lr=self.inner_lr,
+                          first_order=True, gamma=self.gamma)
+
+
+class Reptile(fastadapt.Algorithm):
+    """Reptile (Nichol et al. 2018): move the initialisation towards the adapted policies."""
+
+    config_class = ReptileConfig
+    adapts_by = "gradient_steps"
+
+    def __init__(self, family: fastadapt.TaskFamily[Any], config: fastadapt.TrainConfig,
+                 device: torch.device) -> None:
+        super().__init__(family, config, device)
+        section = config.section
+        assert isinstance(section, ReptileConfig)
+        self.settings = section
+        torch.manual_seed(config.run.seed)
+        self.policy = make_policy(int(np.prod(family.observation_space.shape)),
+                                  family.action_space, config.policy.hidden_sizes,
+                                  config.policy.activation, config.policy.init_std)
+        self.theta = self.initial_parameters()
+
+    def parameters(self) -> dict[str, torch.Tensor]:
+        return self.theta
+
+    def load_parameters(self, params: dict[str, torch.Tensor]) -> None:
+        self.theta = params
+
+    def train_iteration(self, sampler: Any, tasks: list[Any], fraction_done: float
+                        ) -> fastadapt.Iteration:
+        settings = self.settings
+        batch = collect_meta_batch(sampler, self.policy, self.theta, tasks, settings.adaptation())
+        adapted = adapt_steps(self.policy, expand_to_tasks(self.theta, len(tasks)), batch.train,
+                              settings.inner_lr, first_order=True)
+        step = {name: adapted[name].mean(0) - value for name, value in self.theta.items()}
+        finite = all(bool(torch.isfinite(s).all()) for s in step.values())
+        if finite:
+            self.theta = {name: value + settings.outer_step_size * step[name]
+                          for name, value in self.theta.items()}
+        norm = float(torch.cat([s.reshape(-1) for s in step.values()]).norm())
+        return fastadapt.Iteration(batch.env_steps, batch.returns,
+                                   {"step_norm": norm, "kl": 0.0, "nonfinite": float(not finite)})
+
+    def meta_test(self, sampler: Any, tasks: list[Any], protocol: fastadapt.MetaTestProtocol
+                  ) -> fastadapt.MetaTestCurves:
+        batch = collect_meta_batch(sampler, self.policy, self.theta, tasks,
+                                   self.settings.adaptation(protocol.episodes_per_task),
+                                   protocol.adaptation_steps,
+                                   valid_episodes_per_task=protocol.eval_episodes_per_task)
+        return fastadapt.MetaTestCurves(torch.stack(batch.task_returns, dim=1).double().cpu(),
+                                        protocol.episodes_per_task)
+
+
+# Registers the algorithm when the module is imported (--plugin, plugins:).
+fastadapt.register_algorithm("reptile", Reptile)

@@ -1,0 +1,3 @@
+"""Meta-RL algorithms: the interface (:mod:`.base`), the registry (:mod:`.registry`), and one
+folder per family: :mod:`.maml` (meta-optimisation), :mod:`.rl2` (a recurrent learner),
+:mod:`.transfer` (pretrain and fine-tune), with what they share in :mod:`.common`."""

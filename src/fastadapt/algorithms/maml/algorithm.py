@@ -1,0 +1,226 @@
+"""The MAML family as :class:`~fastadapt.algorithms.base.Algorithm` s: MAML-TRPO, MAML-VPG,
+MAML-PPO, ProMP and Meta-SGD (Finn et al. 2017; Rothfuss et al. 2019; Li et al. 2017).
+
+All share one iteration (:func:`~fastadapt.algorithms.maml.meta_batch.collect_meta_batch`,
+then the outer step of their section) and one meta-test: on each held-out task, ``E`` episodes,
+one inner policy-gradient step, repeated ``K`` times (Finn et al. 2017, §5.3). They differ in
+the outer step: TRPO (:class:`~fastadapt.algorithms.maml.trpo.MAMLTRPO`) or Adam on a
+first-order objective (:class:`~fastadapt.algorithms.maml.gradient.GradientMAML`). The
+transfer baselines (:mod:`fastadapt.algorithms.transfer`) subclass :class:`GradientAdapted`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from fastadapt.algorithms.base import Algorithm, Iteration, MetaTestCurves, MetaTestProtocol
+from fastadapt.algorithms.maml.config import (
+    MAMLConfig,
+    MAMLPPOConfig,
+    MAMLTRPOConfig,
+    MAMLVPGConfig,
+    MetaSGDConfig,
+    ProMPConfig,
+)
+from fastadapt.algorithms.maml.curvature import InnerLoopJacobian
+from fastadapt.algorithms.maml.gradient import GradientMAML
+from fastadapt.algorithms.maml.meta_batch import MetaBatch, collect_meta_batch
+from fastadapt.algorithms.maml.trpo import MAMLTRPO
+from fastadapt.config import TrainConfig
+from fastadapt.envs.base import TaskFamily
+from fastadapt.policies.mlp import Policy, make_policy
+from fastadapt.sampling.base import Sampler
+from fastadapt.sampling.success import SuccessRecorder
+from fastadapt.types import Params
+
+EXAMPLE_PATHS = 4
+"""Held-out tasks whose paths the meta-test records (families with positions)."""
+INNER_LR_GROUP = "inner_lr/"
+"""Prefix of Meta-SGD's learned rates in policy files and checkpoints."""
+
+
+class OuterStep(Protocol):
+    """The outer update of a meta-iteration, and the state it carries between them."""
+
+    def step(self, theta: Params, meta_batch: MetaBatch) -> tuple[Params, dict[str, float]]:
+        """New meta-parameters and scalar metrics from one meta-batch."""
+        ...
+
+    def inner_lr(self) -> float | Params:
+        """The inner step size(s) to adapt with when sampling and evaluating."""
+        ...
+
+    def inner_loop(self, theta: Params, num_tasks: int) -> InnerLoopJacobian | None:
+        """An inner loop for :func:`collect_meta_batch` whose caches :meth:`step` reuses
+        (MAML-TRPO's Hessian products), or ``None`` to adapt with plain gradients."""
+        ...
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """Tensors a checkpoint must hold besides ``theta`` (optimizer moments, ...)."""
+        ...
+
+    def load_state_dict(self, tensors: dict[str, Tensor]) -> None:
+        """Restore :meth:`state_dict`."""
+        ...
+
+
+class GradientAdapted(Algorithm):
+    """An MLP policy adapted at meta-test by MAML's inner policy-gradient steps.
+
+    Subclasses give the sampling and adaptation settings (:meth:`adaptation`), the inner steps
+    of a training iteration (:attr:`training_inner_steps`) and the outer step
+    (:meth:`build_outer`).
+    """
+
+    training_inner_steps: ClassVar[int | None] = None
+    """Inner steps per training iteration; ``None`` takes the section's ``adaptation_steps``
+    (pretraining takes 0)."""
+
+    def __init__(self, family: TaskFamily[Any], config: TrainConfig, device: torch.device
+                 ) -> None:
+        super().__init__(family, config, device)
+        torch.manual_seed(config.run.seed)
+        obs_dim = int(np.prod(self.family.observation_space.shape))
+        policy = config.policy
+        self.policy: Policy = make_policy(obs_dim, self.family.action_space,
+                                          policy.hidden_sizes, policy.activation,
+                                          policy.init_std)
+        self.theta = self.initial_parameters()
+        self.outer = self.build_outer()
+
+    def adaptation(self) -> MAMLConfig:
+        """How episodes are sampled and adapted (the section itself for the MAML family)."""
+        section = self.config.section
+        assert isinstance(section, MAMLConfig)
+        return section
+
+    def build_outer(self) -> OuterStep:
+        """The outer update, starting from :attr:`theta`."""
+        raise NotImplementedError
+
+    def inner_lr(self) -> float | Params:
+        """The inner step size(s) of sampling and meta-test (Meta-SGD: learned)."""
+        return self.outer.inner_lr()
+
+    def parameters(self) -> Params:
+        return self.theta
+
+    def load_parameters(self, params: Params) -> None:
+        self.theta = params
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return self.outer.state_dict()
+
+    def load_state_dict(self, tensors: dict[str, Tensor]) -> None:
+        self.outer.load_state_dict(tensors)
+
+    def train_iteration(self, sampler: Sampler, tasks: list[Any], fraction_done: float
+                        ) -> Iteration:
+        recorder = SuccessRecorder(sampler)  # success rates of families that report them
+        meta_batch = collect_meta_batch(
+            recorder, self.policy, self.theta, tasks, self.adaptation(),
+            self.training_inner_steps, self.inner_lr(),
+            inner_loop=self.outer.inner_loop(self.theta, len(tasks)),
+        )
+        self.theta, metrics = self.outer.step(self.theta, meta_batch)
+        return Iteration(meta_batch.env_steps, meta_batch.returns,
+                         {**metrics, **recorder.before_after()})
+
+    def meta_test(self, sampler: Sampler, tasks: list[Any], protocol: MetaTestProtocol
+                  ) -> MetaTestCurves:
+        """For each task: ``E`` episodes, an inner step on them, ``K`` times, then
+        ``eval_episodes_per_task`` episodes with the adapted policy (Finn et al. 2017, §5.3).
+        Every sampler gives the same batches for a seed, so the curves do not depend on it."""
+        settings = replace(self.adaptation(), episodes_per_task=protocol.episodes_per_task)
+        last = protocol.eval_episodes_per_task or protocol.episodes_per_task
+        recorder = SuccessRecorder(sampler)
+        meta_batch = collect_meta_batch(recorder, self.policy, self.theta, tasks, settings,
+                                        protocol.adaptation_steps, self.inner_lr(), last)
+        rates = recorder.task_rates
+        return MetaTestCurves(
+            returns=torch.stack(meta_batch.task_returns, dim=1).double().cpu(),  # [N, K + 1]
+            episodes_per_step=protocol.episodes_per_task,
+            successes=torch.stack(rates, dim=1).double().cpu() if rates else None,
+            unstable_episodes=recorder.unstable_episodes,
+            trajectories=self._example_paths(meta_batch),
+            extra={"eval_episodes_per_task": last},
+        )
+
+    def _example_paths(self, meta_batch: MetaBatch) -> list[dict[str, Any]] | None:
+        """First episode of the first tasks, before (step 0) and after (step K) adaptation,
+        for families with positions."""
+        dims = self.family.position_dims
+        if dims is None:
+            return None
+        first, last = ([*meta_batch.train, meta_batch.valid][k] for k in (0, -1))
+        examples = []
+        for i in range(min(EXAMPLE_PATHS, first.masks.shape[0])):
+            paths = []
+            for batch in (first, last):
+                steps = int(batch.masks[i, 0].sum())
+                paths.append(batch.observations[i, 0, :steps][:, list(dims)].tolist())
+            examples.append({"before": paths[0], "after": paths[1]})
+        return examples
+
+
+class MAMLTRPOAlgorithm(GradientAdapted):
+    """MAML-TRPO (Finn et al. 2017): exact meta-gradient, natural step, line search."""
+
+    config_class = MAMLTRPOConfig
+
+    def build_outer(self) -> OuterStep:
+        section = self.config.section
+        assert isinstance(section, MAMLTRPOConfig)
+        return MAMLTRPO(self.policy, section, section.trpo)
+
+
+class GradientMAMLAlgorithm(GradientAdapted):
+    """MAML with an Adam outer step on a first-order objective (its section says which)."""
+
+    config_class: ClassVar[type[MAMLVPGConfig]] = MAMLVPGConfig
+
+    def build_outer(self) -> OuterStep:
+        section = self.config.section
+        assert isinstance(section, MAMLVPGConfig)
+        self.gradient = GradientMAML(self.policy, self.theta, section)
+        return self.gradient
+
+
+class MAMLVPG(GradientMAMLAlgorithm):
+    """MAML-VPG: one vanilla policy-gradient step through the inner loop per meta-batch."""
+
+    config_class = MAMLVPGConfig
+
+
+class MAMLPPO(GradientMAMLAlgorithm):
+    """MAML-PPO: PPO's clipped surrogate of the post-update ratio."""
+
+    config_class = MAMLPPOConfig
+
+
+class ProMP(GradientMAMLAlgorithm):
+    """ProMP (Rothfuss et al. 2019): LVC inner estimator and a KL penalty on the pre-update
+    policies."""
+
+    config_class = ProMPConfig
+
+
+class MetaSGD(GradientMAMLAlgorithm):
+    """Meta-SGD (Li et al. 2017): per-parameter inner rates learned with ``theta``; the rates
+    belong to the result (policy file and checkpoints, ``inner_lr/<name>``)."""
+
+    config_class = MetaSGDConfig
+
+    def policy_extras(self) -> dict[str, Tensor]:
+        rates = self.inner_lr()
+        assert isinstance(rates, dict)
+        return {INNER_LR_GROUP + name: lr for name, lr in rates.items()}
+
+    def load_policy_extras(self, tensors: dict[str, Tensor]) -> None:
+        self.gradient.load_inner_lrs({name: tensors[INNER_LR_GROUP + name].to(self.device)
+                                      for name in self.theta})

@@ -1,0 +1,168 @@
+"""Algorithms by name: the built-in ones, plugins' (entry points) and those registered at run
+time, as gymnasium registers envs (``envs/registration.py``).
+
+A name maps to an :class:`~fastadapt.algorithms.base.Algorithm` subclass, or to the
+``"module:Class"`` path of one, imported when the name is first used (the built-ins and entry
+points of the group ``fastadapt.algorithms``), so listing names imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from typing import Any
+
+import torch
+
+from fastadapt.algorithms.base import Algorithm
+from fastadapt.config import AlgorithmConfig, TrainConfig
+from fastadapt.envs.registry import make_family
+from fastadapt.errors import ConfigError, PluginError
+from fastadapt.plugins import entry_points, resolve_target
+
+ENTRY_POINT_GROUP = "fastadapt.algorithms"
+_COMMON_SECTIONS = ("algorithm", "env", "policy", "run", "evaluate", "plugins")
+
+_BUILTIN: dict[str, str] = {
+    "maml-trpo": "fastadapt.algorithms.maml.algorithm:MAMLTRPOAlgorithm",
+    "maml-vpg": "fastadapt.algorithms.maml.algorithm:MAMLVPG",
+    "maml-ppo": "fastadapt.algorithms.maml.algorithm:MAMLPPO",
+    "promp": "fastadapt.algorithms.maml.algorithm:ProMP",
+    "meta-sgd": "fastadapt.algorithms.maml.algorithm:MetaSGD",
+    "rl2": "fastadapt.algorithms.rl2.algorithm:RL2",
+    "finetune": "fastadapt.algorithms.transfer.algorithm:Finetune",
+    "random-init": "fastadapt.algorithms.transfer.algorithm:RandomInit",
+    "oracle": "fastadapt.algorithms.transfer.algorithm:Oracle",
+}
+_REGISTRY: dict[str, type[Algorithm] | str] = dict(_BUILTIN)
+_SOURCES: dict[str, str] = dict.fromkeys(_BUILTIN, "fastadapt")
+_entry_points_read = False
+
+
+def _check(name: str, cls: Any, source: str) -> type[Algorithm]:
+    """``cls`` if it is an algorithm class with a usable config section.
+
+    Raises:
+        PluginError: it is not an :class:`Algorithm` subclass, or its section is unnamed or
+            takes a common section's key.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Algorithm)):
+        raise PluginError(f"algorithm {name!r} of {source} is {cls!r}, not a subclass of "
+                          "fastadapt.Algorithm")
+    config_class = getattr(cls, "config_class", None)
+    if not (isinstance(config_class, type) and issubclass(config_class, AlgorithmConfig)):
+        raise PluginError(f"algorithm {name!r} of {source} needs config_class, a subclass of "
+                          "fastadapt.AlgorithmConfig")
+    section = config_class.section
+    if not section or section in _COMMON_SECTIONS:
+        raise PluginError(f"algorithm {name!r} of {source}: its config class "
+                          f"{config_class.__name__} must name its section (section = "
+                          f"{name!r}), not {section!r}")
+    return cls
+
+
+def register_algorithm(name: str, algorithm: type[Algorithm] | str, source: str = "") -> None:
+    """Make ``algorithm`` (a class, or its ``"module:Class"`` path) trainable as ``name``.
+
+    Registering the same class (or path) under the same name again does nothing.
+
+    Raises:
+        PluginError: ``name`` is taken by another algorithm (the message names both
+            sources), or the class is not an :class:`Algorithm` with a named section.
+    """
+    source = source or (algorithm if isinstance(algorithm, str) else algorithm.__module__)
+    if not isinstance(algorithm, str):
+        _check(name, algorithm, source)
+    known = _REGISTRY.get(name)
+    if known is not None:
+        if known == algorithm or resolve_target(known) is resolve_target(algorithm):
+            return  # the same algorithm again (an entry point and an import of its module)
+        raise PluginError(f"algorithm {name!r} is registered twice: by {_SOURCES[name]} and "
+                          f"by {source}")
+    _REGISTRY[name] = algorithm
+    _SOURCES[name] = source
+
+
+def _read_entry_points() -> None:
+    """Register the algorithms that installed packages declare (once per process)."""
+    global _entry_points_read
+    if _entry_points_read:
+        return
+    _entry_points_read = True
+    for point in entry_points(ENTRY_POINT_GROUP):
+        register_algorithm(point.name, point.value, f"the plugin {point.dist_name}")
+
+
+def algorithm_names() -> list[str]:
+    """Registered algorithm names, sorted."""
+    _read_entry_points()
+    return sorted(_REGISTRY)
+
+
+def algorithm_class(name: str) -> type[Algorithm]:
+    """The algorithm class registered as ``name`` (imported on first use).
+
+    Raises:
+        ConfigError: ``name`` is not registered (the message suggests close names and says
+            how to add one).
+        PluginError: its module cannot be imported, or it is not an algorithm class.
+    """
+    _read_entry_points()
+    target = _REGISTRY.get(name)
+    if target is None:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ConfigError(
+            f"unknown algorithm {name!r}{hint} (known: {', '.join(sorted(_REGISTRY))}; "
+            "a plugin adds one: an entry point in the group 'fastadapt.algorithms', "
+            "plugins: [module] in the config or --plugin MODULE)")
+    if isinstance(target, str):
+        module, _, attribute = target.partition(":")
+        try:
+            loaded = getattr(importlib.import_module(module), attribute)
+        except (ImportError, AttributeError) as err:
+            raise PluginError(f"algorithm {name!r} of {_SOURCES[name]} cannot be imported from "
+                              f"{target}: {type(err).__name__}: {err}") from err
+        target = _check(name, loaded, _SOURCES[name])
+        _REGISTRY[name] = target
+    return target
+
+
+def section_names() -> dict[str, list[str]]:
+    """Each config section's key and the algorithms that read it (for error messages)."""
+    sections: dict[str, list[str]] = {}
+    for name in algorithm_names():
+        try:
+            section = algorithm_class(name).config_class.section
+        except (ConfigError, PluginError):
+            continue
+        sections.setdefault(section, []).append(name)
+    return sections
+
+
+def build_algorithm(config: TrainConfig, device: torch.device) -> Algorithm:
+    """The algorithm of a resolved ``config`` on its task family, on ``device`` (a bad env,
+    policy or setting fails here, before any file is written).
+
+    Raises:
+        ConfigError, UnknownEnvError, FamilyError, PluginError: one line naming the cause.
+    """
+    family = make_family(config.env.name, **config.env.kwargs)
+    return algorithm_class(config.algorithm)(family, config, device)
+
+
+def describe_algorithms() -> list[dict[str, str]]:
+    """One row per registered algorithm, sorted by name: ``name``, ``section`` (its config
+    section's key), ``adapts_by``, ``source`` and ``summary`` (its docstring's first line)."""
+    rows = []
+    for name in algorithm_names():
+        try:
+            cls = algorithm_class(name)
+        except (ConfigError, PluginError) as err:  # a broken plugin is listed, not fatal
+            rows.append({"name": name, "section": "?", "adapts_by": "?",
+                         "source": _SOURCES[name], "summary": f"(cannot be loaded: {err})"})
+            continue
+        summary = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        rows.append({"name": name, "section": cls.config_class.section,
+                     "adapts_by": cls.adapts_by, "source": _SOURCES[name], "summary": summary})
+    return rows

@@ -1,0 +1,1 @@
+"""RL²: a recurrent policy trained with PPO over trials (:mod:`.algorithm`)."""

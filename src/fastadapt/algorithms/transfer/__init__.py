@@ -1,0 +1,1 @@
+"""Transfer baselines: pretrain + fine-tune, random init, oracle (:mod:`.algorithm`)."""

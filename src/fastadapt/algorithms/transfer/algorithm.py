@@ -1,0 +1,148 @@
+"""Transfer baselines: pretrain one policy on all training tasks, fine-tune on each new task.
+
+The three reference points of Finn et al. 2017, §5.3 (their Fig. 2 and 4):
+
+- ``finetune``: one MLP policy pretrained on the training tasks by multi-task TRPO (MAML-TRPO
+  with zero inner steps: the same surrogate, natural gradient and line search, ``J = I``);
+- ``random-init``: no pretraining; the seeded initial policy;
+- ``oracle``: pretrained like ``finetune`` on observations that include the task's parameters
+  (:class:`~fastadapt.envs.wrappers.OracleFamily`).
+
+At meta-test all three are fine-tuned exactly as MAML adapts: on each held-out task, ``E``
+episodes, then one vanilla policy-gradient step with step size ``finetune.inner_lr`` (the
+inner update of :func:`fastadapt.algorithms.maml.adapt.adapt`: linear baseline, GAE, per-task
+normalised advantages), repeated ``K`` times
+(:meth:`~fastadapt.algorithms.maml.algorithm.GradientAdapted.meta_test`). Same episodes, same
+number of gradient steps and the same update rule as MAML; only the starting point differs.
+All three read the ``finetune:`` section.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from fastadapt.algorithms.common.trpo import TRPOConfig
+from fastadapt.algorithms.maml.algorithm import GradientAdapted, OuterStep
+from fastadapt.algorithms.maml.config import MAMLConfig
+from fastadapt.algorithms.maml.meta_batch import MetaBatch
+from fastadapt.algorithms.maml.trpo import MAMLTRPO
+from fastadapt.config import AlgorithmConfig, TrainConfig
+from fastadapt.envs.base import TaskFamily
+from fastadapt.envs.wrappers import OracleFamily
+from fastadapt.errors import ConfigError, require, require_at_least_one
+from fastadapt.types import Params
+
+
+@dataclass(frozen=True)
+class FinetuneConfig(AlgorithmConfig):
+    """Pretraining (multi-task TRPO, settings in ``trpo:``) and meta-test fine-tuning."""
+
+    section: ClassVar[str] = "finetune"
+    episodes_per_task: int = 20
+    """Episodes per task in each pretraining iteration."""
+    inner_lr: float = 0.1
+    """Step size of each fine-tuning policy-gradient step at meta-test (MAML's inner lr)."""
+    gamma: float = 0.99
+    """Discount factor."""
+    gae_lambda: float = 1.0
+    """GAE lambda (1.0: Monte-Carlo returns minus the linear baseline)."""
+    trpo: TRPOConfig = field(default_factory=TRPOConfig)
+    """The pretraining optimizer (MAML-TRPO's step with zero inner steps)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_at_least_one(self, ("episodes_per_task",))
+        require(self.inner_lr > 0, "inner_lr", f"must be > 0, got {self.inner_lr}")
+        require(0 < self.gamma <= 1, "gamma", f"must be in (0, 1], got {self.gamma}")
+        require(0 <= self.gae_lambda <= 1, "gae_lambda",
+                f"must be in [0, 1], got {self.gae_lambda}")
+
+    def adaptation_config(self) -> MAMLConfig:
+        """The sampling and fine-tuning settings in the form the MAML machinery takes
+        (first-order: fine-tuning never differentiates through its own steps)."""
+        return MAMLConfig(
+            tasks_per_iteration=self.tasks_per_iteration,
+            episodes_per_task=self.episodes_per_task,
+            adaptation_steps=1,
+            inner_lr=self.inner_lr,
+            first_order=True,
+            gamma=self.gamma,
+            gae_lambda=self.gae_lambda,
+        )
+
+
+class NoUpdate:
+    """``random-init``'s "training": the parameters stay at their seeded initialisation."""
+
+    def __init__(self, config: FinetuneConfig) -> None:
+        self.config = config
+
+    def step(self, theta: Params, meta_batch: MetaBatch) -> tuple[Params, dict[str, float]]:
+        """Return ``theta`` unchanged with zero metrics."""
+        return theta, {"kl": 0.0, "step_accepted": 0.0, "nonfinite": 0.0}
+
+    def inner_lr(self) -> float:
+        """The fine-tuning step size."""
+        return self.config.inner_lr
+
+    def inner_loop(self, theta: Params, num_tasks: int) -> None:
+        """None: nothing is differentiated."""
+        return None
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """No state."""
+        return {}
+
+    def load_state_dict(self, tensors: dict[str, Tensor]) -> None:
+        """Nothing to restore."""
+
+
+class Finetune(GradientAdapted):
+    """Pretrain by multi-task TRPO (:class:`MAMLTRPO` on meta-batches collected with zero
+    inner steps: its inner-loop Jacobian is the identity); fine-tune at meta-test."""
+
+    config_class = FinetuneConfig
+    training_inner_steps = 0
+
+    @property
+    def settings(self) -> FinetuneConfig:
+        """The ``finetune:`` section."""
+        section = self.config.section
+        assert isinstance(section, FinetuneConfig)
+        return section
+
+    def adaptation(self) -> MAMLConfig:
+        return self.settings.adaptation_config()
+
+    def build_outer(self) -> OuterStep:
+        return MAMLTRPO(self.policy, self.adaptation(), self.settings.trpo)
+
+
+class RandomInit(Finetune):
+    """No pretraining: the seeded initial policy, fine-tuned at meta-test. Training runs one
+    iteration, which only measures it."""
+
+    def __init__(self, family: TaskFamily[Any], config: TrainConfig, device: torch.device
+                 ) -> None:
+        if config.run.init_from is not None:
+            raise ConfigError("run.init_from is not available for random-init, whose point is "
+                              "a freshly initialised policy")
+        super().__init__(family, config, device)
+
+    def iterations(self, requested: int) -> int:
+        return 1
+
+    def build_outer(self) -> OuterStep:
+        return NoUpdate(self.settings)
+
+
+class Oracle(Finetune):
+    """``finetune`` on observations that include the task's parameters."""
+
+    def __init__(self, family: TaskFamily[Any], config: TrainConfig, device: torch.device
+                 ) -> None:
+        super().__init__(OracleFamily(family), config, device)

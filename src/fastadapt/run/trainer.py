@@ -1,0 +1,234 @@
+"""The one trainer every algorithm runs in: ``fastadapt train``.
+
+The trainer owns the run directory (:mod:`fastadapt.run.rundir`), the stream of training
+tasks and its random generator, the sampler, metrics (``metrics.jsonl``, TensorBoard), the
+progress bar, checkpoints, ``--resume``, ``run.init_from``, non-finite handling and the final
+policy file. The algorithm (:class:`~fastadapt.algorithms.base.Algorithm`) supplies one
+training iteration at a time. Checkpoints carry the parameters, the algorithm's state and every
+random stream, so ``--resume`` continues exactly.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fastadapt.algorithms.base import Algorithm, Iteration
+from fastadapt.algorithms.registry import build_algorithm
+from fastadapt.backends.fast_cpu import configure_process
+from fastadapt.config import RunConfig, TrainConfig
+from fastadapt.errors import CheckpointError, NonFiniteError
+from fastadapt.run.checkpoint import latest_checkpoint
+from fastadapt.run.config_loading import resolve
+from fastadapt.run.device import resolve_device
+from fastadapt.run.logging import MetricsLogger, truncate_metrics
+from fastadapt.run.progress import TrainProgress
+from fastadapt.run.rundir import (
+    CHECKPOINTS,
+    check_params,
+    final_policy_tensors,
+    prepare_run_dir,
+    read_checkpoint,
+    save_policy_file,
+    save_run_config,
+    split_policy,
+    starts_afresh,
+    write_checkpoint,
+)
+from fastadapt.sampling import SeededSampler, make_sampler
+from fastadapt.sampling.base import check_sampler_state
+
+__all__ = ["iteration_record", "load_policy", "train", "warm_start"]
+
+
+def load_policy(algorithm: Algorithm, tensors: dict[str, Any], source: Path,
+                parameters_only: bool = False) -> None:
+    """Give ``algorithm`` a policy file's parameters (checked: names, shapes, dtypes, finite
+    values) and, unless ``parameters_only``, its extras (Meta-SGD's rates).
+
+    Raises:
+        CheckpointError: naming ``source`` and the mismatch.
+    """
+    params, extras = split_policy(tensors)
+    algorithm.load_parameters(check_params(params, algorithm.initial_parameters(), source))
+    if parameters_only:
+        return
+    try:
+        algorithm.load_policy_extras(extras)
+    except (KeyError, RuntimeError, ValueError) as err:
+        raise CheckpointError(f"{source} does not match this algorithm's policy: {err}") from err
+
+
+def warm_start(algorithm: Algorithm, run: RunConfig) -> None:
+    """Start from the final parameters of the run ``run.init_from`` (only the parameters).
+
+    Raises:
+        CheckpointError: that run holds no parameters, or not this policy's.
+    """
+    assert run.init_from is not None
+    try:
+        tensors, source = final_policy_tensors(Path(run.init_from))
+        load_policy(algorithm, tensors, source, parameters_only=True)
+    except CheckpointError as err:
+        raise CheckpointError(f"run.init_from: {err}") from err
+
+
+class _Progress:
+    """What changes during a run besides the algorithm: counters and random streams."""
+
+    def __init__(self, seed: int) -> None:
+        self.iteration = 0
+        self.env_steps = 0
+        self.task_rng = np.random.default_rng([seed, 0])
+        self.sampler_state: dict[str, int] = {"seed": seed, "calls": 0}
+        """The sampler's random state (its seed and call counter; the same for every kind)."""
+
+    def meta(self) -> dict[str, Any]:
+        return {"env_steps": self.env_steps, "task_rng": self.task_rng.bit_generator.state,
+                "sampler": self.sampler_state}
+
+    def restore(self, meta: dict[str, Any]) -> None:
+        self.task_rng.bit_generator.state = meta["task_rng"]
+        self.sampler_state = check_sampler_state(meta["sampler"])
+        self.iteration, self.env_steps = int(meta["iteration"]), int(meta["env_steps"])
+
+
+def iteration_record(iteration: int, seconds: float, env_steps: int, result: Iteration
+                     ) -> dict[str, Any]:
+    """One line of ``metrics.jsonl``: ``returns`` are the mean episode returns along the
+    adaptation (MAML: after 0..K inner steps; RL²: episodes 1..N of a trial)."""
+    return {
+        "iteration": iteration,
+        "seconds": seconds,
+        "env_steps": env_steps,
+        "env_steps_per_second": result.env_steps / seconds,
+        "return_before": result.returns[0],
+        "return_after": result.returns[-1],
+        "returns": result.returns,
+        **result.metrics,
+    }
+
+
+class Trainer:
+    """Trains one run directory; see the module docstring.
+
+    Args:
+        config: the resolved run config.
+        run_dir: the run directory (made for a new run; continued with ``resume``).
+        resume: continue from its latest checkpoint.
+        show_progress: draw the progress bar.
+
+    Raises:
+        ConfigError, UnknownEnvError, FamilyError, PluginError: a bad setting, before any
+            file is written.
+        CheckpointError: ``run_dir`` holds a run and ``resume`` is false, its checkpoint is
+            corrupt or of another policy, or ``run.init_from`` is unusable.
+    """
+
+    def __init__(self, config: TrainConfig, run_dir: Path, resume: bool,
+                 show_progress: bool) -> None:
+        run = config.run
+        configure_process(run.num_threads, run.retain_freed_memory)
+        self.config, self.run_dir, self.show_progress = config, run_dir, show_progress
+        self.algorithm = build_algorithm(config, resolve_device(run.device))
+        self.iterations = self.algorithm.iterations(run.iterations)
+        self.state = _Progress(run.seed)
+        if run.init_from is not None and starts_afresh(run_dir, resume):
+            warm_start(self.algorithm, run)
+        if resume:
+            self._resume()
+        else:
+            prepare_run_dir(config, run_dir)
+
+    def _resume(self) -> None:
+        """Restore the latest checkpoint; only then rewrite the config and the metrics file,
+        so a refused resume (corrupt checkpoint, other architecture) leaves the run as it
+        was."""
+        checkpoints = self.run_dir / CHECKPOINTS
+        marker = latest_checkpoint(checkpoints)
+        if marker is not None:
+            checkpoint = read_checkpoint(marker)
+            load_policy(self.algorithm, checkpoint.policy, marker)
+            try:
+                self.algorithm.load_state_dict(checkpoint.state)
+                self.state.restore(checkpoint.meta)
+            except (KeyError, TypeError, ValueError, RuntimeError) as err:
+                raise CheckpointError(f"{marker} is incomplete or corrupt: {err}") from err
+        elif checkpoints.is_dir() and any(checkpoints.glob("iter_*.json")):
+            raise CheckpointError(
+                f"no loadable checkpoint in {checkpoints}: every iter_*.json is corrupt "
+                "(nothing was changed)"
+            )
+        save_run_config(self.config, self.run_dir)  # e.g. a raised run.iterations
+        truncate_metrics(self.run_dir, self.state.iteration)
+
+    def _save(self, sampler: SeededSampler) -> Path:
+        algorithm, state = self.algorithm, self.state
+        state.sampler_state = sampler.state_dict()
+        policy = {**algorithm.parameters(), **algorithm.policy_extras()}
+        return write_checkpoint(self.run_dir, state.iteration, policy, algorithm.state_dict(),
+                                state.meta(), self.config.run.keep_checkpoints)
+
+    def run(self) -> Path:
+        """Train until ``run.iterations``; returns the path of ``policy.safetensors``.
+
+        Raises:
+            NonFiniteError: the loss stayed non-finite for ``run.max_nonfinite_iterations``
+                iterations (the current, finite parameters are checkpointed first).
+        """
+        run, algorithm = self.config.run, self.algorithm
+        with make_sampler(
+            run.sampler, algorithm.family, algorithm.policy, algorithm.horizon, run.seed,
+            run.workers, run.ray_address,
+        ) as sampler, MetricsLogger(self.run_dir, run.tensorboard) as logger, TrainProgress(
+            self.iterations, self.state.iteration, enabled=self.show_progress
+        ) as progress:
+            sampler.load_state_dict(self.state.sampler_state)
+            self._loop(sampler, logger, progress)
+        policy = {**algorithm.parameters(), **algorithm.policy_extras()}
+        return save_policy_file(self.run_dir, policy, self.state.iteration)
+
+    def _loop(self, sampler: SeededSampler, logger: MetricsLogger, progress: TrainProgress
+              ) -> None:
+        run, state, algorithm = self.config.run, self.state, self.algorithm
+        nonfinite_streak = 0
+        while state.iteration < self.iterations:
+            start = time.perf_counter()
+            tasks = algorithm.family.sample_tasks(state.task_rng,
+                                                  self.config.section.tasks_per_iteration)
+            result = algorithm.train_iteration(sampler, tasks, state.iteration / run.iterations)
+            state.iteration += 1
+            state.env_steps += result.env_steps
+            record = iteration_record(state.iteration, time.perf_counter() - start,
+                                      state.env_steps, result)
+            del result  # an iteration's caches must not outlive it into the next
+            logger.log(record)
+            progress.update(record)
+            nonfinite_streak = nonfinite_streak + 1 if record.get("nonfinite") else 0
+            if nonfinite_streak >= run.max_nonfinite_iterations:
+                marker = self._save(sampler)
+                raise NonFiniteError(
+                    f"loss or gradient was NaN/inf for {nonfinite_streak} consecutive "
+                    f"iterations (up to iteration {state.iteration}); no update was applied; "
+                    f"the last good parameters are in {marker.with_suffix('.safetensors')}"
+                )
+            if state.iteration == self.iterations or state.iteration % run.checkpoint_every == 0:
+                self._save(sampler)
+
+
+def train(config: TrainConfig, run_dir: Path | str, resume: bool = False,
+          show_progress: bool = True) -> Path:
+    """Meta-train ``config`` into ``run_dir``; returns the path of ``policy.safetensors``.
+
+    Raises:
+        ConfigError, UnknownEnvError, FamilyError, PluginError: a bad setting (nothing is
+            written).
+        CheckpointError: ``run_dir`` holds a run and ``resume`` is false, or its checkpoint
+            is corrupt / does not match the config.
+        NonFiniteError: the loss stayed non-finite for ``run.max_nonfinite_iterations``
+            iterations (the current, finite parameters are checkpointed first).
+    """
+    return Trainer(resolve(config), Path(run_dir), resume, show_progress).run()
