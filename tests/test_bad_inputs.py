@@ -182,7 +182,7 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(autouse=True)
 def _faulty_family(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(registry._FAMILIES, "FaultyNavigation", FaultyNavigation)
+    monkeypatch.setitem(registry.FAMILIES.targets, "FaultyNavigation", FaultyNavigation)
 
 
 def _snapshot(directory: Path) -> dict[Path, bytes]:

@@ -190,7 +190,7 @@ class _NaNNavigation(Navigation2D):
 def test_nan_loss_stops_with_clear_error_and_keeps_parameters(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(registry._FAMILIES, "NaNNavigation", _NaNNavigation)
+    monkeypatch.setitem(registry.FAMILIES.targets, "NaNNavigation", _NaNNavigation)
     run = tmp_path / "run"
     assert _train(run, "--iterations", "5", "--set", "env.name=NaNNavigation") == 2
     err = _error(capsys)

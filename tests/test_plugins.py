@@ -91,9 +91,10 @@ def test_entry_points_are_found_without_any_setting(tmp_path: Path,
     (info / "entry_points.txt").write_text(
         "[fastadapt.families]\nEntryPointLine = plugin_problems:ShiftedLine\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setitem(registry._loaded, "entry points", False)
-    monkeypatch.setattr(registry, "_FAMILIES", dict(registry._FAMILIES))
-    monkeypatch.setattr(registry, "_SOURCES", dict(registry._SOURCES))
+    families = registry.FAMILIES
+    monkeypatch.setattr(families, "entry_points_read", False)
+    monkeypatch.setattr(families, "targets", dict(families.targets))
+    monkeypatch.setattr(families, "sources", dict(families.sources))
     assert "EntryPointLine" in registry.family_names()
     assert registry.make_family("EntryPointLine").name == "ShiftedLine"
     assert registry.family_source("EntryPointLine") == "the plugin fake-plugin"

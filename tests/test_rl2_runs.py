@@ -42,7 +42,7 @@ RL2_TINY = [
 
 def test_rl2_finds_the_good_arm_within_a_trial(tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(registry._FAMILIES, "TwoArm", _TwoArm)
+    monkeypatch.setitem(registry.FAMILIES.targets, "TwoArm", _TwoArm)
     run = tmp_path / "run"
     assert main(["train", "rl2/bandit-k5", "--run-dir", str(run), *RL2_TINY,
                  "--set", "env.name=TwoArm", "--set", "env.kwargs={}",

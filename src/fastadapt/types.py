@@ -19,6 +19,11 @@ Params = dict[str, Tensor]
 have the module's shapes; per-task parameters carry a leading ``[T]`` axis."""
 
 
+def _on(device: torch.device, fields: tuple[Tensor | None, ...]) -> list[Any]:
+    """A NamedTuple's tensors moved to ``device`` (``None`` stays ``None``)."""
+    return [None if x is None else x.to(device) for x in fields]
+
+
 class Trajectories(NamedTuple):
     """Raw episodes as a sampler returns them.
 
@@ -56,8 +61,7 @@ class Trajectories(NamedTuple):
 
     def to(self, device: torch.device) -> Trajectories:
         """The same episodes on ``device`` (no copy where they are already)."""
-        moved: list[Any] = [None if x is None else x.to(device) for x in self]
-        return Trajectories(*moved)
+        return Trajectories(*_on(device, self))
 
     def transitions(self) -> list[Transitions]:
         """Each task's steps as single transitions, masked steps dropped, for off-policy
@@ -184,8 +188,7 @@ class Trials(NamedTuple):
 
     def to(self, device: torch.device) -> Trials:
         """The same trials on ``device`` (no copy where they are already)."""
-        moved: list[Any] = [None if x is None else x.to(device) for x in self]
-        return Trials(*moved)
+        return Trials(*_on(device, self))
 
     def _by_episode(self, per_step: Tensor, episodes_per_trial: int) -> Tensor:
         """``[T, B, L]`` masked and viewed as ``[T, B, n, H]``."""

@@ -29,7 +29,7 @@ Algorithms never see a run directory, print nothing and draw nothing.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Literal, NamedTuple
+from typing import Any, ClassVar, Generic, Literal, NamedTuple, TypeVar, cast
 
 import torch
 from torch import Tensor
@@ -41,6 +41,9 @@ from fastadapt.types import Params
 
 __all__ = ["AdaptsBy", "Algorithm", "AlgorithmConfig", "Iteration", "MetaTestCurves",
            "MetaTestProtocol", "on_cpu"]
+
+C = TypeVar("C", bound=AlgorithmConfig)
+"""An algorithm's config section class."""
 
 AdaptsBy = Literal["gradient_steps", "episodes"]
 """How an algorithm adapts at meta-test: inner gradient steps, or episodes of experience in a
@@ -105,11 +108,12 @@ class MetaTestCurves(NamedTuple):
     extra: dict[str, Any] = {}  # noqa: RUF012 (a NamedTuple default, never mutated)
 
 
-class Algorithm(ABC):
+class Algorithm(ABC, Generic[C]):
     """A meta-RL algorithm, built from a task family, a config and a device.
 
-    Subclasses set :attr:`config_class` (and :attr:`adapts_by`), build their policy module as
-    :attr:`policy` in ``__init__`` (seeded by ``run.seed``) and implement the abstract methods.
+    Subclasses (``class Reptile(Algorithm[ReptileConfig])``) set :attr:`config_class` (and
+    :attr:`adapts_by`), build their policy module as :attr:`policy` in ``__init__`` (seeded by
+    ``run.seed``) and implement the abstract methods; :attr:`settings` is their section.
     Parameters are ``Params`` dicts on :attr:`device`; the sampler steps the module on the CPU.
 
     Args:
@@ -139,6 +143,19 @@ class Algorithm(ABC):
         self.device = device
         self.horizon = config.env.horizon or family.horizon
         """Steps per episode."""
+
+    @property
+    def settings(self) -> C:
+        """The algorithm's own config section (an instance of :attr:`config_class`).
+
+        Raises:
+            TypeError: the config holds another algorithm's section.
+        """
+        section = self.config.section
+        if not isinstance(section, self.config_class):
+            raise TypeError(f"{type(self).__name__} reads a {self.config_class.__name__} "
+                            f"section, got {type(section).__name__}")
+        return cast(C, section)
 
     def iterations(self, requested: int) -> int:
         """How many iterations a run of ``requested`` (``run.iterations``) trains: all of

@@ -9,7 +9,6 @@ points of the group ``fastadapt.algorithms``), so listing names imports nothing 
 from __future__ import annotations
 
 import difflib
-import importlib
 from typing import Any
 
 import torch
@@ -18,7 +17,7 @@ from fastadapt.algorithms.base import Algorithm
 from fastadapt.config import AlgorithmConfig, TrainConfig
 from fastadapt.envs.registry import make_family
 from fastadapt.errors import ConfigError, PluginError
-from fastadapt.plugins import entry_points, resolve_target
+from fastadapt.plugins import Registry
 
 ENTRY_POINT_GROUP = "fastadapt.algorithms"
 _COMMON_SECTIONS = ("algorithm", "env", "policy", "run", "evaluate", "plugins")
@@ -34,12 +33,9 @@ _BUILTIN: dict[str, str] = {
     "random-init": "fastadapt.algorithms.transfer.algorithm:RandomInit",
     "oracle": "fastadapt.algorithms.transfer.algorithm:Oracle",
 }
-_REGISTRY: dict[str, type[Algorithm] | str] = dict(_BUILTIN)
-_SOURCES: dict[str, str] = dict.fromkeys(_BUILTIN, "fastadapt")
-_entry_points_read = False
 
 
-def _check(name: str, cls: Any, source: str) -> type[Algorithm]:
+def _check(name: str, cls: object, source: str) -> type[Algorithm[Any]]:
     """``cls`` if it is an algorithm class with a usable config section.
 
     Raises:
@@ -61,7 +57,13 @@ def _check(name: str, cls: Any, source: str) -> type[Algorithm]:
     return cls
 
 
-def register_algorithm(name: str, algorithm: type[Algorithm] | str, source: str = "") -> None:
+ALGORITHMS: Registry[type[Algorithm[Any]]] = Registry("algorithm", ENTRY_POINT_GROUP, _BUILTIN,
+                                                      _check)
+"""Every algorithm by name."""
+
+
+def register_algorithm(name: str, algorithm: type[Algorithm[Any]] | str, source: str = ""
+                       ) -> None:
     """Make ``algorithm`` (a class, or its ``"module:Class"`` path) trainable as ``name``.
 
     Registering the same class (or path) under the same name again does nothing.
@@ -70,36 +72,15 @@ def register_algorithm(name: str, algorithm: type[Algorithm] | str, source: str 
         PluginError: ``name`` is taken by another algorithm (the message names both
             sources), or the class is not an :class:`Algorithm` with a named section.
     """
-    source = source or (algorithm if isinstance(algorithm, str) else algorithm.__module__)
-    if not isinstance(algorithm, str):
-        _check(name, algorithm, source)
-    known = _REGISTRY.get(name)
-    if known is not None:
-        if known == algorithm or resolve_target(known) is resolve_target(algorithm):
-            return  # the same algorithm again (an entry point and an import of its module)
-        raise PluginError(f"algorithm {name!r} is registered twice: by {_SOURCES[name]} and "
-                          f"by {source}")
-    _REGISTRY[name] = algorithm
-    _SOURCES[name] = source
-
-
-def _read_entry_points() -> None:
-    """Register the algorithms that installed packages declare (once per process)."""
-    global _entry_points_read
-    if _entry_points_read:
-        return
-    _entry_points_read = True
-    for point in entry_points(ENTRY_POINT_GROUP):
-        register_algorithm(point.name, point.value, f"the plugin {point.dist_name}")
+    ALGORITHMS.register(name, algorithm, source)
 
 
 def algorithm_names() -> list[str]:
     """Registered algorithm names, sorted."""
-    _read_entry_points()
-    return sorted(_REGISTRY)
+    return ALGORITHMS.names()
 
 
-def algorithm_class(name: str) -> type[Algorithm]:
+def algorithm_class(name: str) -> type[Algorithm[Any]]:
     """The algorithm class registered as ``name`` (imported on first use).
 
     Raises:
@@ -107,25 +88,16 @@ def algorithm_class(name: str) -> type[Algorithm]:
             how to add one).
         PluginError: its module cannot be imported, or it is not an algorithm class.
     """
-    _read_entry_points()
-    target = _REGISTRY.get(name)
-    if target is None:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
+    cls = ALGORITHMS.get(name)
+    if cls is None:
+        known = ALGORITHMS.names()
+        close = difflib.get_close_matches(name, known, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ConfigError(
-            f"unknown algorithm {name!r}{hint} (known: {', '.join(sorted(_REGISTRY))}; "
+            f"unknown algorithm {name!r}{hint} (known: {', '.join(known)}; "
             "a plugin adds one: an entry point in the group 'fastadapt.algorithms', "
             "plugins: [module] in the config or --plugin MODULE)")
-    if isinstance(target, str):
-        module, _, attribute = target.partition(":")
-        try:
-            loaded = getattr(importlib.import_module(module), attribute)
-        except (ImportError, AttributeError) as err:
-            raise PluginError(f"algorithm {name!r} of {_SOURCES[name]} cannot be imported from "
-                              f"{target}: {type(err).__name__}: {err}") from err
-        target = _check(name, loaded, _SOURCES[name])
-        _REGISTRY[name] = target
-    return target
+    return cls
 
 
 def section_names() -> dict[str, list[str]]:
@@ -140,7 +112,7 @@ def section_names() -> dict[str, list[str]]:
     return sections
 
 
-def build_algorithm(config: TrainConfig, device: torch.device) -> Algorithm:
+def build_algorithm(config: TrainConfig, device: torch.device) -> Algorithm[Any]:
     """The algorithm of a resolved ``config`` on its task family, on ``device`` (a bad env,
     policy or setting fails here, before any file is written).
 
@@ -160,9 +132,11 @@ def describe_algorithms() -> list[dict[str, str]]:
             cls = algorithm_class(name)
         except (ConfigError, PluginError) as err:  # a broken plugin is listed, not fatal
             rows.append({"name": name, "section": "?", "adapts_by": "?",
-                         "source": _SOURCES[name], "summary": f"(cannot be loaded: {err})"})
+                         "source": ALGORITHMS.sources[name],
+                         "summary": f"(cannot be loaded: {err})"})
             continue
         summary = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
         rows.append({"name": name, "section": cls.config_class.section,
-                     "adapts_by": cls.adapts_by, "source": _SOURCES[name], "summary": summary})
+                     "adapts_by": cls.adapts_by, "source": ALGORITHMS.sources[name],
+                     "summary": summary})
     return rows

@@ -14,7 +14,6 @@ it is built in a process (with given keyword arguments).
 from __future__ import annotations
 
 import difflib
-import importlib
 import importlib.util
 import inspect
 from typing import Any
@@ -34,13 +33,13 @@ from fastadapt.errors import (
     PluginError,
     UnknownEnvError,
 )
-from fastadapt.plugins import entry_points, resolve_target
+from fastadapt.plugins import Registry
 
 ENTRY_POINT_GROUP = "fastadapt.families"
 METAWORLD_PREFIX = "MetaWorld-"
 """Names of the Meta-World families start with it."""
 
-_FAMILIES: dict[str, FamilyFactory | str] = {
+_BUILTIN: dict[str, FamilyFactory] = {
     "HalfCheetahVel": HalfCheetahVel,
     "HalfCheetahDir": HalfCheetahDir,
     "AntVel": AntVel,
@@ -50,9 +49,44 @@ _FAMILIES: dict[str, FamilyFactory | str] = {
     "Bandit": BernoulliBandit,
     "TabularMDP": TabularMDP,
 }
-_SOURCES: dict[str, str] = dict.fromkeys(_FAMILIES, "fastadapt")
 _checked: set[tuple[str, str]] = set()
-_loaded = {"entry points": False, "metaworld": False}
+_metaworld = {"loaded": False}
+
+
+def _callable(name: str, factory: object, source: str) -> FamilyFactory:
+    """``factory`` if it can be called to build a family.
+
+    Raises:
+        PluginError: it is not callable.
+    """
+    if not callable(factory):
+        raise PluginError(f"task family {name!r} of {source}: {factory!r} is not a class or "
+                          "factory")
+    return factory
+
+
+def gym_id(name: str) -> str:
+    """The gymnasium id of family ``name``: ``fastadapt/<name>-v0``."""
+    return f"fastadapt/{name}-v0"
+
+
+def _make_task_env(**kwargs: Any) -> TaskEnv[Any]:
+    """Gymnasium entry point: ``family``, optional ``task`` and ``horizon``, then family kwargs."""
+    family = kwargs.pop("family")
+    task = kwargs.pop("task", None)
+    horizon = kwargs.pop("horizon", None)
+    return make_family(family, **kwargs).make_env(task, horizon)
+
+
+def _register_gym_id(name: str) -> None:
+    env_id = gym_id(name)
+    if env_id not in gym.registry:
+        gym.register(id=env_id, entry_point=_make_task_env, kwargs={"family": name})
+
+
+FAMILIES: Registry[FamilyFactory] = Registry("task family", ENTRY_POINT_GROUP, _BUILTIN,
+                                             _callable, on_register=_register_gym_id)
+"""Every task family's factory by name."""
 
 
 def register_family(name: str, factory: FamilyFactory | str, source: str = "") -> None:
@@ -64,17 +98,7 @@ def register_family(name: str, factory: FamilyFactory | str, source: str = "") -
     Raises:
         PluginError: ``name`` is taken by another factory (the message names both sources).
     """
-    source = source or (factory if isinstance(factory, str)
-                        else getattr(factory, "__module__", repr(factory)))
-    known = _FAMILIES.get(name)
-    if known is not None:
-        if known == factory or resolve_target(known) is resolve_target(factory):
-            return  # the same family again (an entry point and an import of its module)
-        raise PluginError(f"task family {name!r} is registered twice: by {_SOURCES[name]} and "
-                          f"by {source}")
-    _FAMILIES[name] = factory
-    _SOURCES[name] = source
-    _register_gym_id(name)
+    FAMILIES.register(name, factory, source)
 
 
 def metaworld_installed() -> bool:
@@ -84,41 +108,32 @@ def metaworld_installed() -> bool:
 
 def _load_metaworld() -> None:
     """Register the Meta-World families (importing Meta-World) if it is installed."""
-    if _loaded["metaworld"] or not metaworld_installed():
+    if _metaworld["loaded"] or not metaworld_installed():
         return
-    _loaded["metaworld"] = True
+    _metaworld["loaded"] = True
     from fastadapt.envs.metaworld import family_factories
 
     for name, factory in family_factories().items():
-        register_family(name, factory, "fastadapt (Meta-World)")
-
-
-def _load_entry_points() -> None:
-    """Register the families that installed packages declare (once per process)."""
-    if _loaded["entry points"]:
-        return
-    _loaded["entry points"] = True
-    for point in entry_points(ENTRY_POINT_GROUP):
-        register_family(point.name, point.value, f"the plugin {point.dist_name}")
+        FAMILIES.register(name, factory, "fastadapt (Meta-World)")
 
 
 def family_names() -> list[str]:
     """Registered family names, sorted (the Meta-World ones when it is installed)."""
-    _load_entry_points()
     _load_metaworld()
-    return sorted(_FAMILIES)
+    return FAMILIES.names()
 
 
 def family_source(name: str) -> str:
     """Who registered ``name`` (``fastadapt``, or a plugin)."""
-    return _SOURCES.get(name, "?")
+    return FAMILIES.sources.get(name, "?")
 
 
 def _unknown(name: str) -> UnknownEnvError:
-    close = difflib.get_close_matches(name, list(_FAMILIES), n=3)
+    names = family_names()
+    close = difflib.get_close_matches(name, names, n=3)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
-    known = [n for n in family_names() if not n.startswith(METAWORLD_PREFIX + "ML1-")]
-    if len(known) < len(_FAMILIES):
+    known = [n for n in names if not n.startswith(METAWORLD_PREFIX + "ML1-")]
+    if len(known) < len(names):
         known.append(f"{METAWORLD_PREFIX}ML1-<env> for the Meta-World v3 envs")
     return UnknownEnvError(
         f"unknown env {name!r}{hint} (known: {', '.join(known)}; a plugin adds one: an entry "
@@ -128,27 +143,15 @@ def _unknown(name: str) -> UnknownEnvError:
 
 def _factory(name: str) -> FamilyFactory:
     """The factory registered as ``name`` (imported on first use)."""
-    _load_entry_points()
-    if name not in _FAMILIES and name.startswith(METAWORLD_PREFIX):
+    if name.startswith(METAWORLD_PREFIX) and FAMILIES.get(name) is None:
         if not metaworld_installed():
             raise UnknownEnvError(f"env {name!r} needs Meta-World, which is not installed: "
                                   "pip install 'fastadapt[metaworld]'")
         _load_metaworld()
-    target = _FAMILIES.get(name)
-    if target is None:
+    factory = FAMILIES.get(name)
+    if factory is None:
         raise _unknown(name)
-    if isinstance(target, str):
-        module, _, attribute = target.partition(":")
-        try:
-            target = getattr(importlib.import_module(module), attribute)
-        except (ImportError, AttributeError) as err:
-            raise PluginError(f"task family {name!r} of {_SOURCES[name]} cannot be imported "
-                              f"from {_FAMILIES[name]}: {type(err).__name__}: {err}") from err
-        if not callable(target):
-            raise PluginError(f"task family {name!r} of {_SOURCES[name]}: {_FAMILIES[name]} "
-                              "is not a class or factory")
-        _FAMILIES[name] = target
-    return target
+    return factory
 
 
 def make_family(name: str, check: bool = True, **kwargs: Any) -> TaskFamily[Any]:
@@ -188,11 +191,6 @@ def make_family(name: str, check: bool = True, **kwargs: Any) -> TaskFamily[Any]
         check_family(family, name)
         _checked.add(key)
     return family
-
-
-def gym_id(name: str) -> str:
-    """The gymnasium id of family ``name``: ``fastadapt/<name>-v0``."""
-    return f"fastadapt/{name}-v0"
 
 
 def describe_families() -> list[dict[str, str]]:
@@ -235,21 +233,3 @@ def _describe_space(space: gym.spaces.Space[Any]) -> str:
     if isinstance(space, gym.spaces.Box) and "[" in text:
         return f"Box({space.shape}, {space.dtype})"
     return text
-
-
-def _make_task_env(**kwargs: Any) -> TaskEnv[Any]:
-    """Gymnasium entry point: ``family``, optional ``task`` and ``horizon``, then family kwargs."""
-    family = kwargs.pop("family")
-    task = kwargs.pop("task", None)
-    horizon = kwargs.pop("horizon", None)
-    return make_family(family, **kwargs).make_env(task, horizon)
-
-
-def _register_gym_id(name: str) -> None:
-    env_id = gym_id(name)
-    if env_id not in gym.registry:
-        gym.register(id=env_id, entry_point=_make_task_env, kwargs={"family": name})
-
-
-for _name in list(_FAMILIES):
-    _register_gym_id(_name)

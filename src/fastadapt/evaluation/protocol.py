@@ -37,7 +37,7 @@ from fastadapt.sampling import make_sampler
 __all__ = ["evaluate", "evaluate_run", "meta_test"]
 
 
-def meta_test(algorithm: Algorithm, num_tasks: int, protocol: MetaTestProtocol, seed: int
+def meta_test(algorithm: Algorithm[Any], num_tasks: int, protocol: MetaTestProtocol, seed: int
               ) -> dict[str, Any]:
     """The adaptation curves of ``algorithm``'s current parameters on ``num_tasks`` held-out
     tasks, summarised for ``evaluation.json`` (see the module docstring).

@@ -44,7 +44,7 @@ from fastadapt.sampling.base import check_sampler_state
 __all__ = ["iteration_record", "load_policy", "train", "warm_start"]
 
 
-def load_policy(algorithm: Algorithm, tensors: dict[str, Any], source: Path,
+def load_policy(algorithm: Algorithm[Any], tensors: dict[str, Any], source: Path,
                 parameters_only: bool = False) -> None:
     """Give ``algorithm`` a policy file's parameters (checked: names, shapes, dtypes, finite
     values) and, unless ``parameters_only``, its extras (Meta-SGD's rates).
@@ -62,7 +62,7 @@ def load_policy(algorithm: Algorithm, tensors: dict[str, Any], source: Path,
         raise CheckpointError(f"{source} does not match this algorithm's policy: {err}") from err
 
 
-def warm_start(algorithm: Algorithm, run: RunConfig) -> None:
+def warm_start(algorithm: Algorithm[Any], run: RunConfig) -> None:
     """Start from the final parameters of the run ``run.init_from`` (only the parameters).
 
     Raises:

@@ -7,9 +7,10 @@ on ``E`` fresh episodes of the current policy, MAML's inner step), giving ``phi_
 meta-test it adapts as MAML does: inner steps from the learned ``theta``.
 
 An algorithm is a :class:`fastadapt.Algorithm` with a config section (a frozen dataclass
-deriving from :class:`fastadapt.AlgorithmConfig`, whose ``section`` is its YAML key); it builds
-its policy from ``(family, config, device)``, trains one iteration given a sampler, and
-meta-tests. The trainer does the rest (run directory, checkpoints, resume, logs).
+deriving from :class:`fastadapt.AlgorithmConfig`, here through the inner step's settings of
+the MAML family, whose ``section`` is its YAML key); it builds its policy from ``(family,
+config, device)``, trains one iteration given a sampler, and meta-tests. The trainer does the
+rest (run directory, checkpoints, resume, logs).
 """
 
 from __future__ import annotations
@@ -22,44 +23,38 @@ import torch
 
 import fastadapt
 from fastadapt.algorithms.maml.adapt import adapt_steps, expand_to_tasks
-from fastadapt.algorithms.maml.config import MAMLConfig
+from fastadapt.algorithms.maml.config import InnerStepConfig, MAMLConfig
 from fastadapt.algorithms.maml.meta_batch import collect_meta_batch
 from fastadapt.errors import require
 from fastadapt.policies.mlp import make_policy
 
 
 @dataclass(frozen=True)
-class ReptileConfig(fastadapt.AlgorithmConfig):
-    """The ``reptile:`` section (``tasks_per_iteration`` comes from the base class)."""
+class ReptileConfig(InnerStepConfig):
+    """The ``reptile:`` section (``tasks_per_iteration``, ``episodes_per_task``, ``inner_lr``,
+    ``gamma`` and ``gae_lambda`` come from the base classes)."""
 
     section: ClassVar[str] = "reptile"
-    episodes_per_task: int = 10
-    """Episodes per task for each inner step."""
     inner_steps: int = 3
     """Inner policy-gradient steps per task (``k``)."""
-    inner_lr: float = 0.1
-    """Inner step size."""
     outer_step_size: float = 0.5
     """``epsilon``: how far ``theta`` moves towards the mean adapted parameters."""
-    gamma: float = 0.99
-    """Discount factor."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require(self.episodes_per_task >= 1, "episodes_per_task", "must be >= 1")
-        require(self.inner_steps >= 1, "inner_steps", "must be >= 1")
-        require(self.inner_lr > 0, "inner_lr", f"must be > 0, got {self.inner_lr}")
-        require(0 < self.outer_step_size <= 1, "outer_step_size", "must be in (0, 1]")
+        require(self.inner_steps >= 1, "inner_steps", f"must be >= 1, got {self.inner_steps}")
+        require(0 < self.outer_step_size <= 1, "outer_step_size",
+                f"must be in (0, 1], got {self.outer_step_size}")
 
     def adaptation(self, episodes_per_task: int | None = None) -> MAMLConfig:
         """The inner loop in the form fastadapt's MAML sampling takes (first-order)."""
         return MAMLConfig(tasks_per_iteration=self.tasks_per_iteration,
                           episodes_per_task=episodes_per_task or self.episodes_per_task,
                           adaptation_steps=self.inner_steps, inner_lr=self.inner_lr,
-                          first_order=True, gamma=self.gamma)
+                          first_order=True, gamma=self.gamma, gae_lambda=self.gae_lambda)
 
 
-class Reptile(fastadapt.Algorithm):
+class Reptile(fastadapt.Algorithm[ReptileConfig]):
     """Reptile (Nichol et al. 2018): move the initialisation towards the adapted policies."""
 
     config_class = ReptileConfig
@@ -68,9 +63,6 @@ class Reptile(fastadapt.Algorithm):
     def __init__(self, family: fastadapt.TaskFamily[Any], config: fastadapt.TrainConfig,
                  device: torch.device) -> None:
         super().__init__(family, config, device)
-        section = config.section
-        assert isinstance(section, ReptileConfig)
-        self.settings = section
         torch.manual_seed(config.run.seed)
         self.policy = make_policy(int(np.prod(family.observation_space.shape)),
                                   family.action_space, config.policy.hidden_sizes,

@@ -12,13 +12,13 @@ transfer baselines (:mod:`fastadapt.algorithms.transfer`) subclass :class:`Gradi
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from fastadapt.algorithms.base import Algorithm, Iteration, MetaTestCurves, MetaTestProtocol
+from fastadapt.algorithms.base import Algorithm, C, Iteration, MetaTestCurves, MetaTestProtocol
 from fastadapt.algorithms.maml.config import (
     MAMLConfig,
     MAMLPPOConfig,
@@ -69,7 +69,7 @@ class OuterStep(Protocol):
         ...
 
 
-class GradientAdapted(Algorithm):
+class GradientAdapted(Algorithm[C]):
     """An MLP policy adapted at meta-test by MAML's inner policy-gradient steps.
 
     Subclasses give the sampling and adaptation settings (:meth:`adaptation`), the inner steps
@@ -94,10 +94,8 @@ class GradientAdapted(Algorithm):
         self.outer = self.build_outer()
 
     def adaptation(self) -> MAMLConfig:
-        """How episodes are sampled and adapted (the section itself for the MAML family)."""
-        section = self.config.section
-        assert isinstance(section, MAMLConfig)
-        return section
+        """How episodes are sampled and adapted."""
+        raise NotImplementedError
 
     def build_outer(self) -> OuterStep:
         """The outer update, starting from :attr:`theta`."""
@@ -168,49 +166,54 @@ class GradientAdapted(Algorithm):
         return examples
 
 
-class MAMLTRPOAlgorithm(GradientAdapted):
+M = TypeVar("M", bound=MAMLConfig)
+V = TypeVar("V", bound=MAMLVPGConfig)
+
+
+class MAMLAlgorithm(GradientAdapted[M]):
+    """The MAML family: the section is the inner loop's settings."""
+
+    def adaptation(self) -> MAMLConfig:
+        return self.settings
+
+
+class MAMLTRPOAlgorithm(MAMLAlgorithm[MAMLTRPOConfig]):
     """MAML-TRPO (Finn et al. 2017): exact meta-gradient, natural step, line search."""
 
     config_class = MAMLTRPOConfig
 
     def build_outer(self) -> OuterStep:
-        section = self.config.section
-        assert isinstance(section, MAMLTRPOConfig)
-        return MAMLTRPO(self.policy, section, section.trpo)
+        return MAMLTRPO(self.policy, self.settings, self.settings.trpo)
 
 
-class GradientMAMLAlgorithm(GradientAdapted):
+class GradientMAMLAlgorithm(MAMLAlgorithm[V]):
     """MAML with an Adam outer step on a first-order objective (its section says which)."""
 
-    config_class: ClassVar[type[MAMLVPGConfig]] = MAMLVPGConfig
-
     def build_outer(self) -> OuterStep:
-        section = self.config.section
-        assert isinstance(section, MAMLVPGConfig)
-        self.gradient = GradientMAML(self.policy, self.theta, section)
+        self.gradient = GradientMAML(self.policy, self.theta, self.settings)
         return self.gradient
 
 
-class MAMLVPG(GradientMAMLAlgorithm):
+class MAMLVPG(GradientMAMLAlgorithm[MAMLVPGConfig]):
     """MAML-VPG: one vanilla policy-gradient step through the inner loop per meta-batch."""
 
     config_class = MAMLVPGConfig
 
 
-class MAMLPPO(GradientMAMLAlgorithm):
+class MAMLPPO(GradientMAMLAlgorithm[MAMLPPOConfig]):
     """MAML-PPO: PPO's clipped surrogate of the post-update ratio."""
 
     config_class = MAMLPPOConfig
 
 
-class ProMP(GradientMAMLAlgorithm):
+class ProMP(GradientMAMLAlgorithm[ProMPConfig]):
     """ProMP (Rothfuss et al. 2019): LVC inner estimator and a KL penalty on the pre-update
     policies."""
 
     config_class = ProMPConfig
 
 
-class MetaSGD(GradientMAMLAlgorithm):
+class MetaSGD(GradientMAMLAlgorithm[MetaSGDConfig]):
     """Meta-SGD (Li et al. 2017): per-parameter inner rates learned with ``theta``; the rates
     belong to the result (policy file and checkpoints, ``inner_lr/<name>``)."""
 

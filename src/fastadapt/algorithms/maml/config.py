@@ -19,22 +19,37 @@ Objective = Literal["vpg", "ppo"]
 
 
 @dataclass(frozen=True)
-class MAMLConfig(AlgorithmConfig):
-    """Inner loop and data settings of MAML-RL (Finn et al. 2017, Algorithm 3)."""
+class InnerStepConfig(AlgorithmConfig):
+    """Episodes and the inner policy-gradient step (Finn et al. 2017, eq. 1): what the MAML
+    family adapts with, and what the transfer baselines fine-tune with at meta-test."""
 
-    default_estimator: ClassVar[Estimator] = "maml"
     episodes_per_task: int = 20
     """Episodes sampled per task for each inner step and for the validation batch."""
-    adaptation_steps: int = 1
-    """Inner gradient steps during meta-training."""
     inner_lr: float = 0.1
     """Inner step size alpha (> 0)."""
-    first_order: bool = False
-    """Drop second-order terms (FOMAML)."""
     gamma: float = 0.99
     """Discount factor."""
     gae_lambda: float = 1.0
     """GAE lambda (1.0: Monte-Carlo returns minus the linear baseline)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_at_least_one(self, ("episodes_per_task",))
+        require(self.inner_lr > 0, "inner_lr", f"must be > 0, got {self.inner_lr}")
+        require(0 < self.gamma <= 1, "gamma", f"must be in (0, 1], got {self.gamma}")
+        require(0 <= self.gae_lambda <= 1, "gae_lambda",
+                f"must be in [0, 1], got {self.gae_lambda}")
+
+
+@dataclass(frozen=True)
+class MAMLConfig(InnerStepConfig):
+    """Inner loop and data settings of MAML-RL (Finn et al. 2017, Algorithm 3)."""
+
+    default_estimator: ClassVar[Estimator] = "maml"
+    adaptation_steps: int = 1
+    """Inner gradient steps during meta-training."""
+    first_order: bool = False
+    """Drop second-order terms (FOMAML)."""
     estimator: Estimator | None = None
     """Meta-gradient estimator (:mod:`fastadapt.algorithms.maml.estimators`): ``maml``
     (Finn et al.), ``emaml`` (Stadie et al.), ``dice`` (Foerster et al.) or ``lvc`` (Rothfuss
@@ -47,11 +62,7 @@ class MAMLConfig(AlgorithmConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require_at_least_one(self, ("episodes_per_task", "adaptation_steps"))
-        require(self.inner_lr > 0, "inner_lr", f"must be > 0, got {self.inner_lr}")
-        require(0 < self.gamma <= 1, "gamma", f"must be in (0, 1], got {self.gamma}")
-        require(0 <= self.gae_lambda <= 1, "gae_lambda",
-                f"must be in [0, 1], got {self.gae_lambda}")
+        require_at_least_one(self, ("adaptation_steps",))
 
 
 @dataclass(frozen=True)

@@ -90,7 +90,7 @@ def trial_outcomes(trials: Trials, episodes_per_trial: int) -> dict[str, float]:
     return metrics
 
 
-class RL2(Algorithm):
+class RL2(Algorithm[RL2Config]):
     """RL²: a GRU (or LSTM) policy trained with PPO over trials; reads ``rl2:`` and, of
     ``policy:``, ``init_std`` only."""
 
@@ -112,13 +112,6 @@ class RL2(Algorithm):
             rl2.separate_value_gru, rl2.time_input, rl2.cell, rl2.transition_input,
             critic_features, belief_features)
         self.update = RL2PPO(self.policy, self.initial_parameters(), rl2, config.run.seed)
-
-    @property
-    def settings(self) -> RL2Config:
-        """The ``rl2:`` section."""
-        section = self.config.section
-        assert isinstance(section, RL2Config)
-        return section
 
     def parameters(self) -> Params:
         return {name: p.detach() for name, p in self.update.params.items()}

@@ -27,39 +27,24 @@ from torch import Tensor
 
 from fastadapt.algorithms.common.trpo import TRPOConfig
 from fastadapt.algorithms.maml.algorithm import GradientAdapted, OuterStep
-from fastadapt.algorithms.maml.config import MAMLConfig
+from fastadapt.algorithms.maml.config import InnerStepConfig, MAMLConfig
 from fastadapt.algorithms.maml.meta_batch import MetaBatch
 from fastadapt.algorithms.maml.trpo import MAMLTRPO
-from fastadapt.config import AlgorithmConfig, TrainConfig
+from fastadapt.config import TrainConfig
 from fastadapt.envs.base import TaskFamily
 from fastadapt.envs.wrappers import OracleFamily
-from fastadapt.errors import ConfigError, require, require_at_least_one
+from fastadapt.errors import ConfigError
 from fastadapt.types import Params
 
 
 @dataclass(frozen=True)
-class FinetuneConfig(AlgorithmConfig):
-    """Pretraining (multi-task TRPO, settings in ``trpo:``) and meta-test fine-tuning."""
+class FinetuneConfig(InnerStepConfig):
+    """Pretraining (multi-task TRPO, settings in ``trpo:``; ``episodes_per_task`` per task and
+    pretraining iteration) and meta-test fine-tuning (``inner_lr``: MAML's inner step)."""
 
     section: ClassVar[str] = "finetune"
-    episodes_per_task: int = 20
-    """Episodes per task in each pretraining iteration."""
-    inner_lr: float = 0.1
-    """Step size of each fine-tuning policy-gradient step at meta-test (MAML's inner lr)."""
-    gamma: float = 0.99
-    """Discount factor."""
-    gae_lambda: float = 1.0
-    """GAE lambda (1.0: Monte-Carlo returns minus the linear baseline)."""
     trpo: TRPOConfig = field(default_factory=TRPOConfig)
     """The pretraining optimizer (MAML-TRPO's step with zero inner steps)."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require_at_least_one(self, ("episodes_per_task",))
-        require(self.inner_lr > 0, "inner_lr", f"must be > 0, got {self.inner_lr}")
-        require(0 < self.gamma <= 1, "gamma", f"must be in (0, 1], got {self.gamma}")
-        require(0 <= self.gae_lambda <= 1, "gae_lambda",
-                f"must be in [0, 1], got {self.gae_lambda}")
 
     def adaptation_config(self) -> MAMLConfig:
         """The sampling and fine-tuning settings in the form the MAML machinery takes
@@ -101,19 +86,12 @@ class NoUpdate:
         """Nothing to restore."""
 
 
-class Finetune(GradientAdapted):
+class Finetune(GradientAdapted[FinetuneConfig]):
     """Pretrain by multi-task TRPO (:class:`MAMLTRPO` on meta-batches collected with zero
     inner steps: its inner-loop Jacobian is the identity); fine-tune at meta-test."""
 
     config_class = FinetuneConfig
     training_inner_steps = 0
-
-    @property
-    def settings(self) -> FinetuneConfig:
-        """The ``finetune:`` section."""
-        section = self.config.section
-        assert isinstance(section, FinetuneConfig)
-        return section
 
     def adaptation(self) -> MAMLConfig:
         return self.settings.adaptation_config()
