@@ -27,7 +27,7 @@ from fastadapt.cli import main
 from fastadapt.envs import registry
 from fastadapt.errors import FastAdaptError
 from fastadapt.policies.mlp import GaussianMLPPolicy
-from fastadapt.run.checkpoint import load_tensors
+from fastadapt.run.checkpoint import load_tensors, save_tensors
 from fastadapt.sampling import make_sampler
 from fastadapt.sampling.process import ProcessSampler
 
@@ -108,6 +108,33 @@ def _corrupt_policy(run: Path, tmp: Path) -> None:
     (run / "policy.safetensors").write_bytes(b"x")
 
 
+def _edit_policy(edit: Callable[[Any], Any]) -> Prepare:
+    def prepare(run: Path, tmp: Path) -> None:
+        tensors, _ = load_tensors(run / "policy.safetensors")
+        save_tensors(run / "policy.safetensors", {k: edit(v) for k, v in tensors.items()})
+    return prepare
+
+
+def _half(tensor: Any) -> Any:
+    return tensor.half()
+
+
+def _nan(tensor: Any) -> Any:
+    return tensor * float("nan")
+
+
+def _evaluated_runs_of_two_families(run: Path, tmp: Path) -> None:
+    assert main(["evaluate", str(run), "--tasks", "2", "--episodes", "2"]) == 0
+    bandit = tmp / "bandit"
+    assert main(["train", "maml-trpo/bandit-k5", "--run-dir", str(bandit), "--iterations", "1",
+                 *TINY]) == 0
+    assert main(["evaluate", str(bandit), "--tasks", "2", "--episodes", "2"]) == 0
+
+
+def _evaluate(*extra: str) -> Argv:
+    return lambda run, tmp: ["evaluate", str(run), *extra]
+
+
 CASES = [
     Case("unknown key", _new("--set", "run.sampler_kind=process"), "did you mean 'run.sampler'"),
     Case("wrong type", _new("--workers", "two"), "'run.workers' must be an int, got 'two'"),
@@ -162,6 +189,27 @@ CASES = [
          "cannot load tensors", _corrupt_policy),
     Case("evaluate workers=0", lambda run, tmp: ["evaluate", str(run), "--workers", "0"],
          "run.workers must be in [1, 1024], got 0"),
+    Case("evaluate zero tasks", _evaluate("--tasks", "0"), "tasks must be >= 1, got 0"),
+    Case("evaluate negative tasks", _evaluate("--tasks", "-3"), "tasks must be >= 1, got -3"),
+    Case("evaluate zero episodes", _evaluate("--episodes", "0"), "episodes must be >= 1, got 0"),
+    Case("evaluate negative steps", _evaluate("--adaptation-steps", "-1"),
+         "adaptation steps must be >= 0, got -1"),
+    Case("evaluate zero eval episodes", _evaluate("--eval-episodes", "0"),
+         "eval episodes must be >= 1, got 0"),
+    Case("evaluate negative seed", _evaluate("--seed", "-1"), "seed must be >= 0, got -1"),
+    Case("evaluate half-precision policy", _evaluate(),
+         ("policy.safetensors: parameter ", "is torch.float16, the policy needs torch.float32"),
+         _edit_policy(_half)),
+    Case("evaluate NaN policy", _evaluate(), "holds NaN or inf values", _edit_policy(_nan)),
+    Case("plot not a run", lambda run, tmp: ["plot", str(tmp)], "has no metrics.jsonl to plot"),
+    Case("compare unevaluated run", lambda run, tmp: ["compare", str(run), "--output",
+                                                      str(tmp / "c.png")],
+         "has no evaluation.json: run `fastadapt evaluate"),
+    Case("compare two families",
+         lambda run, tmp: ["compare", str(run), str(tmp / "bandit"), "--output",
+                           str(tmp / "c.png")],
+         ("compare needs runs of one task family, got ", "(Navigation2D)", "(Bandit)"),
+         _evaluated_runs_of_two_families),
     Case("evaluate unknown sampler",
          lambda run, tmp: ["evaluate", str(run), "--sampler", "threads"],
          "'run.sampler' must be one of 'vector', 'process', 'ray'; got 'threads'"),

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import torch
 
-from fastadapt.errors import CheckpointError
+from fastadapt.errors import CheckpointError, StorageError
 from fastadapt.run.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -225,7 +225,8 @@ def test_failed_write_keeps_previous_checkpoint_and_removes_temp(
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", broken_replace)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(StorageError, match=r"cannot write the checkpoint file .*"
+                                           r"iter_000002\.safetensors: disk full"):
         save_checkpoint(tmp_path, 2, _tensors(2.0), {})
     monkeypatch.undo()
     assert _names(tmp_path) == before

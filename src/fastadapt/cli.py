@@ -49,8 +49,9 @@ def _train(args: argparse.Namespace) -> None:
         stem = f"{config.algorithm}-{Path(args.config).stem}"
         run_dir = Path(args.run_dir or f"runs/{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
     trainer = Trainer(config, run_dir, args.resume is not None, not args.quiet)
-    print(f"run directory: {run_dir}  ({config.algorithm} on {config.env.name})")
-    policy_path = trainer.run()
+    policy_path = trainer.run(
+        lambda ready: print(f"run directory: {ready}  ({config.algorithm} on {config.env.name})",
+                            flush=True))
     print(f"meta-parameters: {policy_path}")
     print(f"report: {plot_run(run_dir)}")
 
@@ -81,19 +82,32 @@ def _evaluate(args: argparse.Namespace) -> None:
     print(f"written: {path}")
 
 
+def _warn_about_metrics(run_dirs: list[Path]) -> None:
+    """A warning line for each run whose ``metrics.jsonl`` has lines that are not records."""
+    from fastadapt.run.logging import describe_skipped, read_metrics_file
+
+    for run_dir in run_dirs:
+        skipped = read_metrics_file(run_dir).skipped
+        if skipped:
+            print(f"fastadapt: warning: {run_dir}: {describe_skipped(skipped)}", file=sys.stderr)
+
+
 def _plot(args: argparse.Namespace) -> None:
     from fastadapt.plots import plot_run
 
-    print(f"report: {plot_run(Path(args.run_dir), args.plugin)}")
+    run_dir = Path(args.run_dir)
+    print(f"report: {plot_run(run_dir, args.plugin)}")
+    _warn_about_metrics([run_dir])
 
 
 def _compare(args: argparse.Namespace) -> None:
     from fastadapt.plots import compare_runs
 
-    figure, table = compare_runs([Path(run) for run in args.run_dirs], Path(args.output),
-                                 args.plugin)
+    run_dirs = [Path(run) for run in args.run_dirs]
+    figure, table = compare_runs(run_dirs, Path(args.output), args.plugin)
     print(table)
     print(f"figure: {figure}")
+    _warn_about_metrics(run_dirs)
 
 
 def _print_rows(rows: list[dict[str, str]], title: str, output: str) -> None:

@@ -74,6 +74,17 @@ class CheckpointError(FastAdaptError):
     """A checkpoint or run directory is missing, corrupt or does not match the config."""
 
 
+class StorageError(CheckpointError):
+    """A file of a run cannot be written (a full disk, a read-only directory); the message
+    names the file and what it holds. The files written before it are kept."""
+
+    @classmethod
+    def of(cls, err: OSError, target: str) -> StorageError:
+        """The one line for ``err`` while writing ``target`` (``"the checkpoint file X"``)."""
+        reason = err.strerror or str(err) or type(err).__name__
+        return cls(f"cannot write {target}: {reason}")
+
+
 class NonFiniteError(FastAdaptError):
     """The loss or the gradient stayed NaN/inf; the last good checkpoint is kept."""
 

@@ -3,6 +3,7 @@ and ``fastadapt compare``: the adaptation curves of several runs in one figure a
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -15,13 +16,23 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 from fastadapt.algorithms.base import AdaptsBy
 from fastadapt.algorithms.registry import algorithm_class
-from fastadapt.errors import CheckpointError, ConfigError
+from fastadapt.errors import CheckpointError, ConfigError, StorageError
 from fastadapt.evaluation.statistics import mean_ci95
+from fastadapt.run.checkpoint import atomic_write
 from fastadapt.run.logging import read_metrics
 from fastadapt.run.rundir import EVALUATION_FILE, REPORT_FILE, load_run_config
+
+
+def _save(fig: Figure, path: Path, what: str) -> None:
+    """Write ``fig`` as a PNG to ``path`` atomically (one line if it cannot be written)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write(path, buffer.getvalue(), what)
 
 
 def _learning_curve(ax: Axes, metrics: list[dict[str, Any]], adapts_by: AdaptsBy) -> None:
@@ -88,8 +99,7 @@ def plot_run(run_dir: Path, plugins: Iterable[str] = ()) -> Path:
             _trajectories(axes[0, 2], evaluation)
     fig.tight_layout()
     path = run_dir / REPORT_FILE
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, "report")
     return path
 
 
@@ -220,9 +230,12 @@ def plot_comparison(groups: list[CurveGroup], output: Path) -> Path:
            xlabel="episodes of experience on the new task", ylabel="mean episode return")
     ax.legend(fontsize="small")
     fig.tight_layout()
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(output, dpi=110)
-    plt.close(fig)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        plt.close(fig)
+        raise StorageError.of(err, f"the figure's directory {output.parent}") from err
+    _save(fig, output, "comparison figure")
     return output
 
 

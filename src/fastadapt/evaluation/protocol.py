@@ -29,6 +29,7 @@ from fastadapt.algorithms.registry import build_algorithm
 from fastadapt.backends.fast_cpu import configure_process
 from fastadapt.errors import ConfigError
 from fastadapt.evaluation.statistics import summarize_returns, summarize_successes
+from fastadapt.run.checkpoint import atomic_write, remove_leftovers
 from fastadapt.run.device import resolve_device
 from fastadapt.run.rundir import EVALUATION_FILE, final_policy_tensors, load_run_config
 from fastadapt.run.trainer import load_policy
@@ -128,9 +129,8 @@ def evaluate_run(
     tasks = defaults.num_tasks if num_tasks is None else num_tasks
     result = {"algorithm": config.algorithm, **meta_test(algorithm, tasks, protocol, seed)}
     path = run_dir / EVALUATION_FILE
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    tmp.replace(path)
+    remove_leftovers(run_dir)  # of an earlier write that was killed
+    atomic_write(path, json.dumps(result, indent=1).encode("utf-8"), "evaluation")
     return path
 
 

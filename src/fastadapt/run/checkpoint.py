@@ -28,12 +28,14 @@ import safetensors
 import safetensors.torch
 import torch
 
-from fastadapt.errors import CheckpointError
+from fastadapt.errors import CheckpointError, StorageError
 
 __all__ = [
+    "atomic_write",
     "latest_checkpoint",
     "load_checkpoint",
     "load_tensors",
+    "remove_leftovers",
     "save_checkpoint",
     "save_tensors",
 ]
@@ -46,26 +48,72 @@ _DESERIALISE_ERRORS = (safetensors.SafetensorError, ValueError, KeyError, Runtim
 # --------------------------------------------------------------------------- atomic files
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+LEFTOVER = re.compile(r"^\.(.+)\.[A-Za-z0-9_]{8}\.tmp$")
+"""The name of :func:`atomic_write`'s temporary file: ``.<target>.<8 random chars>.tmp``."""
+
+
+def _umask() -> int:
+    """The process's file-creation mask (read without changing it where Linux shows it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: read it by setting it, then put it back
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: Path, data: bytes, what: str = "") -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the whole new one.
 
-    Writes a temporary file next to ``path``, fsyncs it, renames it over ``path`` and fsyncs
-    the directory. On any failure the temporary file is removed and ``path`` is untouched.
+    Writes a temporary file next to ``path`` (:data:`LEFTOVER` names it), fsyncs it, renames it
+    over ``path`` and fsyncs the directory. The file gets the mode a plain ``open`` would give
+    it (``0o666`` less the umask). On any failure the temporary file is removed and ``path``
+    is untouched.
+
+    Args:
+        what: what the file holds, for the error (``"checkpoint"``).
+
+    Raises:
+        StorageError: the file cannot be written (a full disk, a read-only directory): one
+            line naming the file.
     """
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    target = f"the {what} file {path}" if what else f"the file {path}"
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise StorageError.of(err, target) from err
     try:
         with os.fdopen(fd, "wb") as tmp:
             with contextlib.suppress(AttributeError, OSError):  # fchmod: POSIX only
-                os.fchmod(tmp.fileno(), 0o644)
+                os.fchmod(tmp.fileno(), 0o666 & ~_umask())
             tmp.write(data)
             tmp.flush()
             os.fsync(tmp.fileno())
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
+        if isinstance(err, OSError):
+            raise StorageError.of(err, target) from err
         raise
     _fsync_directory(path.parent)
+
+
+def remove_leftovers(directory: Path) -> list[Path]:
+    """Delete the temporary files :func:`atomic_write` left in ``directory`` when its process
+    was killed mid-write (only those: names matching :data:`LEFTOVER`); returns them."""
+    if not directory.is_dir():
+        return []
+    removed = []
+    for entry in directory.iterdir():
+        if entry.is_file() and LEFTOVER.match(entry.name):
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+                removed.append(entry)
+    return removed
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -130,9 +178,17 @@ def save_tensors(
         ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, _serialise(tensors, meta))
+    _make_directory(path.parent, "tensors")
+    atomic_write(path, _serialise(tensors, meta), "tensors")
     return path
+
+
+def _make_directory(directory: Path, what: str) -> None:
+    """``mkdir -p``, one line naming the directory if it fails."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise StorageError.of(err, f"the {what} directory {directory}") from err
 
 
 def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -195,7 +251,7 @@ def save_checkpoint(
     if keep_last < 1:
         raise ValueError(f"keep_last must be >= 1, got {keep_last}")
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    _make_directory(directory, "checkpoint")
     weights = directory / f"{_stem(iteration)}.safetensors"
     marker = weights.with_suffix(".json")
 
@@ -205,8 +261,8 @@ def save_checkpoint(
 
     with contextlib.suppress(FileNotFoundError):
         marker.unlink()  # an old commit marker must not vouch for the new weights mid-write
-    _atomic_write(weights, data)
-    _atomic_write(marker, (text + "\n").encode("utf-8"))
+    atomic_write(weights, data, "checkpoint")
+    atomic_write(marker, (text + "\n").encode("utf-8"), "checkpoint")
     _prune(directory, iteration, keep_last)
     return marker
 

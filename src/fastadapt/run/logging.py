@@ -1,60 +1,183 @@
-"""Run outputs: ``metrics.jsonl`` (one JSON object per iteration) and TensorBoard events."""
+"""Run outputs: ``metrics.jsonl`` (one JSON object per iteration) and TensorBoard events.
+
+``metrics.jsonl`` is appended one flushed line per iteration. A line that does not parse (a
+torn write of a killed process, a disk hiccup, a user's edit) is skipped by every reader and
+reported, never taken as the end of the file; and a resumed run removes only the records it is
+about to write again (those past its checkpoint), keeping every other line as it was.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from fastadapt.closing import Closeable
+from fastadapt.errors import StorageError
+from fastadapt.run.checkpoint import atomic_write
 
 METRICS_FILE = "metrics.jsonl"
 
 
-def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    """The records of ``run_dir/metrics.jsonl`` (a torn last line is ignored)."""
+class Metrics(NamedTuple):
+    """A run's ``metrics.jsonl`` as read.
+
+    Attributes:
+        records: the iteration records, in file order.
+        skipped: the 1-based numbers of the lines that are not a record (not JSON, or not an
+            object with an integer ``iteration``).
+    """
+
+    records: list[dict[str, Any]]
+    skipped: list[int]
+
+
+def _record(line: str) -> dict[str, Any] | None:
+    """The record a line holds, or ``None``."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    if isinstance(record, dict) and isinstance(record.get("iteration"), int):
+        return record
+    return None
+
+
+def read_metrics_file(run_dir: Path) -> Metrics:
+    """Every record of ``run_dir/metrics.jsonl`` and the lines that are not one (an absent
+    file has none)."""
     path = run_dir / METRICS_FILE
     if not path.exists():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
-    return records
+        return Metrics([], [])
+    records, skipped = [], []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        record = _record(line)
+        if record is None:
+            skipped.append(number)
+        else:
+            records.append(record)
+    return Metrics(records, skipped)
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """The records of ``run_dir/metrics.jsonl`` (lines that are not a record skipped)."""
+    return read_metrics_file(run_dir).records
+
+
+def describe_skipped(skipped: list[int]) -> str:
+    """``metrics.jsonl lines 7, 9 are not records (skipped)``, for a warning."""
+    lines = ", ".join(map(str, skipped[:10])) + (", ..." if len(skipped) > 10 else "")
+    plural = "s" if len(skipped) > 1 else ""
+    verb = "are" if len(skipped) > 1 else "is"
+    return f"{METRICS_FILE} line{plural} {lines} {verb} not a record (skipped)"
 
 
 def truncate_metrics(run_dir: Path, last_iteration: int) -> None:
-    """Keep only records with ``iteration <= last_iteration`` (used when resuming)."""
-    kept = [r for r in read_metrics(run_dir) if r["iteration"] <= last_iteration]
-    text = "".join(json.dumps(r) + "\n" for r in kept)
-    (run_dir / METRICS_FILE).write_text(text)
+    """Remove the records past ``last_iteration`` (written after the checkpoint a resumed
+    run continues from, which it writes again) and a torn last line (the unfinished write of
+    a killed run); keep every other line as it is, unreadable ones included. Written
+    atomically.
+
+    Raises:
+        StorageError: the file cannot be rewritten (the old one is kept).
+    """
+    path = run_dir / METRICS_FILE
+    if not path.exists():
+        return
+    text = path.read_text(errors="replace")
+    lines = text.splitlines()
+    if lines and not text.endswith("\n") and _record(lines[-1]) is None:
+        lines.pop()  # torn: this run's own unfinished line
+    kept = []
+    for line in lines:
+        record = _record(line)
+        if record is None or record["iteration"] <= last_iteration:
+            kept.append(line)
+    atomic_write(path, "".join(line + "\n" for line in kept).encode("utf-8"), "metrics")
+
+
+def _quiet_writer_failures(previous: Any) -> Any:
+    """A ``threading.excepthook`` that leaves TensorBoard's writer thread's ``OSError`` (a
+    full disk) unprinted: :meth:`MetricsLogger.log` raises it as one line at the next record."""
+
+    def hook(args: Any) -> None:
+        if isinstance(args.exc_value, OSError) and \
+                type(args.thread).__name__ == "_AsyncWriterThread":
+            return
+        previous(args)
+
+    return hook
 
 
 class MetricsLogger(Closeable):
-    """Appends one line per iteration to ``metrics.jsonl``; mirrors scalars to TensorBoard."""
+    """Appends one line per iteration to ``metrics.jsonl``; mirrors scalars to TensorBoard.
+
+    Raises:
+        StorageError: ``metrics.jsonl`` or the TensorBoard events cannot be written (one line
+            naming the file).
+    """
 
     def __init__(self, run_dir: Path, tensorboard: bool = True) -> None:
-        self._file = (run_dir / METRICS_FILE).open("a", encoding="utf-8")
+        self._path = run_dir / METRICS_FILE
+        try:
+            torn = self._path.exists() and not self._path.read_bytes().endswith(b"\n") \
+                and self._path.stat().st_size > 0
+            self._file = self._path.open("a", encoding="utf-8")
+            if torn:  # a killed writer's last line: end it, so the next record is whole
+                self._file.write("\n")
+        except OSError as err:
+            raise StorageError.of(err, f"the metrics file {self._path}") from err
         self._writer: Any = None
+        self._events = run_dir / "tensorboard"
+        self._hook = threading.excepthook
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+            threading.excepthook = _quiet_writer_failures(self._hook)
+            self._writer = SummaryWriter(log_dir=str(self._events))
 
     def log(self, record: dict[str, Any]) -> None:
         """Write ``record`` (must hold ``iteration``); flushed so a crash loses nothing."""
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
+        try:
+            self._file.write(json.dumps(record) + "\n")
+            self._file.flush()
+        except OSError as err:
+            raise StorageError.of(err, f"the metrics file {self._path}") from err
         if self._writer is not None:
-            for key, value in record.items():
-                if isinstance(value, int | float) and math.isfinite(value) and key != "iteration":
-                    self._writer.add_scalar(key, value, record["iteration"])
+            try:
+                for key, value in record.items():
+                    if isinstance(value, int | float) and math.isfinite(value) \
+                            and key != "iteration":
+                        self._writer.add_scalar(key, value, record["iteration"])
+            except OSError as err:
+                raise StorageError.of(err, f"TensorBoard events to {self._events}") from err
+
+    def flush(self) -> None:
+        """Write what TensorBoard's writer still holds (at the end of a run).
+
+        Raises:
+            StorageError: it cannot be written.
+        """
+        if self._writer is not None:
+            try:
+                self._writer.flush()
+            except OSError as err:
+                raise StorageError.of(err, f"TensorBoard events to {self._events}") from err
 
     def close(self) -> None:
-        """Flush and close the outputs."""
-        self._file.close()
+        """Close the outputs (after :meth:`flush` at a normal end: a failure here is not
+        raised, where it would hide the error that ended the run; every record is in
+        ``metrics.jsonl`` already)."""
+        # every record was flushed when logged: a failing close (a full disk) loses none, and
+        # raising here would hide the error that ended the run
+        with contextlib.suppress(OSError):
+            self._file.close()
         if self._writer is not None:
-            self._writer.close()
+            with contextlib.suppress(OSError):
+                self._writer.close()
+            threading.excepthook = self._hook

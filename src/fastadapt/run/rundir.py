@@ -28,6 +28,7 @@ from torch import Tensor
 from fastadapt.config import TrainConfig
 from fastadapt.errors import CheckpointError
 from fastadapt.run.checkpoint import (
+    atomic_write,
     latest_checkpoint,
     load_checkpoint,
     load_tensors,
@@ -50,7 +51,8 @@ POLICY_PREFIX = "policy/"
 STATE_PREFIX = "algorithm/"
 
 __all__ = ["CHECKPOINTS", "CONFIG_FILE", "EVALUATION_FILE", "METRICS_FILE", "POLICY_FILE",
-           "REPORT_FILE", "RUN_FORMAT", "Checkpoint", "check_params", "final_policy_tensors",
+           "REPORT_FILE", "RUN_FORMAT", "Checkpoint", "check_new_run_dir", "check_params",
+           "final_policy_tensors",
            "load_run_config", "prepare_run_dir", "read_checkpoint", "save_policy_file",
            "save_run_config", "split_policy", "starts_afresh", "write_checkpoint"]
 
@@ -72,8 +74,21 @@ def load_run_config(run_dir: Path, overrides: Sequence[str] = (),
 
 def save_run_config(config: TrainConfig, run_dir: Path) -> None:
     """Write ``config.yaml`` (what :func:`load_run_config` reads back)."""
-    (run_dir / CONFIG_FILE).write_text(dump_yaml(train_config_to_dict(config)),
-                                       encoding="utf-8")
+    atomic_write(run_dir / CONFIG_FILE, dump_yaml(train_config_to_dict(config)).encode("utf-8"),
+                 "config")
+
+
+def check_new_run_dir(run_dir: Path) -> None:
+    """Refuse to start a new run where a run is.
+
+    Raises:
+        CheckpointError: ``run_dir`` already holds a run.
+    """
+    if (run_dir / METRICS_FILE).exists() or (run_dir / CHECKPOINTS).exists():
+        raise CheckpointError(
+            f"{run_dir} already holds a run; pass --resume to continue it or choose "
+            "another --run-dir (nothing was changed)"
+        )
 
 
 def prepare_run_dir(config: TrainConfig, run_dir: Path) -> None:
@@ -82,11 +97,7 @@ def prepare_run_dir(config: TrainConfig, run_dir: Path) -> None:
     Raises:
         CheckpointError: it already holds a run, or cannot be made.
     """
-    if (run_dir / METRICS_FILE).exists() or (run_dir / CHECKPOINTS).exists():
-        raise CheckpointError(
-            f"{run_dir} already holds a run; pass --resume to continue it or choose "
-            "another --run-dir (nothing was changed)"
-        )
+    check_new_run_dir(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:

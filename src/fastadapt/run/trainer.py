@@ -11,6 +11,7 @@ random stream, so ``--resume`` continues exactly.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +21,15 @@ from fastadapt.algorithms.base import Algorithm, Iteration
 from fastadapt.algorithms.registry import build_algorithm
 from fastadapt.backends.fast_cpu import configure_process
 from fastadapt.config import RunConfig, TrainConfig
-from fastadapt.errors import CheckpointError, NonFiniteError
-from fastadapt.run.checkpoint import latest_checkpoint
+from fastadapt.errors import CheckpointError, NonFiniteError, SamplerError, StorageError
+from fastadapt.run.checkpoint import latest_checkpoint, remove_leftovers
 from fastadapt.run.config_loading import resolve
 from fastadapt.run.device import resolve_device
 from fastadapt.run.logging import MetricsLogger, truncate_metrics
 from fastadapt.run.progress import TrainProgress
 from fastadapt.run.rundir import (
     CHECKPOINTS,
+    check_new_run_dir,
     check_params,
     final_policy_tensors,
     prepare_run_dir,
@@ -136,17 +138,17 @@ class Trainer:
         self.algorithm = build_algorithm(config, resolve_device(run.device))
         self.iterations = self.algorithm.iterations(run.iterations)
         self.state = _Progress(run.seed)
+        self.resume = resume
         if run.init_from is not None and starts_afresh(run_dir, resume):
             warm_start(self.algorithm, run)
         if resume:
-            self._resume()
+            self._restore()
         else:
-            prepare_run_dir(config, run_dir)
+            check_new_run_dir(run_dir)
 
-    def _resume(self) -> None:
-        """Restore the latest checkpoint; only then rewrite the config and the metrics file,
-        so a refused resume (corrupt checkpoint, other architecture) leaves the run as it
-        was."""
+    def _restore(self) -> None:
+        """Restore the latest checkpoint (nothing is written: the run directory is updated
+        only once the sampler runs, so a refused resume leaves it as it was)."""
         checkpoints = self.run_dir / CHECKPOINTS
         marker = latest_checkpoint(checkpoints)
         if marker is not None:
@@ -162,7 +164,17 @@ class Trainer:
                 f"no loadable checkpoint in {checkpoints}: every iter_*.json is corrupt "
                 "(nothing was changed)"
             )
-        save_run_config(self.config, self.run_dir)  # e.g. a raised run.iterations
+
+    def _prepare(self) -> None:
+        """A new run's directory; a resumed run's updated config (e.g. a raised
+        ``run.iterations``), its metrics past the checkpoint removed and the temporary files
+        of a killed write cleaned up."""
+        if not self.resume:
+            prepare_run_dir(self.config, self.run_dir)
+            return
+        for directory in (self.run_dir, self.run_dir / CHECKPOINTS):
+            remove_leftovers(directory)
+        save_run_config(self.config, self.run_dir)
         truncate_metrics(self.run_dir, self.state.iteration)
 
     def _save(self, sampler: SeededSampler) -> Path:
@@ -172,22 +184,41 @@ class Trainer:
         return write_checkpoint(self.run_dir, state.iteration, policy, algorithm.state_dict(),
                                 state.meta(), self.config.run.keep_checkpoints)
 
-    def run(self) -> Path:
+    def run(self, on_ready: Callable[[Path], object] | None = None) -> Path:
         """Train until ``run.iterations``; returns the path of ``policy.safetensors``.
+
+        The sampler starts first: one that cannot (a Ray cluster that does not answer) fails
+        before the run directory is made or changed. ``on_ready(run_dir)`` is called once the
+        directory is ready, before the first iteration (the CLI names it there).
 
         Raises:
             NonFiniteError: the loss stayed non-finite for ``run.max_nonfinite_iterations``
                 iterations (the current, finite parameters are checkpointed first).
+            SamplerError: a worker died or failed; the message says how to resume.
+            StorageError: a file could not be written (the files written before are kept).
         """
         run, algorithm = self.config.run, self.algorithm
         with make_sampler(
             run.sampler, algorithm.family, algorithm.policy, algorithm.horizon, run.seed,
             run.workers, run.ray_address,
-        ) as sampler, MetricsLogger(self.run_dir, run.tensorboard) as logger, TrainProgress(
-            self.iterations, self.state.iteration, enabled=self.show_progress
-        ) as progress:
-            sampler.load_state_dict(self.state.sampler_state)
-            self._loop(sampler, logger, progress)
+        ) as sampler:
+            self._prepare()
+            if on_ready is not None:
+                on_ready(self.run_dir)
+            with MetricsLogger(self.run_dir, run.tensorboard) as logger, TrainProgress(
+                self.iterations, self.state.iteration, enabled=self.show_progress
+            ) as progress:
+                sampler.load_state_dict(self.state.sampler_state)
+                try:
+                    self._loop(sampler, logger, progress)
+                    logger.flush()
+                except SamplerError as err:
+                    raise type(err)(f"{err}; the run's checkpoints are kept: continue it with "
+                                    f"fastadapt train --resume {self.run_dir}") from err
+                except StorageError as err:
+                    raise StorageError(f"{err}; the files written before are kept: make room, "
+                                       f"then continue with fastadapt train --resume "
+                                       f"{self.run_dir}") from err
         policy = {**algorithm.parameters(), **algorithm.policy_extras()}
         return save_policy_file(self.run_dir, policy, self.state.iteration)
 

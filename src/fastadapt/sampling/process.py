@@ -216,13 +216,33 @@ class ProcessSampler(WorkerPoolSampler):
     def closed(self) -> bool:
         return not self._workers
 
+    def _send(self, k: int, call: int, item: WorkItem, restarts_left: int) -> int:
+        """Send ``item`` to worker ``k``, restarting it if it died (its pipe broke) since the
+        last call; returns the restarts left.
+
+        Raises:
+            WorkerDiedError: it died and no restart is left.
+        """
+        while True:
+            worker = self._workers[k]
+            try:
+                worker.send(call, item)
+                return restarts_left
+            except (BrokenPipeError, ConnectionResetError, EOFError, OSError):
+                if restarts_left <= 0:
+                    raise WorkerDiedError(
+                        f"{worker.describe()} died before {item.describe()}: "
+                        f"{worker.death()}") from None
+                restarts_left -= 1
+                self._restart(k)
+
     def _run(self, items: list[WorkItem], call: int) -> list[ArrayBatch]:
         """Item ``k`` on worker ``k``; restart dead workers and re-run their items; a
         :class:`SamplerError` once ``timeout_s`` has passed."""
-        for k, item in enumerate(items):
-            self._workers[k].send(call, item)
-        results: dict[int, ArrayBatch] = {}
         restarts_left = self.max_restarts
+        for k, item in enumerate(items):
+            restarts_left = self._send(k, call, item, restarts_left)
+        results: dict[int, ArrayBatch] = {}
         deadline = None if self.timeout_s is None else time.monotonic() + self.timeout_s
         while len(results) < len(items):
             pending = [k for k in range(len(items)) if k not in results]
@@ -239,7 +259,8 @@ class ProcessSampler(WorkerPoolSampler):
                     if restarts_left <= 0:
                         raise
                     restarts_left -= 1
-                    self._restart(k).send(call, items[k])
+                    self._restart(k)
+                    restarts_left = self._send(k, call, items[k], restarts_left)
             if deadline is not None and time.monotonic() > deadline:
                 raise SamplerError(f"sample call {call} took longer than {self.timeout_s} s")
         return [results[k] for k in range(len(items))]

@@ -13,15 +13,29 @@ sampler's workers do, so the batches equal the in-process sampler's. An actor th
 (``RayActorError``) is replaced and its item re-run, at most ``max_restarts`` times per call,
 then :class:`~fastadapt.errors.WorkerDiedError`; an exception inside an actor becomes
 :class:`~fastadapt.errors.WorkerError` with the original message.
+
+Failures of Ray itself:
+
+- an address where no cluster answers is refused after a TCP connect of at most
+  :data:`CONNECT_SECONDS` (Ray would wait, logging, for minutes);
+- the local instance's raylet dying is seen at the next poll (within a second): the sampler
+  raises :class:`~fastadapt.errors.SamplerError` and ``close()`` then kills the instance's
+  processes itself (asking a Ray whose raylet is gone to shut down can end this process);
+- the local instance's temporary directory, which Ray makes world-writable, is closed to
+  other users (``0700``) once Ray runs, removed by ``close()``, and, left behind by a process
+  that was killed, removed by the next local instance (its name holds the owner's pid).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
+import socket
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -29,6 +43,7 @@ import torch
 from fastadapt.envs.base import TaskFamily
 from fastadapt.errors import SamplerError, WorkerDiedError, WorkerError
 from fastadapt.sampling.base import SamplingPolicy
+from fastadapt.sampling.processes import alive, descendants, kill_all
 from fastadapt.sampling.work import (
     ArrayBatch,
     WorkerPoolSampler,
@@ -38,9 +53,49 @@ from fastadapt.sampling.work import (
 )
 
 _POLL_SECONDS = 1.0
+CONNECT_SECONDS = 10.0
+"""Longest wait for a Ray cluster's address to accept a connection."""
 START_SECONDS = 120.0
 """Longest wait for Ray to start an actor (a loaded machine can take tens of seconds)."""
 _LOOPBACK = "127.0.0.1"
+
+
+_TEMP_PREFIX = "fa-ray-"
+
+
+def remove_stale_temp_dirs(root: Path = Path("/tmp")) -> None:
+    """Remove the temporary directories of local instances whose process is gone (named
+    ``fa-ray-<pid>-*``; only this user's)."""
+    for entry in root.glob(f"{_TEMP_PREFIX}*-*"):
+        owner = entry.name[len(_TEMP_PREFIX):].split("-", 1)[0]
+        with contextlib.suppress(OSError):
+            if owner.isdigit() and entry.stat().st_uid == os.getuid() \
+                    and not alive(int(owner)):
+                shutil.rmtree(entry, ignore_errors=True)
+
+
+def check_reachable(ray: Any, address: str, timeout: float = CONNECT_SECONDS) -> None:
+    """Refuse an address where no Ray cluster answers (a TCP connect within ``timeout``).
+
+    Raises:
+        SamplerError: no cluster is found there, or nothing accepts the connection.
+    """
+    resolved = address
+    if address == "auto":
+        try:
+            resolved = ray._private.services.canonicalize_bootstrap_address(address)
+        except Exception as err:  # no running instance to join
+            raise SamplerError(f"cannot connect to Ray at 'auto': {first_line(err)}") from None
+    host, _, port = str(resolved).removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise SamplerError(f"run.ray_address {address!r} is not an address: use auto, "
+                           "host:port or ray://host:port")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as err:
+        reason = err.strerror or str(err) or type(err).__name__
+        raise SamplerError(f"cannot connect to Ray at {address!r}: nothing answers at "
+                           f"{resolved} within {timeout:.0f} s ({reason})") from None
 
 
 _LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
@@ -116,7 +171,9 @@ class RaySampler(WorkerPoolSampler):
         super().__init__(seed, workers, max_restarts)
         self._ray = import_ray(local=address is None)
         self._temp_dir: str | None = None
-        self._owns_ray = False
+        self._owns_ray = self._node_dead = False
+        self._ray_processes: dict[int, str] = {}
+        """The local instance's processes (raylet, GCS, workers) by pid, with their names."""
         self._actors: list[Any] = []
         self._init_ray(address)
         try:
@@ -134,12 +191,19 @@ class RaySampler(WorkerPoolSampler):
         ray = self._ray
         if ray.is_initialized():
             return
-        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+        # Ray's own start-up lines (INFO, its token-authentication notice) stay out of the
+        # output; its errors still show
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                                  "logging_level": logging.ERROR}
         if address is None:
+            remove_stale_temp_dirs()
             # A short path: Ray's AF_UNIX sockets live under it (about 100 bytes at most).
-            self._temp_dir = tempfile.mkdtemp(prefix="fa-ray-", dir="/tmp")
+            self._temp_dir = tempfile.mkdtemp(prefix=f"{_TEMP_PREFIX}{os.getpid()}-", dir="/tmp")
             kwargs.update(num_cpus=self.num_workers, _temp_dir=self._temp_dir,
                           _node_ip_address=_LOOPBACK)
+        else:
+            check_reachable(ray, address)
+        before = set(descendants())
         try:
             ray.init(address=address, **kwargs)
         except Exception as err:
@@ -147,6 +211,22 @@ class RaySampler(WorkerPoolSampler):
             where = f"connect to Ray at {address!r}" if address else "start a local Ray instance"
             raise SamplerError(f"cannot {where}: {first_line(err)}") from err
         self._owns_ray = True
+        if self._temp_dir is not None:
+            os.chmod(self._temp_dir, 0o700)  # Ray made it world-writable
+            self._ray_processes = {pid: name for pid, name in descendants().items()
+                                   if pid not in before}
+
+    def _check_node(self) -> None:
+        """Raise if the local instance's raylet died (seen through ``/proc``).
+
+        Raises:
+            SamplerError: naming the raylet.
+        """
+        for pid, name in self._ray_processes.items():
+            if name == "raylet" and not alive(pid):
+                self._node_dead = True
+                raise SamplerError(f"the local Ray instance's raylet (pid {pid}) died: its "
+                                   "actors are gone with it")
 
     def _new_actor(self) -> Any:
         return self._actor_class.remote(*self._args)
@@ -167,6 +247,7 @@ class RaySampler(WorkerPoolSampler):
         results: dict[int, ArrayBatch] = {}
         restarts_left = self.max_restarts
         while pending:
+            self._check_node()
             ready, _ = self._ray.wait(list(pending), num_returns=1, timeout=_POLL_SECONDS)
             for ref in ready:
                 k = pending.pop(ref)
@@ -195,9 +276,12 @@ class RaySampler(WorkerPoolSampler):
         return self._actors[index]
 
     def close(self) -> None:
-        """Kill the actors; shut Ray down if this sampler started it. Idempotent."""
+        """Kill the actors; shut Ray down if this sampler started it (kill its processes if
+        its raylet died). Idempotent."""
         actors, self._actors = self._actors, []
-        for actor in actors:
+        if self._node_dead:
+            kill_all(list(self._ray_processes))
+        for actor in actors if not self._node_dead else ():
             with contextlib.suppress(Exception):
                 self._ray.kill(actor)
         if self._owns_ray:
