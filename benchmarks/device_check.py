@@ -46,6 +46,8 @@ CASES = {  # algorithm: (packaged config, overrides that shrink it)
     "random-init": ("finetune/2d-navigation", ["algorithm=random-init",
                                                "finetune.episodes_per_task=10"]),
     "oracle": ("finetune/2d-navigation", ["algorithm=oracle", "finetune.episodes_per_task=10"]),
+    "pearl": ("pearl/2d-navigation", ["pearl.train_tasks=10", "pearl.initial_episodes=2",
+                                      "pearl.gradient_steps=50", "env.horizon=20"]),
 }
 
 

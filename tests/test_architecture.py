@@ -7,10 +7,10 @@ Layers, lowest first (a module imports only its own layer and the ones below; ``
 never imports an algorithm, ``envs`` nothing of learning):
 
 0. values and errors: ``types``, ``errors``, ``closing``, ``plugins``, ``config``
-1. ``envs``, ``policies``, ``baselines``
+1. ``envs``, ``policies``, ``baselines``, ``buffers``
 2. ``backends``
 3. ``sampling``
-4. ``algorithms`` (``common`` below ``maml``, ``rl2``; ``transfer`` above ``maml``)
+4. ``algorithms`` (``common`` below ``maml``, ``rl2``, ``pearl``; ``transfer`` above ``maml``)
 5. ``run``
 6. ``evaluation``
 7. ``plots``
@@ -26,7 +26,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "fastadapt"
 LAYERS: dict[str, int] = {
     "types": 0, "errors": 0, "closing": 0, "plugins": 0, "config": 0,
-    "envs": 1, "policies": 1, "baselines": 1,
+    "envs": 1, "policies": 1, "baselines": 1, "buffers": 1,
     "backends": 2,
     "sampling": 3,
     "algorithms": 4,
@@ -35,10 +35,11 @@ LAYERS: dict[str, int] = {
     "plots": 7,
     "cli": 8, "": 8,
 }
-ALGORITHM_LEVELS = {"base": 0, "common": 1, "maml": 2, "rl2": 2, "transfer": 3, "registry": 4}
+ALGORITHM_LEVELS = {"base": 0, "common": 1, "maml": 2, "rl2": 2, "pearl": 2, "transfer": 3,
+                    "registry": 4}
 """Within ``algorithms``: each folder imports its own level and the ones below."""
 SAME_LAYER_FORBIDDEN = {("envs", "policies"), ("policies", "envs"), ("envs", "baselines"),
-                        ("policies", "baselines")}
+                        ("policies", "baselines"), ("buffers", "envs"), ("buffers", "policies")}
 
 
 def _modules() -> dict[str, Path]:

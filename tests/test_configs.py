@@ -18,6 +18,10 @@ _TINY_SECTION = ("tasks_per_iteration=2", "episodes_per_task=2")  # MAML family 
 _TINY_MLP = ("policy.hidden_sizes=[8]",)  # RL² refuses policy.hidden_sizes (it never read it)
 _TINY_RL2 = ("rl2.tasks_per_iteration=2", "rl2.trials_per_task=2", "rl2.hidden_size=8",
              "rl2.ppo.minibatches=1")
+_TINY_PEARL = ("pearl.train_tasks=3", "pearl.tasks_per_iteration=2", "pearl.tasks_per_step=2",
+               "pearl.initial_episodes=1", "pearl.gradient_steps=2", "pearl.batch_transitions=8",
+               "pearl.context_transitions=4", "pearl.hidden_sizes=[8]",
+               "pearl.encoder_hidden_sizes=[8]")
 
 
 def tiny(config: str) -> list[str]:
@@ -25,6 +29,8 @@ def tiny(config: str) -> list[str]:
     loaded = load_train_config(config)
     if loaded.algorithm == "rl2":
         overrides = (*_TINY, *_TINY_RL2)
+    elif loaded.algorithm == "pearl":
+        overrides = (*_TINY, *_TINY_PEARL)
     else:
         section = loaded.section.section
         overrides = (*_TINY, *(f"{section}.{key}" for key in _TINY_SECTION), *_TINY_MLP)
@@ -34,7 +40,7 @@ def tiny(config: str) -> list[str]:
 def test_every_family_of_configs_is_covered() -> None:
     algorithms = {load_train_config(c).algorithm for c in CONFIGS}
     assert {"maml-trpo", "maml-vpg", "maml-ppo", "promp", "meta-sgd", "rl2",
-            "finetune"} <= algorithms
+            "finetune", "pearl"} <= algorithms
 
 
 @pytest.mark.parametrize("config", CONFIGS)

@@ -101,10 +101,11 @@ def _plot(args: argparse.Namespace) -> None:
 
 
 def _compare(args: argparse.Namespace) -> None:
-    from fastadapt.plots import compare_runs
+    from fastadapt.plots import compare_efficiency, compare_runs
 
     run_dirs = [Path(run) for run in args.run_dirs]
-    figure, table = compare_runs(run_dirs, Path(args.output), args.plugin)
+    compare = compare_efficiency if args.x == "env-steps" else compare_runs
+    figure, table = compare(run_dirs, Path(args.output), args.plugin)
     print(table)
     print(f"figure: {figure}")
     _warn_about_metrics(run_dirs)
@@ -217,6 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
                    help="evaluated runs; runs of one algorithm and env are pooled")
     p.add_argument("--output", default="compare.png", help="PNG to write (default compare.png)")
+    p.add_argument("--x", choices=("episodes", "env-steps"), default="episodes",
+                   help="episodes: adaptation curves by episodes of experience on the new "
+                   "task (default); env-steps: return per step against meta-training env "
+                   "steps, and a table of each run's env steps, gradient steps and wall time")
     p.set_defaults(func=_compare)
     for name, help_text, func in (("envs", "list the task families", _envs),
                                   ("algorithms", "list the algorithms", _algorithms),

@@ -244,3 +244,125 @@ def compare_runs(run_dirs: list[Path], output: Path, plugins: Iterable[str] = ()
     """``fastadapt compare``: write the figure to ``output``; return it and the table."""
     groups = group_runs(run_dirs, plugins)
     return plot_comparison(groups, output), comparison_table(groups)
+
+
+# ----------------------------------------------------------------- sample efficiency
+
+EFFICIENCY_SMOOTHING = 10
+"""Iterations in the moving average of the training curves of ``compare --x env-steps``."""
+
+
+@dataclass
+class RunBudget:
+    """What a run spent and what it reached, per env step (``compare --x env-steps``).
+
+    Attributes:
+        env_steps: cumulative env steps after each training iteration.
+        train_per_step: the training batches' return after adaptation, per env step of an
+            episode (``return_after / horizon``), each iteration.
+        test_per_step: the meta-test's mean return per step at each point.
+        test_ci: the 95% half-widths of ``test_per_step``.
+        gradient_steps: parameter updates of the whole run (``None``: not counted).
+        seconds: wall time of the training iterations.
+    """
+
+    run: str
+    algorithm: str
+    env: str
+    horizon: int
+    env_steps: list[int]
+    train_per_step: list[float]
+    test_per_step: list[float]
+    test_ci: list[float]
+    gradient_steps: int | None
+    seconds: float
+
+
+def run_budget(run_dir: Path, plugins: Iterable[str] = ()) -> RunBudget:
+    """A run's budget and results from its ``metrics.jsonl``, ``evaluation.json`` and config.
+
+    Raises:
+        CheckpointError: no metrics, or no evaluation yet.
+    """
+    config = load_run_config(run_dir, plugins=plugins)
+    evaluation = _load_evaluation(run_dir, plugins)
+    metrics = [m for m in read_metrics(run_dir) if "env_steps" in m]
+    if not metrics:
+        raise CheckpointError(f"{run_dir} has no metrics.jsonl records to compare")
+    horizon = config.env.horizon
+    if horizon is None:
+        from fastadapt.envs.registry import make_family
+
+        horizon = make_family(config.env.name, **config.env.kwargs).horizon
+    updates = algorithm_class(config.algorithm).updates_per_iteration(config.section)
+    return RunBudget(
+        run=str(run_dir), algorithm=config.algorithm, env=evaluation["env"], horizon=horizon,
+        env_steps=[int(m["env_steps"]) for m in metrics],
+        train_per_step=[float(m["return_after"]) / horizon for m in metrics],
+        test_per_step=[float(r) / horizon for r in evaluation["returns_mean"]],
+        test_ci=[float(c) / horizon for c in evaluation["returns_ci95"]],
+        gradient_steps=None if updates is None else updates * len(metrics),
+        seconds=float(sum(m.get("seconds", 0.0) for m in metrics)),
+    )
+
+
+def efficiency_table(budgets: list[RunBudget]) -> str:
+    """A markdown table: each run's env steps, gradient steps, wall time and meta-test
+    return per step at the first and the last point (mean ± 95% CI over tasks)."""
+    lines = ["| algorithm | run | env | horizon | env steps | gradient steps | wall time (h) "
+             "| return / step, first point | return / step, last point |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for b in budgets:
+        grads = "-" if b.gradient_steps is None else f"{b.gradient_steps:,}"
+        lines.append(
+            f"| {b.algorithm} | {Path(b.run).name} | {b.env} | {b.horizon} "
+            f"| {b.env_steps[-1]:,} | {grads} "
+            f"| {b.seconds / 3600:.2f} | {b.test_per_step[0]:.3f} ± {b.test_ci[0]:.3f} "
+            f"| {b.test_per_step[-1]:.3f} ± {b.test_ci[-1]:.3f} |")
+    return "\n".join(lines)
+
+
+def plot_efficiency(budgets: list[RunBudget], output: Path) -> Path:
+    """Return per step against meta-training env steps: each run's training curve (a moving
+    average) and its meta-test result after adaptation (95% CI) at its final env steps."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    repeated = len({b.algorithm for b in budgets}) < len(budgets)
+    for i, b in enumerate(budgets):
+        color = colors[i % len(colors)]
+        name = f"{b.algorithm} ({Path(b.run).name})" if repeated else b.algorithm
+        window = min(EFFICIENCY_SMOOTHING, len(b.train_per_step))
+        smooth = np.convolve(b.train_per_step, np.ones(window) / window, mode="valid")
+        ax.plot(b.env_steps[window - 1:], smooth, color=color, alpha=0.6,
+                label=f"{name}: training batches")
+        ax.errorbar([b.env_steps[-1]], [b.test_per_step[-1]], yerr=[b.test_ci[-1]],
+                    marker="o", capsize=4, color=color,
+                    label=f"{name}: meta-test after adaptation")
+    ax.set_xscale("log")
+    ax.set(title=f"sample efficiency on {budgets[0].env} (95% CI over held-out tasks)",
+           xlabel="meta-training env steps", ylabel="return per env step")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        plt.close(fig)
+        raise StorageError.of(err, f"the figure's directory {output.parent}") from err
+    _save(fig, output, "sample-efficiency figure")
+    return output
+
+
+def compare_efficiency(run_dirs: list[Path], output: Path, plugins: Iterable[str] = ()
+                       ) -> tuple[Path, str]:
+    """``fastadapt compare --x env-steps``: write the figure to ``output``; return it and the
+    table.
+
+    Raises:
+        CheckpointError: a run has no metrics or no ``evaluation.json``.
+        ConfigError: the runs were evaluated on different task families.
+    """
+    budgets = [run_budget(run_dir, plugins) for run_dir in run_dirs]
+    envs = {b.env for b in budgets}
+    if len(envs) > 1:
+        raise ConfigError(f"compare needs runs of one task family, got {sorted(envs)}")
+    return plot_efficiency(budgets, output), efficiency_table(budgets)

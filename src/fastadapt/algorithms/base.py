@@ -31,6 +31,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Generic, Literal, NamedTuple, TypeVar, cast
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -76,11 +77,15 @@ class MetaTestProtocol(NamedTuple):
         episodes_per_task: episodes per task and point (RL²: trials per task).
         eval_episodes_per_task: episodes per task sampled with the finally adapted policy
             (the last point); ``None``: ``episodes_per_task``.
+        seed: see below.
     """
 
     adaptation_steps: int
     episodes_per_task: int
     eval_episodes_per_task: int | None = None
+    seed: int = 0
+    """Seeds the algorithm's own draws at meta-test (PEARL's latents); the sampler has its
+    own seed."""
 
 
 class MetaTestCurves(NamedTuple):
@@ -157,10 +162,23 @@ class Algorithm(ABC, Generic[C]):
                             f"section, got {type(section).__name__}")
         return cast(C, section)
 
+    @classmethod
+    def updates_per_iteration(cls, section: AlgorithmConfig) -> int | None:
+        """Parameter updates (optimiser steps) one training iteration takes with ``section``
+        (an instance of :attr:`config_class`), for reports of a run's budget; ``None``: not
+        counted."""
+        return None
+
     def iterations(self, requested: int) -> int:
         """How many iterations a run of ``requested`` (``run.iterations``) trains: all of
         them, unless there is nothing to train (``random-init`` measures one)."""
         return requested
+
+    def training_tasks(self, rng: np.random.Generator, count: int) -> list[Any]:
+        """The ``count`` tasks of the next training iteration, drawn with the trainer's
+        checkpointed ``rng``: fresh tasks of the family (an algorithm with a fixed set of
+        training tasks, PEARL, returns what its :meth:`train_iteration` reads: indices)."""
+        return self.family.sample_tasks(rng, count)
 
     def initial_parameters(self) -> Params:
         """The policy module's freshly initialised parameters, on :attr:`device` (the names,

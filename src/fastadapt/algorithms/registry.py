@@ -29,6 +29,7 @@ _BUILTIN: dict[str, str] = {
     "promp": "fastadapt.algorithms.maml.algorithm:ProMP",
     "meta-sgd": "fastadapt.algorithms.maml.algorithm:MetaSGD",
     "rl2": "fastadapt.algorithms.rl2.algorithm:RL2",
+    "pearl": "fastadapt.algorithms.pearl.algorithm:PEARL",
     "finetune": "fastadapt.algorithms.transfer.algorithm:Finetune",
     "random-init": "fastadapt.algorithms.transfer.algorithm:RandomInit",
     "oracle": "fastadapt.algorithms.transfer.algorithm:Oracle",

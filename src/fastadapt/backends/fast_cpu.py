@@ -34,6 +34,7 @@ import ctypes.util
 import math
 import sys
 from collections.abc import Callable
+from typing import TypeGuard
 
 import torch
 from torch import Tensor, nn
@@ -42,7 +43,7 @@ from fastadapt.policies.mlp import CategoricalMLPPolicy, GaussianMLPPolicy, Poli
 from fastadapt.types import Batch, Params
 
 
-def supports_fast_products(policy: object) -> bool:
+def supports_fast_products(policy: object) -> TypeGuard[Policy]:
     """Whether ``policy`` is an MLP policy this module handles."""
     return isinstance(policy, GaussianMLPPolicy | CategoricalMLPPolicy)
 

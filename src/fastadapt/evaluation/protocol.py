@@ -49,6 +49,7 @@ def meta_test(algorithm: Algorithm[Any], num_tasks: int, protocol: MetaTestProto
     """
     family, run = algorithm.family, algorithm.config.run
     tasks = family.test_tasks(num_tasks)
+    protocol = protocol._replace(seed=seed)
     with make_sampler(run.sampler, family, algorithm.policy, algorithm.horizon, seed,
                       run.workers, run.ray_address) as sampler:
         curves = algorithm.meta_test(sampler, tasks, protocol)

@@ -228,8 +228,8 @@ class Trainer:
         nonfinite_streak = 0
         while state.iteration < self.iterations:
             start = time.perf_counter()
-            tasks = algorithm.family.sample_tasks(state.task_rng,
-                                                  self.config.section.tasks_per_iteration)
+            tasks = algorithm.training_tasks(state.task_rng,
+                                             self.config.section.tasks_per_iteration)
             result = algorithm.train_iteration(sampler, tasks, state.iteration / run.iterations)
             state.iteration += 1
             state.env_steps += result.env_steps

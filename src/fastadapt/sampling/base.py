@@ -19,10 +19,15 @@ from fastadapt.closing import Closeable
 from fastadapt.errors import CheckpointError, ConfigError
 from fastadapt.policies.mlp import Policy
 from fastadapt.policies.recurrent import RecurrentPolicy
+from fastadapt.policies.squashed import SquashedGaussianPolicy
 from fastadapt.types import Params, Trajectories, Trials
 
-SamplingPolicy = Policy | RecurrentPolicy
-"""What a sampler steps: an MLP policy (episodes) or a recurrent one (trials)."""
+EpisodePolicy = Policy | SquashedGaussianPolicy
+"""A policy that samples episodes with per-task parameters: an MLP policy, or SAC's
+tanh-squashed Gaussian (PEARL's, its latent folded into the parameters)."""
+
+SamplingPolicy = EpisodePolicy | RecurrentPolicy
+"""What a sampler steps: an episode policy (episodes) or a recurrent one (trials)."""
 
 
 class EpisodeSampler(Protocol):

@@ -30,7 +30,7 @@ from torch import Tensor
 from fastadapt.backends.fast_cpu import SamplingForward, supports_fast_products
 from fastadapt.envs.base import TaskFamily
 from fastadapt.policies.functional import per_task_output
-from fastadapt.policies.mlp import Policy
+from fastadapt.sampling.base import EpisodePolicy
 from fastadapt.types import Params, Trajectories
 
 ACTION_STREAM, ENV_STREAM = 0, 1
@@ -54,7 +54,7 @@ def task_generators(
     ]
 
 
-def step_actions(policy: Policy, params: Params) -> Callable[[Tensor, Tensor], Tensor]:
+def step_actions(policy: EpisodePolicy, params: Params) -> Callable[[Tensor, Tensor], Tensor]:
     """``(obs [T, E, O], noise) -> actions`` of per-task ``params``, fixed for a rollout.
 
     MLP policies run a :class:`~fastadapt.backends.fast_cpu.SamplingForward` prepared once
@@ -72,7 +72,7 @@ def step_actions(policy: Policy, params: Params) -> Callable[[Tensor, Tensor], T
 @torch.no_grad()
 def rollout(
     family: TaskFamily[Any],
-    policy: Policy,
+    policy: EpisodePolicy,
     horizon: int,
     params: Params,
     tasks: list[Any],

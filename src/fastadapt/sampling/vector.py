@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastadapt.envs.base import TaskFamily
-from fastadapt.policies.mlp import Policy
+from fastadapt.policies.recurrent import RecurrentPolicy
 from fastadapt.sampling.base import SamplingPolicy, SeededSampler
 from fastadapt.sampling.rollout import rollout
 from fastadapt.sampling.trials import trial_rollout
@@ -48,7 +48,7 @@ class VectorSampler(SeededSampler):
             :class:`Trajectories` with shapes ``[T, E, H, ...]``; steps after an episode
             terminated are masked out (their rewards are zero).
         """
-        if not isinstance(self.policy, Policy):
+        if isinstance(self.policy, RecurrentPolicy):
             raise TypeError("sample needs an MLP policy; a recurrent one samples trials")
         call = self.next_call(params, tasks)
         return rollout(
@@ -65,7 +65,7 @@ class VectorSampler(SeededSampler):
             :class:`Trials` ``[T, B, L, ...]``, see
             :func:`~fastadapt.sampling.trials.trial_rollout`.
         """
-        if isinstance(self.policy, Policy):
+        if not isinstance(self.policy, RecurrentPolicy):
             raise TypeError("sample_trials needs a recurrent policy; an MLP one samples episodes")
         call = self.next_call(params, tasks, per_task=False)
         return trial_rollout(

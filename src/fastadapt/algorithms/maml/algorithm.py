@@ -31,7 +31,7 @@ from fastadapt.algorithms.maml.curvature import InnerLoopJacobian
 from fastadapt.algorithms.maml.gradient import GradientMAML
 from fastadapt.algorithms.maml.meta_batch import MetaBatch, collect_meta_batch
 from fastadapt.algorithms.maml.trpo import MAMLTRPO
-from fastadapt.config import TrainConfig
+from fastadapt.config import AlgorithmConfig, TrainConfig
 from fastadapt.envs.base import TaskFamily
 from fastadapt.policies.mlp import Policy, make_policy
 from fastadapt.sampling.base import Sampler
@@ -182,12 +182,23 @@ class MAMLTRPOAlgorithm(MAMLAlgorithm[MAMLTRPOConfig]):
 
     config_class = MAMLTRPOConfig
 
+    @classmethod
+    def updates_per_iteration(cls, section: AlgorithmConfig) -> int | None:
+        """One natural-gradient step per meta-batch."""
+        return 1
+
     def build_outer(self) -> OuterStep:
         return MAMLTRPO(self.policy, self.settings, self.settings.trpo)
 
 
 class GradientMAMLAlgorithm(MAMLAlgorithm[V]):
     """MAML with an Adam outer step on a first-order objective (its section says which)."""
+
+    @classmethod
+    def updates_per_iteration(cls, section: AlgorithmConfig) -> int | None:
+        """The outer Adam steps per meta-batch."""
+        assert isinstance(section, MAMLVPGConfig)
+        return section.outer_epochs
 
     def build_outer(self) -> OuterStep:
         self.gradient = GradientMAML(self.policy, self.theta, self.settings)

@@ -32,6 +32,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from fastadapt.algorithms.common.adam import adam_state_tensors, load_adam_state
 from fastadapt.algorithms.maml.adapt import adapt, adapt_steps, expand_to_tasks
 from fastadapt.algorithms.maml.config import (
     MAMLPPOConfig,
@@ -115,12 +116,8 @@ class GradientMAML:
         """Adam's moments (``adam/<leaf>/<key>``) and ProMP's ``kl_coef``: with the parameters
         and the learned rates (:meth:`inner_lr`), what a checkpoint needs to resume
         bit-identically."""
-        tensors: dict[str, Tensor] = {"kl_coef": self.kl_coef.clone()}
-        state = self.optimizer.state_dict()["state"]
-        for index, name in enumerate(self._leaf_names()):
-            for key, value in state.get(index, {}).items():
-                tensors[f"adam/{name}/{key}"] = torch.as_tensor(value).clone()
-        return tensors
+        return {"kl_coef": self.kl_coef.clone(),
+                **adam_state_tensors(self.optimizer, self._leaf_names())}
 
     def load_state_dict(self, tensors: dict[str, Tensor]) -> None:
         """Restore :meth:`state_dict`'s output.
@@ -129,15 +126,7 @@ class GradientMAML:
             KeyError: a tensor is missing (the checkpoint is of another algorithm).
         """
         self.kl_coef = tensors["kl_coef"].clone()
-        state: dict[int, dict[str, Tensor]] = {}
-        for index, name in enumerate(self._leaf_names()):
-            prefix = f"adam/{name}/"
-            entry = {k[len(prefix):]: v.clone() for k, v in tensors.items()
-                     if k.startswith(prefix)}
-            if entry:
-                state[index] = entry
-        groups = self.optimizer.state_dict()["param_groups"]
-        self.optimizer.load_state_dict({"state": state, "param_groups": groups})
+        load_adam_state(self.optimizer, self._leaf_names(), tensors)
 
     def load_inner_lrs(self, rates: Params) -> None:
         """Set Meta-SGD's learned rates (in place: Adam keeps its leaves).

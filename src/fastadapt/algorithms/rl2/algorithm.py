@@ -26,7 +26,7 @@ from fastadapt.algorithms.base import (
 )
 from fastadapt.algorithms.rl2.config import RL2Config
 from fastadapt.algorithms.rl2.update import RL2PPO
-from fastadapt.config import PolicyConfig, TrainConfig
+from fastadapt.config import AlgorithmConfig, PolicyConfig, TrainConfig
 from fastadapt.envs.base import TaskFamily
 from fastadapt.envs.wrappers import task_feature_size
 from fastadapt.errors import ConfigError
@@ -96,6 +96,13 @@ class RL2(Algorithm[RL2Config]):
 
     config_class = RL2Config
     adapts_by = "episodes"
+
+    @classmethod
+    def updates_per_iteration(cls, section: AlgorithmConfig) -> int | None:
+        """PPO's Adam steps: ``epochs`` passes of ``minibatches`` (at most one per trial)."""
+        assert isinstance(section, RL2Config)
+        trials = section.tasks_per_iteration * section.trials_per_task
+        return section.ppo.epochs * min(section.ppo.minibatches, trials)
 
     def __init__(self, family: TaskFamily[Any], config: TrainConfig, device: torch.device
                  ) -> None:

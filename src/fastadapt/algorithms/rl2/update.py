@@ -16,6 +16,7 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
+from fastadapt.algorithms.common.adam import adam_state_tensors, load_adam_state
 from fastadapt.algorithms.common.ppo import masked_mean
 from fastadapt.algorithms.common.returns import gae_skipping_masked
 from fastadapt.algorithms.rl2.config import RL2Config
@@ -128,11 +129,8 @@ class RL2PPO:
 
     def state_tensors(self) -> dict[str, Tensor]:
         """Adam's moments and step counts and the shuffling generator, for a checkpoint."""
-        tensors = {f"{_ADAM_PREFIX}generator": self.generator.get_state()}
-        for name, param in self.params.items():
-            for key, value in self.optimizer.state.get(param, {}).items():
-                tensors[f"{_ADAM_PREFIX}{name}/{key}"] = value
-        return tensors
+        return {f"{_ADAM_PREFIX}generator": self.generator.get_state(),
+                **adam_state_tensors(self.optimizer, list(self.params))}
 
     def load_state_tensors(self, tensors: dict[str, Tensor]) -> None:
         """Restore what :meth:`state_tensors` saved (parameters are set separately).
@@ -141,12 +139,7 @@ class RL2PPO:
             KeyError: the shuffling generator's state is missing.
         """
         self.generator.set_state(tensors[f"{_ADAM_PREFIX}generator"])
-        for name, param in self.params.items():
-            prefix = f"{_ADAM_PREFIX}{name}/"
-            state = {k[len(prefix):]: v.clone() for k, v in tensors.items()
-                     if k.startswith(prefix)}
-            if state:
-                self.optimizer.state[param] = state
+        load_adam_state(self.optimizer, list(self.params), tensors)
 
     def load_params(self, params: Params) -> None:
         """Overwrite the parameters in place (Adam keeps referring to the same tensors)."""

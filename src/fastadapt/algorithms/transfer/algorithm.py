@@ -30,7 +30,7 @@ from fastadapt.algorithms.maml.algorithm import GradientAdapted, OuterStep
 from fastadapt.algorithms.maml.config import InnerStepConfig, MAMLConfig
 from fastadapt.algorithms.maml.meta_batch import MetaBatch
 from fastadapt.algorithms.maml.trpo import MAMLTRPO
-from fastadapt.config import TrainConfig
+from fastadapt.config import AlgorithmConfig, TrainConfig
 from fastadapt.envs.base import TaskFamily
 from fastadapt.envs.wrappers import OracleFamily
 from fastadapt.errors import ConfigError
@@ -93,6 +93,11 @@ class Finetune(GradientAdapted[FinetuneConfig]):
     config_class = FinetuneConfig
     training_inner_steps = 0
 
+    @classmethod
+    def updates_per_iteration(cls, section: AlgorithmConfig) -> int | None:
+        """One TRPO step per meta-batch."""
+        return 1
+
     def adaptation(self) -> MAMLConfig:
         return self.settings.adaptation_config()
 
@@ -110,6 +115,11 @@ class RandomInit(Finetune):
             raise ConfigError("run.init_from is not available for random-init, whose point is "
                               "a freshly initialised policy")
         super().__init__(family, config, device)
+
+    @classmethod
+    def updates_per_iteration(cls, section: AlgorithmConfig) -> int | None:
+        """None: the policy is never updated."""
+        return 0
 
     def iterations(self, requested: int) -> int:
         return 1

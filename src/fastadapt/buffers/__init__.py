@@ -1,0 +1,2 @@
+"""Buffers of experience: per-task replay buffers for off-policy learners
+(:mod:`.replay`)."""
