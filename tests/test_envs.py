@@ -13,6 +13,7 @@ from gymnasium.utils.env_checker import check_env
 from fastadapt.envs.bandit import BanditTask, BernoulliBandit
 from fastadapt.envs.base import TaskFamily
 from fastadapt.envs.navigation import Navigation2D, NavigationTask
+from fastadapt.envs.point_robot import SparsePointRobot
 from fastadapt.envs.registry import (
     METAWORLD_PREFIX,
     describe_families,
@@ -177,6 +178,22 @@ def test_navigation_clips_moves_and_rewards_distance() -> None:
     assert not terminated[0, 0]
 
 
+def test_sparse_point_robot_pays_only_near_the_goal_and_reports_the_dense_reward() -> None:
+    batched = SparsePointRobot().make_batched([NavigationTask(0.0, 1.0)], 1,
+                                              np.random.default_rng())
+    batched.reset()
+    for step in range(1, 10):  # straight up at full speed; 0.5 is clipped to 0.1
+        positions, rewards, terminated = batched.step(np.array([[[0.0, 0.5]]], np.float32))
+        distance = 1.0 - 0.1 * step
+        np.testing.assert_allclose(positions[0, 0], [0.0, 0.1 * step], atol=1e-6)
+        assert batched.dense_rewards is not None
+        np.testing.assert_allclose(batched.dense_rewards[0, 0], -distance, atol=1e-6)
+        expected = 1.0 - distance if step >= 9 else 0.0  # within 0.2 from step 9 (d = 0.1)
+        if step != 8:  # d = 0.2 exactly: on the boundary, float32 decides
+            np.testing.assert_allclose(rewards[0, 0], expected, atol=1e-6)
+        assert not terminated[0, 0]
+
+
 @pytest.mark.parametrize(("goal_x", "done"), [(0.105, True), (0.095, True), (0.115, False)])
 def test_navigation_terminates_within_tolerance(goal_x: float, done: bool) -> None:
     batched = Navigation2D().make_batched([NavigationTask(goal_x, 0.0)], 1, np.random.default_rng())
@@ -271,6 +288,8 @@ _ONE_HOT = [[[1.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]]  # [S=2, A=2, S=
 INVALID_TASKS: list[tuple[TaskFamily[Any], Any, str]] = [
     (Navigation2D(), NavigationTask(0.7, 0.0), r"goal coordinate 0\.7 is outside"),
     (Navigation2D(), BanditTask((0.5, 0.5)), "expects a NavigationTask, got BanditTask"),
+    (SparsePointRobot(), NavigationTask(0.5, 0.5), "is not on the upper unit half circle"),
+    (SparsePointRobot(), NavigationTask(0.0, -1.0), "is not on the upper unit half circle"),
     (BernoulliBandit(3), BanditTask((0.5, 0.5)), "has 2 arm means, expected num_arms=3"),
     (BernoulliBandit(2), BanditTask((0.5, 1.5)), r"arm 1 mean 1\.5 is outside \[0\.0, 1\.0\]"),
     (BernoulliBandit(2), BanditTask((float("nan"), 0.5)), "arm 0 mean nan is outside"),
@@ -304,6 +323,7 @@ def test_invalid_tasks_raise_task_error(family: TaskFamily[Any], task: Any, mess
         (TabularMDP, {"num_states": 0}, "num_states must be >= 1"),
         (TabularMDP, {"num_actions": 1}, "num_actions must be >= 2"),
         (TabularMDP, {"episode_steps": 0}, "episode_steps must be >= 1"),
+        (SparsePointRobot, {"goal_radius": 0.0}, r"goal_radius must be in \(0, 1.0\)"),
     ],
 )
 def test_bad_family_arguments_raise_config_error(
@@ -327,7 +347,7 @@ def test_describe_families_lists_every_family() -> None:
             and row["source"] == "fastadapt"]  # plugins (the installed example) add theirs
     assert [row["name"] for row in rows] == [
         "AntDir", "AntGoal", "AntVel", "Bandit", "HalfCheetahDir", "HalfCheetahVel",
-        "Navigation2D", "TabularMDP",
+        "Navigation2D", "SparsePointRobot", "TabularMDP",
     ]
     metaworld_rows = [row for row in all_rows if row["name"].startswith(METAWORLD_PREFIX)]
     assert len(metaworld_rows) == (51 if metaworld_installed() else 0)  # ML1 of 50 envs, ML10
@@ -339,6 +359,6 @@ def test_describe_families_lists_every_family() -> None:
     horizons = {row["name"]: row["horizon"] for row in rows}
     locomotion = ("AntDir", "AntGoal", "AntVel", "HalfCheetahDir", "HalfCheetahVel")
     assert horizons == {
-        "Bandit": "100", "Navigation2D": "100", "TabularMDP": "10",
+        "Bandit": "100", "Navigation2D": "100", "TabularMDP": "10", "SparsePointRobot": "20",
         **dict.fromkeys(locomotion, "200"),
     }

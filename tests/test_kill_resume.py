@@ -11,17 +11,24 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from fastadapt.cli import main
 from fastadapt.run.checkpoint import latest_checkpoint, load_checkpoint, load_tensors
 
-CONFIG = "maml-trpo/2d-navigation"
-TINY = [
-    "--set", "maml-trpo.tasks_per_iteration=3", "--set", "maml-trpo.episodes_per_task=3",
-    "--set", "env.horizon=10", "--set", "policy.hidden_sizes=[8, 8]",
-    "--set", "run.tensorboard=false", "--set", "run.checkpoint_every=1",
-    "--set", "run.num_threads=1", "--quiet",
-]
+COMMON = ["--set", "env.horizon=10", "--set", "run.tensorboard=false",
+          "--set", "run.checkpoint_every=1", "--set", "run.num_threads=1", "--quiet"]
+RUNS = {  # a config and the overrides that make it tiny
+    "maml-trpo/2d-navigation": [
+        "--set", "maml-trpo.tasks_per_iteration=3", "--set", "maml-trpo.episodes_per_task=3",
+        "--set", "policy.hidden_sizes=[8, 8]", *COMMON],
+    "pearl/2d-navigation": [  # its replay buffers and generators are in the checkpoints
+        "--set", "pearl.train_tasks=4", "--set", "pearl.tasks_per_iteration=2",
+        "--set", "pearl.initial_episodes=2", "--set", "pearl.gradient_steps=5",
+        "--set", "pearl.tasks_per_step=3", "--set", "pearl.batch_transitions=8",
+        "--set", "pearl.context_transitions=6", "--set", "pearl.hidden_sizes=[8]",
+        "--set", "pearl.encoder_hidden_sizes=[8]", *COMMON],
+}
 ITERATIONS = 6
 
 
@@ -30,12 +37,14 @@ def _iterations_logged(run: Path) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
 
-def test_kill_9_then_resume_gives_the_straight_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("config", list(RUNS))
+def test_kill_9_then_resume_gives_the_straight_run(tmp_path: Path, config: str) -> None:
+    tiny = RUNS[config]
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    assert main(["train", CONFIG, "--run-dir", str(straight), "--iterations", str(ITERATIONS),
-                 *TINY]) == 0
-    command = [sys.executable, "-m", "fastadapt.cli", "train", CONFIG, "--run-dir", str(killed),
-               "--iterations", "1000", *TINY]
+    assert main(["train", config, "--run-dir", str(straight), "--iterations", str(ITERATIONS),
+                 *tiny]) == 0
+    command = [sys.executable, "-m", "fastadapt.cli", "train", config, "--run-dir", str(killed),
+               "--iterations", "1000", *tiny]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while _iterations_logged(killed) < 3 and time.monotonic() < deadline:

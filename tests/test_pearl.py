@@ -14,6 +14,7 @@ from faulty_envs import FaultyNavigation
 from fastadapt.buffers.replay import TaskReplay
 from fastadapt.cli import main
 from fastadapt.envs import registry
+from fastadapt.envs.registry import make_family
 from fastadapt.run.checkpoint import load_tensors
 from fastadapt.types import Transitions
 
@@ -191,3 +192,26 @@ def test_bad_settings_are_one_line_before_any_file(
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and message in error[0], error
     assert not run.exists()
+
+
+def test_dense_critic_rewards_go_to_the_replay_buffer_only(tmp_path: Path) -> None:
+    """With ``pearl.dense_critic_rewards`` (the reference's sparse point robot) the critic's
+    replay buffer holds the dense rewards, the encoder buffer the sparse ones."""
+    from fastadapt.algorithms.pearl.algorithm import PEARL
+    from fastadapt.run.config_loading import load_train_config
+    from fastadapt.sampling.vector import VectorSampler
+
+    overrides = [a for a in TINY if a not in ("--set", "--quiet")]
+    config = load_train_config("pearl/sparse-point-robot",
+                               [o for o in overrides if not o.startswith("env.")])
+    algorithm = PEARL(make_family("SparsePointRobot"), config, torch.device("cpu"))
+    sampler = VectorSampler(algorithm.family, algorithm.policy, algorithm.horizon, seed=0)
+    algorithm.train_iteration(sampler, algorithm.training_tasks(np.random.default_rng(0), 2),
+                              0.0)
+    for task in range(config.section.train_tasks):  # type: ignore[attr-defined]
+        dense = algorithm.replay.contents(task).rewards
+        sparse = algorithm.encoder_buffer.contents(task).rewards
+        assert bool((dense < 0).all())  # minus the distance
+        assert bool(((sparse == 0) | (sparse >= 0.8)).all())  # 1 - distance within 0.2, else 0
+    assert main(["train", CONFIG, "--run-dir", str(tmp_path / "nav"), *TINY,
+                 "--set", "pearl.dense_critic_rewards=true"]) == 2  # Navigation2D has none

@@ -72,8 +72,7 @@ def _trajectories(ax: Axes, evaluation: dict[str, Any]) -> None:
             if path:
                 xs, ys = zip(*path, strict=True)
                 ax.plot(xs, ys, style, color=color, label=key if i == 0 else None)
-    ax.set(title="trajectories (dotted: before, solid: after)", xlim=(-0.6, 0.6),
-           ylim=(-0.6, 0.6), aspect="equal")
+    ax.set(title="trajectories (dotted: before, solid: after)", aspect="equal")
     ax.legend()
 
 

@@ -43,6 +43,9 @@ class Trajectories(NamedTuple):
         final_observations: ``[T, E, O]``, the observation after the last step of the
             horizon (the next observation of a truncated episode's last transition); ``None``
             where not recorded.
+        dense_rewards: ``[T, E, H]``, the dense reward beside a sparse one, for families
+            that report it (:attr:`~fastadapt.envs.base.BatchedEnv.dense_rewards`); else
+            ``None``.
     """
 
     observations: Tensor
@@ -53,6 +56,7 @@ class Trajectories(NamedTuple):
     unstable: Tensor | None = None
     terminated: Tensor | None = None
     final_observations: Tensor | None = None
+    dense_rewards: Tensor | None = None
 
     @property
     def num_env_steps(self) -> int:

@@ -85,6 +85,10 @@ class BatchedEnv(ABC):
     """``[T, E]`` float64: ``E[r | state, action]`` of the last step under each episode's task,
     for families whose reward noise is independent of everything after it (Bernoulli bandits:
     ``mu[a]``; tabular MDPs: ``R[s, a]``). RL² with ``rl2.expected_rewards`` trains on it."""
+    dense_rewards: np.ndarray | None = None
+    """``[T, E]``: a dense (shaped) reward of the last step beside the family's sparse one
+    (the sparse point robot: minus the distance to the goal), for families that report it;
+    samplers record it per step (PEARL's critic can learn from it, as the reference's)."""
 
     @abstractmethod
     def reset(self) -> np.ndarray:
@@ -116,6 +120,8 @@ class TaskFamily(ABC, Generic[TaskT]):
     """The paper whose task definition the family follows."""
     reports_expected_rewards: bool = False
     """Its batched env sets :attr:`BatchedEnv.expected_rewards` at every step."""
+    reports_dense_rewards: bool = False
+    """Its batched env sets :attr:`BatchedEnv.dense_rewards` at every step."""
     position_dims: tuple[int, int] | None = None
     """The observation entries that are an ``(x, y)`` position, for families whose paths are
     worth drawing (Navigation2D: ``(0, 1)``): the meta-test records example paths before and

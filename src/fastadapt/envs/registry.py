@@ -25,6 +25,7 @@ from fastadapt.envs.base import FamilyFactory, TaskEnv, TaskFamily
 from fastadapt.envs.contract import check_family
 from fastadapt.envs.locomotion import AntDir, AntGoal, AntVel, HalfCheetahDir, HalfCheetahVel
 from fastadapt.envs.navigation import Navigation2D
+from fastadapt.envs.point_robot import SparsePointRobot
 from fastadapt.envs.tabular_mdp import TabularMDP
 from fastadapt.errors import (
     ConfigError,
@@ -46,6 +47,7 @@ _BUILTIN: dict[str, FamilyFactory] = {
     "AntDir": AntDir,
     "AntGoal": AntGoal,
     "Navigation2D": Navigation2D,
+    "SparsePointRobot": SparsePointRobot,
     "Bandit": BernoulliBandit,
     "TabularMDP": TabularMDP,
 }

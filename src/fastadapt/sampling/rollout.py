@@ -97,8 +97,9 @@ def rollout(
         :class:`Trajectories` ``[T, E, H, ...]``; steps after an episode terminated are masked
         out (their rewards are zero). ``successes`` is filled when the family's batched env
         reports :attr:`~fastadapt.envs.base.BatchedEnv.success`, ``unstable`` when it reports
-        :attr:`~fastadapt.envs.base.BatchedEnv.unstable`, else ``None``; ``terminated`` and
-        ``final_observations`` always.
+        :attr:`~fastadapt.envs.base.BatchedEnv.unstable`, ``dense_rewards`` when it reports
+        :attr:`~fastadapt.envs.base.BatchedEnv.dense_rewards`, else ``None``; ``terminated``
+        and ``final_observations`` always.
     """
     num_tasks, episodes = len(tasks), episodes_per_task
     indices = range(first_task, first_task + num_tasks)
@@ -115,6 +116,7 @@ def rollout(
     rewards = np.empty(steps, dtype=np.float32)
     terminated = np.empty(steps, dtype=bool)
     successes = np.empty(steps, dtype=bool) if env.success is not None else None
+    dense = np.empty(steps, dtype=np.float32) if env.dense_rewards is not None else None
     actions_t: list[Tensor] = []
     act = step_actions(policy, params)
     for t in range(horizon):
@@ -126,6 +128,8 @@ def rollout(
             final_obs = torch.from_numpy(np.array(next_obs, dtype=np.float32))  # [T, E, O]
         if successes is not None and env.success is not None:
             successes[t] = env.success
+        if dense is not None and env.dense_rewards is not None:
+            dense[t] = env.dense_rewards
         actions_t.append(actions)
     alive = np.ones(steps, dtype=np.float32)  # step t counts if no earlier step terminated
     alive[1:] = np.cumprod(~terminated[:-1], axis=0)
@@ -133,7 +137,8 @@ def rollout(
     unstable = None if env.unstable is None else torch.from_numpy(env.unstable.copy()).float()
     return Trajectories(_task_major(observations), torch.stack(actions_t, dim=2),
                         _task_major(rewards * alive), _task_major(alive), success_values,
-                        unstable, _task_major(terminated * alive), final_obs)
+                        unstable, _task_major(terminated * alive), final_obs,
+                        None if dense is None else _task_major(dense * alive))
 
 
 def _task_major(steps: np.ndarray) -> Tensor:

@@ -54,12 +54,13 @@ _TASK_STREAM = 3
 """``default_rng([run.seed, 3])`` draws the training tasks."""
 
 
-def _check_family(family: TaskFamily[Any], policy: PolicyConfig) -> gym.spaces.Box:
+def _check_family(family: TaskFamily[Any], settings: PEARLConfig, policy: PolicyConfig
+                  ) -> gym.spaces.Box:
     """The family's action box, if PEARL can serve it.
 
     Raises:
-        ConfigError: discrete or unbounded actions, or ``policy:`` keys (PEARL sizes its
-            networks in ``pearl:``).
+        ConfigError: discrete or unbounded actions, dense critic rewards the family does not
+            report, or ``policy:`` keys (PEARL sizes its networks in ``pearl:``).
     """
     space = family.action_space
     if not isinstance(space, gym.spaces.Box):
@@ -68,6 +69,10 @@ def _check_family(family: TaskFamily[Any], policy: PolicyConfig) -> gym.spaces.B
     if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
         raise ConfigError(f"pearl squashes actions into a bounded box; {family.name}'s "
                           f"action space {space} is unbounded")
+    if settings.dense_critic_rewards and not family.reports_dense_rewards:
+        raise ConfigError(f"pearl.dense_critic_rewards needs a family that reports dense "
+                          f"rewards beside its sparse ones (SparsePointRobot); {family.name} "
+                          "does not")
     if policy != PolicyConfig():
         raise ConfigError("policy: is not read by pearl, whose networks are sized by "
                           "pearl.hidden_sizes and pearl.encoder_hidden_sizes; remove it")
@@ -91,7 +96,7 @@ class PEARL(Algorithm[PEARLConfig]):
                  ) -> None:
         super().__init__(family, config, device)
         pearl = self.settings
-        space = _check_family(family, config.policy)
+        space = _check_family(family, pearl, config.policy)
         self.obs_dim = int(np.prod(family.observation_space.shape))
         self.action_dim = int(space.shape[0])
         self.center = torch.as_tensor((space.high + space.low) / 2, dtype=torch.float32)
@@ -165,21 +170,28 @@ class PEARL(Algorithm[PEARLConfig]):
 
     def _store(self, episodes: Trajectories, task_ids: list[int], encoder: bool) -> int:
         """Add each entry's finite transitions (actions in squashed units) to its task's
-        buffers; returns how many were not finite (a physics blow-up, a NaN reward) and were
+        buffers (the replay buffer's rewards dense ones with ``dense_critic_rewards``);
+        returns how many were not finite (a physics blow-up, a NaN reward) and were
         dropped."""
         dropped = 0
-        for task, transitions in zip(task_ids, episodes.transitions(), strict=True):
+        entries = episodes.transitions()
+        critic = entries
+        if self.settings.dense_critic_rewards:
+            assert episodes.dense_rewards is not None
+            critic = episodes._replace(rewards=episodes.dense_rewards).transitions()
+        for task, transitions, critic_transitions in zip(task_ids, entries, critic,
+                                                         strict=True):
             transitions = transitions._replace(
                 actions=(transitions.actions - self.center) / self.half_width)
-            finite = torch.ones(len(transitions.rewards), dtype=torch.bool)
+            finite = torch.isfinite(critic_transitions.rewards)
             for field in transitions:
                 finite &= torch.isfinite(field.reshape(len(finite), -1)).all(dim=1)
             if not bool(finite.all()):
                 dropped += int((~finite).sum())
-                transitions = Transitions(*(field[finite] for field in transitions))
-            self.replay.add(task, transitions)
+            kept = Transitions(*(field[finite] for field in transitions))
+            self.replay.add(task, kept._replace(rewards=critic_transitions.rewards[finite]))
             if encoder:
-                self.encoder_buffer.add(task, transitions)
+                self.encoder_buffer.add(task, kept)
         self.dropped += dropped
         return dropped
 

@@ -90,6 +90,10 @@ class PEARLConfig(AlgorithmConfig):
     """Weight of the mean of the squared pre-squash action means in the policy loss."""
     policy_std_reg: float = 1e-3
     """Weight of the mean of the squared ``log sigma`` in the policy loss."""
+    dense_critic_rewards: bool = False
+    """The replay buffer (the critic's data) stores the family's dense rewards while the
+    encoder buffer and the meta-test's context keep its sparse ones, as the reference does
+    with ``sparse_rewards`` (families that report them: ``SparsePointRobot``)."""
     next_obs_in_context: bool = False
     """Transitions in the context hold ``(s, a, r, s')`` instead of ``(s, a, r)``."""
     buffer_transitions: int = 1_000_000
