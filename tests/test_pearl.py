@@ -101,7 +101,8 @@ def _train(run: Path, *extra: str) -> None:
     assert main(["train", CONFIG, "--run-dir", str(run), *TINY, *extra]) == 0
 
 
-def test_tiny_run_trains_evaluates_and_plots(tmp_path: Path) -> None:
+def test_tiny_run_trains_evaluates_and_plots(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
     run = tmp_path / "run"
     _train(run, "--iterations", "3")
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -123,6 +124,17 @@ def test_tiny_run_trains_evaluates_and_plots(tmp_path: Path) -> None:
     assert (run / "evaluation.json").read_text() == again.read_text()  # seeded
     assert main(["plot", str(run)]) == 0
     assert main(["compare", str(run), "--output", str(tmp_path / "c.png")]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(run), "--x", "env-steps", "--output",
+                 str(tmp_path / "e.png")]) == 0
+    row = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| pearl")]
+    cells = [cell.strip() for cell in row[0].strip("|").split("|")]
+    # algorithm, run, env, horizon, env steps, gradient steps (3 iterations x 4), hours, ...
+    assert cells[:6] == ["pearl", "run", "Navigation2D", "10",
+                         f"{records[-1]['env_steps']:,}", "12"]
+    per_step = evaluation["returns_mean"][-1] / 10
+    assert cells[8].startswith(f"{per_step:.3f}")
+    assert (tmp_path / "e.png").stat().st_size > 0
 
 
 def test_resume_is_bit_identical_and_keeps_the_buffers(tmp_path: Path) -> None:

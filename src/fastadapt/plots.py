@@ -35,6 +35,19 @@ def _save(fig: Figure, path: Path, what: str) -> None:
     atomic_write(path, buffer.getvalue(), what)
 
 
+def _write_figure(fig: Figure, ax: Axes, output: Path, what: str) -> Path:
+    """Add the legend, lay out and write ``fig`` to ``output`` (its directory made)."""
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        plt.close(fig)
+        raise StorageError.of(err, f"the figure's directory {output.parent}") from err
+    _save(fig, output, what)
+    return output
+
+
 def _learning_curve(ax: Axes, metrics: list[dict[str, Any]], adapts_by: AdaptsBy) -> None:
     """Training returns by meta-iteration: before and after the inner steps, or (algorithms
     that adapt by episodes, RL²) of the first and the last episode of the trials."""
@@ -227,15 +240,7 @@ def plot_comparison(groups: list[CurveGroup], output: Path) -> Path:
     ax.set_xscale("symlog", linthresh=1)
     ax.set(title="meta-test on held-out tasks (95% CI)",
            xlabel="episodes of experience on the new task", ylabel="mean episode return")
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        plt.close(fig)
-        raise StorageError.of(err, f"the figure's directory {output.parent}") from err
-    _save(fig, output, "comparison figure")
-    return output
+    return _write_figure(fig, ax, output, "comparison figure")
 
 
 def compare_runs(run_dirs: list[Path], output: Path, plugins: Iterable[str] = ()
@@ -340,15 +345,7 @@ def plot_efficiency(budgets: list[RunBudget], output: Path) -> Path:
     ax.set_xscale("log")
     ax.set(title=f"sample efficiency on {budgets[0].env} (95% CI over held-out tasks)",
            xlabel="meta-training env steps", ylabel="return per env step")
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        plt.close(fig)
-        raise StorageError.of(err, f"the figure's directory {output.parent}") from err
-    _save(fig, output, "sample-efficiency figure")
-    return output
+    return _write_figure(fig, ax, output, "sample-efficiency figure")
 
 
 def compare_efficiency(run_dirs: list[Path], output: Path, plugins: Iterable[str] = ()
