@@ -227,3 +227,25 @@ def test_dense_critic_rewards_go_to_the_replay_buffer_only(tmp_path: Path) -> No
         assert bool(((sparse == 0) | (sparse >= 0.8)).all())  # 1 - distance within 0.2, else 0
     assert main(["train", CONFIG, "--run-dir", str(tmp_path / "nav"), *TINY,
                  "--set", "pearl.dense_critic_rewards=true"]) == 2  # Navigation2D has none
+
+
+def test_store_drops_non_finite_transitions_and_blow_up_terminals() -> None:
+    from fastadapt.algorithms.pearl.algorithm import PEARL
+    from fastadapt.run.config_loading import load_train_config
+    from fastadapt.types import Trajectories
+
+    overrides = [a for a in TINY if a not in ("--set", "--quiet")]
+    algorithm = PEARL(make_family("Navigation2D"), load_train_config(CONFIG, overrides),
+                      torch.device("cpu"))
+    obs = torch.zeros(2, 1, 3, 2)
+    rewards = torch.tensor([[[-1.0, float("nan"), -1.0]], [[-1.0, -1.0, 0.0]]])
+    episodes = Trajectories(
+        observations=obs, actions=torch.zeros(2, 1, 3, 2), rewards=rewards,
+        masks=torch.ones(2, 1, 3), unstable=torch.tensor([[0.0], [1.0]]),
+        terminated=torch.tensor([[[0.0, 0.0, 0.0]], [[0.0, 0.0, 1.0]]]),
+        final_observations=torch.zeros(2, 1, 2))
+    assert algorithm._store(episodes, [0, 1], encoder=True) == 2
+    # task 0 loses its NaN-reward step; task 1 the blow-up's false terminal
+    assert algorithm.replay.sizes[:2].tolist() == [2, 2]
+    assert algorithm.encoder_buffer.sizes[:2].tolist() == [2, 2]
+    assert float(algorithm.replay.contents(1).terminated.sum()) == 0.0

@@ -34,7 +34,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from fastadapt.algorithms.base import Algorithm, Iteration, MetaTestCurves, MetaTestProtocol
+from fastadapt.algorithms.base import (
+    Algorithm,
+    Iteration,
+    MetaTestCurves,
+    MetaTestProtocol,
+    on_cpu,
+)
 from fastadapt.algorithms.pearl.config import PEARLConfig
 from fastadapt.algorithms.pearl.losses import posterior
 from fastadapt.algorithms.pearl.networks import fold_latent
@@ -162,8 +168,9 @@ class PEARL(Algorithm[PEARLConfig]):
     def _episodes(self, sampler: Sampler, tasks: list[Any], z: Tensor,
                   deterministic: bool = False) -> Trajectories:
         """One episode of each of ``tasks`` with its latent ``z [M, L]``, ``[M, 1, H, ...]``."""
-        params = fold_latent(self.learner.policy_params(), "actor.", z, self.obs_dim)
-        params = {n: p.detach().cpu() for n, p in params.items()}
+        # folded on the CPU, where the sampler runs: the shared layers stay views, not copies
+        params = fold_latent(on_cpu(self.learner.policy_params()), "actor.", z.cpu(),
+                             self.obs_dim)
         if deterministic:
             params["noise_scale"] = torch.zeros_like(params["noise_scale"])
         return sampler.sample(params, tasks, 1)
@@ -171,21 +178,23 @@ class PEARL(Algorithm[PEARLConfig]):
     def _store(self, episodes: Trajectories, task_ids: list[int], encoder: bool) -> int:
         """Add each entry's finite transitions (actions in squashed units) to its task's
         buffers (the replay buffer's rewards dense ones with ``dense_critic_rewards``);
-        returns how many were not finite (a physics blow-up, a NaN reward) and were
-        dropped."""
+        returns how many were dropped: the non-finite ones (a NaN reward) and the last of an
+        episode ended by a physics blow-up (not a true terminal state)."""
         dropped = 0
         entries = episodes.transitions()
         critic = entries
         if self.settings.dense_critic_rewards:
             assert episodes.dense_rewards is not None
             critic = episodes._replace(rewards=episodes.dense_rewards).transitions()
-        for task, transitions, critic_transitions in zip(task_ids, entries, critic,
-                                                         strict=True):
+        for entry, (task, transitions, critic_transitions) in enumerate(
+                zip(task_ids, entries, critic, strict=True)):
             transitions = transitions._replace(
                 actions=(transitions.actions - self.center) / self.half_width)
             finite = torch.isfinite(critic_transitions.rewards)
             for field in transitions:
                 finite &= torch.isfinite(field.reshape(len(finite), -1)).all(dim=1)
+            if episodes.unstable is not None and bool(episodes.unstable[entry].any()):
+                finite &= transitions.terminated == 0
             if not bool(finite.all()):
                 dropped += int((~finite).sum())
             kept = Transitions(*(field[finite] for field in transitions))
@@ -251,16 +260,10 @@ class PEARL(Algorithm[PEARLConfig]):
         metrics["buffer_mb"] = (self.replay.nbytes + self.encoder_buffer.nbytes) / 2**20
         metrics["replay_transitions"] = float(self.replay.sizes.sum())
         metrics["dropped_transitions"] = float(self.dropped)
-        if self.dropped:  # non-finite data: the trainer stops after a few such iterations
-            metrics["nonfinite"] = 1.0
         env_steps = sum(b.num_env_steps for b in [*batches, *prior, *informed])
         return Iteration(env_steps, returns or [float("nan")], metrics)
 
     # ------------------------------------------------------------------ meta-test
-
-    def default_adaptation_steps(self) -> int:
-        """Points of the meta-test: the exploration episodes and one with the posterior."""
-        return self.settings.exploration_episodes
 
     def meta_test(self, sampler: Sampler, tasks: list[Any], protocol: MetaTestProtocol
                   ) -> MetaTestCurves:

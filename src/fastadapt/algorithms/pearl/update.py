@@ -150,8 +150,8 @@ class PEARLLearner:
               ) -> dict[str, float]:
         """``steps`` gradient steps on the tasks whose buffers hold data; returns the mean
         of each loss term over the applied steps and ``nonfinite_steps``, the skipped ones
-        (``nonfinite`` is 1.0 when any was, or when no task has data: every transition
-        collected so far was non-finite)."""
+        (``nonfinite`` is 1.0 when every step was skipped, or when no task has data: every
+        transition collected so far was dropped as non-finite)."""
         available = torch.nonzero((replay.sizes > 0) & (encoder_buffer.sizes > 0)).flatten()
         if len(available) == 0:
             return {"nonfinite_steps": float(steps), "nonfinite": 1.0}
@@ -166,7 +166,7 @@ class PEARLLearner:
                 totals[name] = totals[name] + value if name in totals else value
         applied_steps = max(steps - skipped, 1)
         result = {name: float(value) / applied_steps for name, value in totals.items()}
-        return {**result, "nonfinite_steps": float(skipped), "nonfinite": float(skipped > 0)}
+        return {**result, "nonfinite_steps": float(skipped), "nonfinite": float(skipped == steps)}
 
     def state_dict(self) -> dict[str, Tensor]:
         """The Q, V and entropy parameters, the targets, Adam's state and both generators
