@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= runs/demo
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench docs docs-build clean
 
 install: $(STAMP)
 
@@ -14,10 +14,12 @@ install: $(STAMP)
 # [metaworld]: the Meta-World tests run in `make test` (metaworld 37 MB + scipy).
 # examples/fastadapt-example: the plugin example (a family and an algorithm found through
 # entry points), which the tests train, evaluate, plot and compare.
-$(STAMP): pyproject.toml constraints.txt examples/fastadapt-example/pyproject.toml
+# [docs]: MkDocs, Material and mkdocstrings for `make docs` and `make docs-build`.
+# The stamp also depends on this Makefile, so a change to the extras below reinstalls.
+$(STAMP): Makefile pyproject.toml constraints.txt examples/fastadapt-example/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,ray,metaworld]" \
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,ray,metaworld,docs]" \
 		-e examples/fastadapt-example
 	touch $(STAMP)
 
@@ -39,9 +41,18 @@ lint: install
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/mypy
 
+# The documentation site (mkdocs.yml, docs/): served with live reload on 127.0.0.1:8000, or
+# built into site/ with every warning (a broken link, a missing API name) an error.
+# NO_MKDOCS_2_WARNING silences Material's banner about MkDocs 2 (not a build warning).
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
+
+docs-build: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 bench: install
 	$(BIN)/python benchmarks/maml_trpo_navigation.py
 	$(BIN)/python benchmarks/sampler_scaling.py
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs site
