@@ -1,5 +1,5 @@
-"""The ``fastadapt`` command: ``train``, ``evaluate``, ``plot``, ``compare``, ``envs``,
-``algorithms``, ``configs``.
+"""The ``fastadapt`` command: ``train``, ``evaluate``, ``plot``, ``compare``, ``sweep``,
+``report``, ``envs``, ``algorithms``, ``configs``.
 
 Errors a user can cause print one line (``fastadapt: error: ...``) and exit with code 2;
 ``--debug`` shows the traceback instead. ``--plugin MODULE`` (any command, repeatable) imports
@@ -109,6 +109,40 @@ def _compare(args: argparse.Namespace) -> None:
     print(table)
     print(f"figure: {figure}")
     _warn_about_metrics(run_dirs)
+
+
+def _grid(values: list[str]) -> dict[str, list[str]]:
+    """``--grid KEY=V1,V2`` options as ``{KEY: [V1, V2]}``.
+
+    Raises:
+        ConfigError: an option without ``=`` or without values.
+    """
+    grid: dict[str, list[str]] = {}
+    for option in values:
+        key, sep, listed = option.partition("=")
+        if not sep or not key.strip() or not listed.strip():
+            raise ConfigError(f"--grid wants KEY=V1,V2,..., got {option!r}")
+        grid[key.strip()] = [value.strip() for value in listed.split(",")]
+    return grid
+
+
+def _sweep(args: argparse.Namespace) -> None:
+    from fastadapt.evaluation.sweep import run_status, sweep
+
+    run_dirs = sweep(args.config, args.seeds, Path(args.root), args.set, _grid(args.grid),
+                     args.plugin, args.workers)
+    done = sum(run_status(run) == "done" for run in run_dirs)
+    print(f"{done} of {len(run_dirs)} runs evaluated under {args.root}")
+    print(f"aggregate them: fastadapt report {args.root}/*-seed*")
+
+
+def _report(args: argparse.Namespace) -> None:
+    from fastadapt.plots import report_runs
+
+    run_dirs = [Path(run) for run in args.run_dirs]
+    figure, table = report_runs(run_dirs, Path(args.output), args.plugin)
+    print(table)
+    print(f"figure: {figure}")
 
 
 def _print_rows(rows: list[dict[str, str]], title: str, output: str) -> None:
@@ -223,6 +257,25 @@ def build_parser() -> argparse.ArgumentParser:
                    "task (default); env-steps: return per step against meta-training env "
                    "steps, and a table of each run's env steps, gradient steps and wall time")
     p.set_defaults(func=_compare)
+    p = _command(commands, "sweep", "train and evaluate N seeds (and a grid of overrides) of "
+                 "a config as Ray Tune trials; resumes", common)
+    p.add_argument("config", help="a YAML config, or a packaged one by name")
+    p.add_argument("--seeds", type=int, required=True, help="seeds 1..N of every grid point")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key in every run")
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                   help="one run per value (several --grid: every combination)")
+    p.add_argument("--root", required=True, help="directory of the sweep's run directories")
+    p.add_argument("--workers", type=int,
+                   help="runs at a time (default: the CPUs of the machine or cluster)")
+    p.set_defaults(func=_sweep)
+    p = _command(commands, "report", "aggregate evaluated runs over seeds (mean, median, IQM "
+                 "with bootstrap CIs, P(X > Y), performance profiles; rliable)", common)
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                   help="evaluated runs; a sweep's seeds (NAME-seedK) are pooled per NAME, "
+                        "other runs per algorithm")
+    p.add_argument("--output", default="report.png", help="PNG to write (default report.png)")
+    p.set_defaults(func=_report)
     for name, help_text, func in (("envs", "list the task families", _envs),
                                   ("algorithms", "list the algorithms", _algorithms),
                                   ("configs", "list the packaged configs", _configs)):

@@ -99,3 +99,7 @@ class WorkerError(SamplerError):
 
 class WorkerDiedError(SamplerError):
     """A sampler worker process died (e.g. killed) and could not be restarted."""
+
+
+class SweepError(FastAdaptError):
+    """Runs of a sweep failed, or Ray Tune is missing; the message names them."""

@@ -126,6 +126,38 @@ def import_ray(local: bool = False) -> Any:
     return ray
 
 
+def init_ray(ray: Any, address: str | None, num_cpus: int) -> str | None:
+    """``ray.init``: join the cluster at ``address`` (checked reachable first), or start a
+    local instance of ``num_cpus`` CPUs on the loopback interface, dashboard off, its files in a
+    short ``0700`` temporary directory; Ray's start-up lines stay out of the output (its errors
+    show). Returns that directory (``None`` when joining a cluster); the caller removes it
+    after ``ray.shutdown()``.
+
+    Raises:
+        SamplerError: no cluster answers at ``address``, or Ray cannot start.
+    """
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                              "logging_level": logging.ERROR}
+    temp_dir = None
+    if address is None:
+        remove_stale_temp_dirs()
+        # A short path: Ray's AF_UNIX sockets live under it (about 100 bytes at most).
+        temp_dir = tempfile.mkdtemp(prefix=f"{_TEMP_PREFIX}{os.getpid()}-", dir="/tmp")
+        kwargs.update(num_cpus=num_cpus, _temp_dir=temp_dir, _node_ip_address=_LOOPBACK)
+    else:
+        check_reachable(ray, address)
+    try:
+        ray.init(address=address, **kwargs)
+    except Exception as err:
+        if temp_dir is not None:
+            shutil.rmtree(temp_dir, ignore_errors=True)
+        where = f"connect to Ray at {address!r}" if address else "start a local Ray instance"
+        raise SamplerError(f"cannot {where}: {first_line(err)}") from err
+    if temp_dir is not None:
+        os.chmod(temp_dir, 0o700)  # Ray made it world-writable
+    return temp_dir
+
+
 class RayWorker:
     """The actor: family, policy and horizon, one torch thread; answers work items."""
 
@@ -188,31 +220,12 @@ class RaySampler(WorkerPoolSampler):
             raise
 
     def _init_ray(self, address: str | None) -> None:
-        ray = self._ray
-        if ray.is_initialized():
+        if self._ray.is_initialized():
             return
-        # Ray's own start-up lines (INFO, its token-authentication notice) stay out of the
-        # output; its errors still show
-        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                                  "logging_level": logging.ERROR}
-        if address is None:
-            remove_stale_temp_dirs()
-            # A short path: Ray's AF_UNIX sockets live under it (about 100 bytes at most).
-            self._temp_dir = tempfile.mkdtemp(prefix=f"{_TEMP_PREFIX}{os.getpid()}-", dir="/tmp")
-            kwargs.update(num_cpus=self.num_workers, _temp_dir=self._temp_dir,
-                          _node_ip_address=_LOOPBACK)
-        else:
-            check_reachable(ray, address)
         before = set(descendants())
-        try:
-            ray.init(address=address, **kwargs)
-        except Exception as err:
-            self._remove_temp_dir()
-            where = f"connect to Ray at {address!r}" if address else "start a local Ray instance"
-            raise SamplerError(f"cannot {where}: {first_line(err)}") from err
+        self._temp_dir = init_ray(self._ray, address, self.num_workers)
         self._owns_ray = True
         if self._temp_dir is not None:
-            os.chmod(self._temp_dir, 0o700)  # Ray made it world-writable
             self._ray_processes = {pid: name for pid, name in descendants().items()
                                    if pid not in before}
 

@@ -1,0 +1,183 @@
+"""Scores of many evaluated runs aggregated per algorithm (``fastadapt report``), with the
+statistics of Agarwal et al. 2021 ("Deep RL at the edge of the statistical precipice"), computed
+by their library, rliable.
+
+A run's scores are its meta-test returns on the held-out tasks at the last point of the
+adaptation curve (``per_task_returns[:, -1]`` of ``evaluation.json``: after the last inner
+step, or the last episode of a trial). Runs of one algorithm form a ``[runs, tasks]`` matrix;
+since every run meets the same held-out tasks (``family.test_tasks(N)``), the tasks play the
+role of rliable's tasks and the runs its runs. Per algorithm: the mean, the median and the
+interquartile mean (IQM: the mean of the middle 50% of all run × task scores), each with a
+stratified bootstrap 95% CI (runs resampled within each task); for each pair of algorithms the
+probability of improvement ``P(X > Y)`` (Mann-Whitney, averaged over tasks) with its CI; and
+performance profiles (the fraction of run × task scores above each threshold).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fastadapt.errors import CheckpointError, ConfigError, SweepError
+from fastadapt.run.rundir import EVALUATION_FILE, load_run_config
+
+__all__ = ["Aggregate", "AlgorithmScores", "aggregate", "load_scores"]
+
+BOOTSTRAP_REPS = 2000
+"""Bootstrap resamples of every CI (rliable's default for profiles; 50,000 for point
+estimates in the paper, which changes the CIs' third digit)."""
+
+
+@dataclass
+class AlgorithmScores:
+    """The evaluated runs of one group (an algorithm, or a sweep's config and grid point) on
+    one family: ``scores [runs, tasks]``."""
+
+    algorithm: str
+    """The group's label."""
+    env: str
+    runs: list[str]
+    scores: np.ndarray
+
+
+@dataclass
+class Aggregate:
+    """Point estimates and 95% CIs (``[low, high]``) per group, and ``P(X > Y)`` per pair
+    ``"X > Y"`` (X listed before Y; ``P(Y > X) = 1 - P(X > Y)``)."""
+
+    estimates: dict[str, dict[str, float]]
+    intervals: dict[str, dict[str, tuple[float, float]]]
+    improvement: dict[str, tuple[float, float, float]]
+    """``"X > Y"``: ``(P, low, high)``."""
+
+
+def _rliable() -> Any:
+    try:
+        from rliable import library, metrics
+    except ImportError as err:
+        raise SweepError(f"fastadapt report needs rliable: pip install 'fastadapt[report]' "
+                         f"[{err}]") from None
+    return library, metrics
+
+
+@contextlib.contextmanager
+def _quiet_arch() -> Iterator[None]:
+    """Without arch's deprecation notice about the ``random_state`` rliable passes it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "random_state is deprecated", FutureWarning)
+        yield
+
+
+def group_label(run: Path, algorithm: str) -> str:
+    """Runs are pooled by label: a sweep's run ``<name>-seed<k>`` under ``<name>`` (its
+    config and grid point), any other run under its algorithm."""
+    match = re.fullmatch(r"(.+)-seed\d+", run.name)
+    return match.group(1) if match else algorithm
+
+
+def load_scores(run_dirs: list[Path], plugins: Iterable[str] = ()) -> list[AlgorithmScores]:
+    """The runs' last-point per-task returns, grouped by :func:`group_label` in first-seen
+    order.
+
+    Raises:
+        CheckpointError: runs without ``evaluation.json`` (all named).
+        ConfigError: runs of different task families, or with different held-out task
+            counts (named).
+    """
+    missing = [str(run) for run in run_dirs if not (run / EVALUATION_FILE).is_file()]
+    if missing:
+        raise CheckpointError(f"report needs evaluated runs; not evaluated: {', '.join(missing)}"
+                              " (run fastadapt evaluate on them)")
+    groups: dict[str, AlgorithmScores] = {}
+    rows: dict[str, list[np.ndarray]] = {}
+    envs: dict[str, list[str]] = {}
+    for run in run_dirs:
+        evaluation = json.loads((run / EVALUATION_FILE).read_text())
+        algorithm = evaluation.get("algorithm") or load_run_config(run, plugins=plugins).algorithm
+        label = group_label(run, algorithm)
+        envs.setdefault(evaluation["env"], []).append(str(run))
+        scores = np.asarray(evaluation["per_task_returns"], dtype=np.float64)[:, -1]
+        group = groups.setdefault(label, AlgorithmScores(label, evaluation["env"], [],
+                                                         np.empty(0)))
+        group.runs.append(str(run))
+        rows.setdefault(label, []).append(scores)
+    if len(envs) > 1:
+        listed = "; ".join(f"{env}: {', '.join(runs)}" for env, runs in envs.items())
+        raise ConfigError(f"report needs runs of one task family, got {listed}")
+    sizes = {len(r) for scores in rows.values() for r in scores}
+    if len(sizes) > 1:
+        raise ConfigError(f"report needs runs evaluated on the same held-out tasks, got "
+                          f"{sorted(sizes)} tasks")
+    for label, group in groups.items():
+        group.scores = np.stack(rows[label])
+    return list(groups.values())
+
+
+def aggregate(groups: list[AlgorithmScores], reps: int = BOOTSTRAP_REPS, seed: int = 0
+              ) -> Aggregate:
+    """Mean, median and IQM with stratified bootstrap CIs, and pairwise ``P(X > Y)``."""
+    library, metrics = _rliable()
+    score_dict = {g.algorithm: g.scores for g in groups}
+
+    def estimators(scores: np.ndarray) -> np.ndarray:
+        return np.array([metrics.aggregate_mean(scores), metrics.aggregate_median(scores),
+                         metrics.aggregate_iqm(scores)])
+
+    names = ("mean", "median", "iqm")
+    with _quiet_arch():
+        points, cis = library.get_interval_estimates(
+            score_dict, estimators, reps=reps, random_state=np.random.RandomState(seed))
+    estimates = {a: dict(zip(names, map(float, points[a]), strict=True)) for a in score_dict}
+    intervals = {a: {n: (float(cis[a][0, i]), float(cis[a][1, i])) for i, n in enumerate(names)}
+                 for a in score_dict}
+    order = list(score_dict)
+    pairs = {f"{x} > {y}": (score_dict[x], score_dict[y])
+             for i, x in enumerate(order) for y in order[i + 1:]}
+    improvement: dict[str, tuple[float, float, float]] = {}
+    if pairs:
+        with _quiet_arch():
+            probabilities, pair_cis = library.get_interval_estimates(
+                pairs, metrics.probability_of_improvement, reps=reps,
+                random_state=np.random.RandomState(seed))
+        improvement = {pair: (float(probabilities[pair]), float(np.ravel(pair_cis[pair])[0]),
+                              float(np.ravel(pair_cis[pair])[1])) for pair in pairs}
+    return Aggregate(estimates, intervals, improvement)
+
+
+def performance_profiles(groups: list[AlgorithmScores], thresholds: np.ndarray,
+                         reps: int = BOOTSTRAP_REPS) -> tuple[dict[str, np.ndarray],
+                                                              dict[str, np.ndarray]]:
+    """The fraction of run × task scores above each threshold, and its 95% CIs."""
+    library, _ = _rliable()
+    profiles: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] = (
+        library.create_performance_profile({g.algorithm: g.scores for g in groups}, thresholds,
+                                           reps=reps))
+    return profiles
+
+
+def report_table(groups: list[AlgorithmScores], result: Aggregate) -> str:
+    """Markdown: per group its runs, tasks, mean, median and IQM [95% CI]; then
+    P(X > Y)."""
+    def cell(algorithm: str, name: str) -> str:
+        low, high = result.intervals[algorithm][name]
+        return f"{result.estimates[algorithm][name]:.2f} [{low:.2f}, {high:.2f}]"
+
+    lines = ["| runs of | env | runs | tasks | mean [95% CI] | median [95% CI] "
+             "| IQM [95% CI] |", "|---|---|---|---|---|---|---|"]
+    for g in groups:
+        lines.append(f"| {g.algorithm} | {g.env} | {g.scores.shape[0]} | {g.scores.shape[1]} "
+                     f"| {cell(g.algorithm, 'mean')} | {cell(g.algorithm, 'median')} "
+                     f"| {cell(g.algorithm, 'iqm')} |")
+    if result.improvement:
+        lines += ["", "| comparison | P(X > Y) [95% CI] |", "|---|---|"]
+        for pair, (p, low, high) in result.improvement.items():
+            lines.append(f"| {pair} | {p:.2f} [{low:.2f}, {high:.2f}] |")
+    return "\n".join(lines)

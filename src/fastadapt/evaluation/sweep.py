@@ -1,0 +1,208 @@
+"""Multi-seed sweeps: ``N`` seeds (and a grid of overrides) of one config as ordinary run
+directories, trained and evaluated as Ray Tune trials (``fastadapt sweep``).
+
+``sweep("maml-trpo/2d-navigation", seeds=5, grid={"maml-trpo.inner_lr": ["0.05", "0.1"]},
+root="runs/sweep")`` makes one run directory per (grid point, seed) under ``root``, named
+``<config>[,<key>=<value>...]-seed<s>`` (seeds ``1..N``), each trained with ``fastadapt
+train``'s trainer and then evaluated with the config's ``evaluate`` section, so ``plot``,
+``compare``, ``report`` and ``--resume`` work on them as on any run. Ray Tune schedules the
+runs, one CPU each (``run.num_threads`` 1 unless overridden), on a local Ray instance or on
+the cluster of ``run.ray_address``.
+
+A sweep resumes: run it again with the same arguments and an evaluated run is skipped, a
+trained one only evaluated, an interrupted one continued from its last checkpoint, the others
+started. Every config of the sweep is built before anything starts, so a grid key that does not
+exist is one line and nothing is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+from fastadapt.errors import ConfigError, FastAdaptError, SweepError
+from fastadapt.evaluation.protocol import evaluate_run
+from fastadapt.run.config_loading import load_train_config
+from fastadapt.run.rundir import CONFIG_FILE, EVALUATION_FILE, POLICY_FILE
+from fastadapt.run.trainer import train
+
+__all__ = ["SweepRun", "plan", "run_status", "sweep"]
+
+Status = Literal["done", "evaluate", "resume", "new"]
+
+
+class SweepRun(NamedTuple):
+    """One run of a sweep: its directory's name and the overrides that make its config."""
+
+    name: str
+    overrides: tuple[str, ...]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._=+-]+", "_", text)
+
+
+def plan(config: str, seeds: int, overrides: Sequence[str] = (),
+         grid: Mapping[str, Sequence[str]] | None = None, plugins: Iterable[str] = ()
+         ) -> list[SweepRun]:
+    """The runs of a sweep, every config built (and so checked) once.
+
+    Raises:
+        ConfigError: ``seeds < 1``, an empty grid axis, or a config that cannot be built
+            (an unknown key, a bad value: the message names it).
+    """
+    if seeds < 1:
+        raise ConfigError(f"sweep needs --seeds >= 1, got {seeds}")
+    grid = dict(grid or {})
+    for key, values in grid.items():
+        if not values:
+            raise ConfigError(f"sweep grid key {key!r} has no values")
+    stem = _slug(str(config).removesuffix(".yaml").replace("/", "-"))
+    runs = []
+    for point in itertools.product(*([(key, value) for value in values]
+                                     for key, values in grid.items())):
+        label = "".join(f",{_slug(key)}={_slug(value)}" for key, value in point)
+        for seed in range(1, seeds + 1):
+            run_overrides = ("run.num_threads=1", *overrides,
+                             *(f"{key}={value}" for key, value in point), f"run.seed={seed}")
+            try:
+                load_train_config(config, run_overrides, plugins)
+            except ConfigError as err:
+                where = f" (grid point {', '.join(f'{k}={v}' for k, v in point)})" if point else ""
+                raise ConfigError(f"sweep{where}: {err}") from None
+            runs.append(SweepRun(f"{stem}{label}-seed{seed}", run_overrides))
+    return runs
+
+
+def run_status(run_dir: Path) -> Status:
+    """``done`` (evaluated), ``evaluate`` (trained), ``resume`` (started) or ``new``."""
+    if (run_dir / EVALUATION_FILE).is_file():
+        return "done"
+    if (run_dir / POLICY_FILE).is_file():
+        return "evaluate"
+    if (run_dir / CONFIG_FILE).is_file():
+        return "resume"
+    return "new"
+
+
+def run_one(config: str, overrides: Sequence[str], run_dir: str, plugins: Sequence[str]
+            ) -> dict[str, Any]:
+    """Train (or continue) and evaluate one run of a sweep; a Ray Tune trial runs it.
+
+    Returns:
+        ``{"run": run_dir, "status": what it found, "return_after": the meta-test's last
+        point}``.
+    """
+    path = Path(run_dir)
+    status = run_status(path)
+    if status in ("new", "resume"):
+        if status == "new" and path.exists():  # an empty directory left by a killed start
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        train(load_train_config(config, overrides, plugins), path, resume=status == "resume",
+              show_progress=False)
+    if status != "done":
+        evaluate_run(path, plugins=plugins)
+    evaluation = json.loads((path / EVALUATION_FILE).read_text())
+    return {"run": run_dir, "status": status, "return_after": evaluation["returns_mean"][-1]}
+
+
+def _trial(params: dict[str, Any]) -> dict[str, Any]:
+    """A Ray Tune trial: one run of the sweep (``params["run"]``, from :func:`sweep`)."""
+    run = params["run"]
+    return run_one(run["config"], run["overrides"], run["run_dir"], run["plugins"])
+
+
+def import_tune() -> Any:
+    """``ray.tune``.
+
+    Raises:
+        SweepError: Ray Tune is not installed (the message says how to install it).
+    """
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # local: loopback only
+    try:
+        from ray import tune
+    except ImportError as err:
+        raise SweepError(f"fastadapt sweep needs Ray Tune: pip install 'fastadapt[tune]' "
+                         f"[{err}]") from None
+    return tune
+
+
+def sweep(config: str, seeds: int, root: Path | str, overrides: Sequence[str] = (),
+          grid: Mapping[str, Sequence[str]] | None = None, plugins: Sequence[str] = (),
+          workers: int | None = None) -> list[Path]:
+    """Train and evaluate every run of the sweep not yet evaluated (see the module
+    docstring); returns all its run directories.
+
+    Args:
+        workers: runs at a time (default: the machine's CPUs, or the cluster's).
+
+    Raises:
+        ConfigError: as :func:`plan`, or ``workers < 1``.
+        SweepError: Ray Tune is missing, or runs failed (the message names them and their
+            first error; rerunning the sweep continues them).
+        SamplerError: Ray cannot start, or ``run.ray_address`` does not answer.
+    """
+    if workers is not None and workers < 1:
+        raise ConfigError(f"sweep needs --workers >= 1, got {workers}")
+    runs = plan(config, seeds, overrides, grid, plugins)
+    root = Path(root).resolve()
+    pending = [run for run in runs if run_status(root / run.name) != "done"]
+    if pending:
+        _run_trials(config, pending, root, list(plugins), workers,
+                    load_train_config(config, runs[0].overrides, plugins).run.ray_address)
+    return [root / run.name for run in runs]
+
+
+def _run_trials(config: str, runs: list[SweepRun], root: Path, plugins: list[str],
+                workers: int | None, address: str | None) -> None:
+    from fastadapt.sampling.ray_sampler import init_ray
+
+    tune = import_tune()
+    import ray
+
+    root.mkdir(parents=True, exist_ok=True)
+    owns = not ray.is_initialized()
+    temp_dir = init_ray(ray, address, workers or os.cpu_count() or 1) if owns else None
+    try:
+        params = [{"config": config, "overrides": list(run.overrides),
+                   "run_dir": str(root / run.name), "plugins": plugins} for run in runs]
+        tuner = tune.Tuner(
+            tune.with_resources(_trial, {"cpu": 1}),
+            param_space={"run": tune.grid_search(params)},
+            tune_config=tune.TuneConfig(max_concurrent_trials=workers),
+            run_config=tune.RunConfig(name=time.strftime("%Y%m%d-%H%M%S"),
+                                      storage_path=str(root / ".tune"), verbose=0),
+        )
+        results = tuner.fit()
+        failed = [(result.config["run"]["run_dir"], result.error) for result in results
+                  if result.error is not None]
+    finally:
+        if owns:
+            ray.shutdown()
+        if temp_dir is not None:
+            shutil.rmtree(temp_dir, ignore_errors=True)
+    if failed:
+        names = ", ".join(Path(run).name for run, _ in failed)
+        first = _first_line(failed[0][1])
+        raise SweepError(f"{len(failed)} of {len(runs)} runs failed ({names}): {first}; "
+                         f"rerun the sweep to continue them")
+
+
+def _first_line(error: BaseException) -> str:
+    """The message of the innermost fastadapt error (else the first line of ``error``)."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, FastAdaptError):
+            return str(cause).splitlines()[0]
+        cause = getattr(cause, "cause", None) or cause.__cause__
+    lines = str(error).strip().splitlines()
+    return lines[-1] if lines else type(error).__name__
