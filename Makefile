@@ -15,12 +15,13 @@ install: $(STAMP)
 # examples/fastadapt-example: the plugin example (a family and an algorithm found through
 # entry points), which the tests train, evaluate, plot and compare.
 # [docs]: MkDocs, Material and mkdocstrings for `make docs` and `make docs-build`.
-# [tune], [report]: Ray Tune for `fastadapt sweep`, rliable for `fastadapt report` (tested).
+# [tune], [report], [wandb]: Ray Tune for `fastadapt sweep`, rliable for `fastadapt report`,
+# the W&B sink (all tested; W&B in offline mode).
 # The stamp also depends on this Makefile, so a change to the extras below reinstalls.
 $(STAMP): Makefile pyproject.toml constraints.txt examples/fastadapt-example/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,ray,tune,report,metaworld,docs]" \
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,ray,tune,report,wandb,metaworld,docs]" \
 		-e examples/fastadapt-example
 	touch $(STAMP)
 

@@ -99,6 +99,10 @@ class RunConfig:
     """Consecutive iterations with a NaN/inf loss or gradient before the run stops."""
     tensorboard: bool = True
     """Write TensorBoard events next to ``metrics.jsonl``."""
+    wandb: str | None = None
+    """A Weights & Biases project to mirror the iteration records to (``null``: off; needs
+    ``fastadapt[wandb]``; ``WANDB_MODE=offline`` logs without an account). See
+    :mod:`fastadapt.run.wandb_sink`."""
     sampler: Literal["vector", "process", "ray"] = "vector"
     """Who steps the envs: ``vector`` (in-process, one array op for all tasks), ``process``
     (``run.workers`` worker processes) or ``ray`` (``run.workers`` Ray actors; needs
@@ -128,6 +132,8 @@ class RunConfig:
                 f"must be in [1, {MAX_WORKERS}], got {self.workers}")
         require(self.ray_address is None or bool(self.ray_address.strip()), "ray_address",
                 "must be null or a non-empty address")
+        require(self.wandb is None or bool(self.wandb.strip()), "wandb",
+                "must be null or a W&B project name")
         require(bool(self.device.strip()), "device", "must name a device, e.g. cpu or cuda")
 
 

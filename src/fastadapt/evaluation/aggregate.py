@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from fastadapt.errors import CheckpointError, ConfigError, SweepError
+from fastadapt.run.names import run_group
 from fastadapt.run.rundir import EVALUATION_FILE, load_run_config
 
 __all__ = ["Aggregate", "AlgorithmScores", "aggregate", "load_scores"]
@@ -79,8 +79,7 @@ def _quiet_arch() -> Iterator[None]:
 def group_label(run: Path, algorithm: str) -> str:
     """Runs are pooled by label: a sweep's run ``<name>-seed<k>`` under ``<name>`` (its
     config and grid point), any other run under its algorithm."""
-    match = re.fullmatch(r"(.+)-seed\d+", run.name)
-    return match.group(1) if match else algorithm
+    return run_group(run) or algorithm
 
 
 def load_scores(run_dirs: list[Path], plugins: Iterable[str] = ()) -> list[AlgorithmScores]:

@@ -31,6 +31,7 @@ from typing import Any, Literal, NamedTuple
 from fastadapt.errors import ConfigError, FastAdaptError, SweepError
 from fastadapt.evaluation.protocol import evaluate_run
 from fastadapt.run.config_loading import load_train_config
+from fastadapt.run.names import seed_run_name
 from fastadapt.run.rundir import CONFIG_FILE, EVALUATION_FILE, POLICY_FILE
 from fastadapt.run.trainer import train
 
@@ -78,7 +79,7 @@ def plan(config: str, seeds: int, overrides: Sequence[str] = (),
             except ConfigError as err:
                 where = f" (grid point {', '.join(f'{k}={v}' for k, v in point)})" if point else ""
                 raise ConfigError(f"sweep{where}: {err}") from None
-            runs.append(SweepRun(f"{stem}{label}-seed{seed}", run_overrides))
+            runs.append(SweepRun(seed_run_name(f"{stem}{label}", seed), run_overrides))
     return runs
 
 

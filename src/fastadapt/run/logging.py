@@ -1,4 +1,5 @@
-"""Run outputs: ``metrics.jsonl`` (one JSON object per iteration) and TensorBoard events.
+"""Run outputs: ``metrics.jsonl`` (one JSON object per iteration), TensorBoard events and,
+optionally, a W&B run (:mod:`fastadapt.run.wandb_sink`).
 
 ``metrics.jsonl`` is appended one flushed line per iteration. A line that does not parse (a
 torn write of a killed process, a disk hiccup, a user's edit) is skipped by every reader and
@@ -13,11 +14,14 @@ import json
 import math
 import threading
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from fastadapt.closing import Closeable
 from fastadapt.errors import StorageError
 from fastadapt.run.checkpoint import atomic_write
+
+if TYPE_CHECKING:
+    from fastadapt.run.wandb_sink import WandbSink
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -115,14 +119,16 @@ def _quiet_writer_failures(previous: Any) -> Any:
 
 
 class MetricsLogger(Closeable):
-    """Appends one line per iteration to ``metrics.jsonl``; mirrors scalars to TensorBoard.
+    """Appends one line per iteration to ``metrics.jsonl``; mirrors scalars to TensorBoard
+    and, with ``wandb_project``, to W&B (``config``: the run's config, shown there).
 
     Raises:
         StorageError: ``metrics.jsonl`` or the TensorBoard events cannot be written (one line
             naming the file).
     """
 
-    def __init__(self, run_dir: Path, tensorboard: bool = True) -> None:
+    def __init__(self, run_dir: Path, tensorboard: bool = True, wandb_project: str | None = None,
+                 config: dict[str, Any] | None = None) -> None:
         self._path = run_dir / METRICS_FILE
         try:
             torn = self._path.exists() and not self._path.read_bytes().endswith(b"\n") \
@@ -133,6 +139,7 @@ class MetricsLogger(Closeable):
         except OSError as err:
             raise StorageError.of(err, f"the metrics file {self._path}") from err
         self._writer: Any = None
+        self._wandb: WandbSink | None = None
         self._events = run_dir / "tensorboard"
         self._hook = threading.excepthook
         if tensorboard:
@@ -140,6 +147,14 @@ class MetricsLogger(Closeable):
 
             threading.excepthook = _quiet_writer_failures(self._hook)
             self._writer = SummaryWriter(log_dir=str(self._events))
+        if wandb_project is not None:
+            from fastadapt.run.wandb_sink import WandbSink
+
+            try:
+                self._wandb = WandbSink(run_dir, wandb_project, config or {})
+            except Exception:
+                self.close()
+                raise
 
     def log(self, record: dict[str, Any]) -> None:
         """Write ``record`` (must hold ``iteration``); flushed so a crash loses nothing."""
@@ -156,6 +171,8 @@ class MetricsLogger(Closeable):
                         self._writer.add_scalar(key, value, record["iteration"])
             except OSError as err:
                 raise StorageError.of(err, f"TensorBoard events to {self._events}") from err
+        if self._wandb is not None:
+            self._wandb.log(record)
 
     def flush(self) -> None:
         """Write what TensorBoard's writer still holds (at the end of a run).
@@ -181,3 +198,5 @@ class MetricsLogger(Closeable):
             with contextlib.suppress(OSError):
                 self._writer.close()
             threading.excepthook = self._hook
+        if self._wandb is not None:
+            self._wandb.close()

@@ -23,7 +23,7 @@ from fastadapt.backends.fast_cpu import configure_process
 from fastadapt.config import RunConfig, TrainConfig
 from fastadapt.errors import CheckpointError, NonFiniteError, SamplerError, StorageError
 from fastadapt.run.checkpoint import latest_checkpoint, remove_leftovers
-from fastadapt.run.config_loading import resolve
+from fastadapt.run.config_loading import resolve, train_config_to_dict
 from fastadapt.run.device import resolve_device
 from fastadapt.run.logging import MetricsLogger, truncate_metrics
 from fastadapt.run.progress import TrainProgress
@@ -40,6 +40,7 @@ from fastadapt.run.rundir import (
     starts_afresh,
     write_checkpoint,
 )
+from fastadapt.run.wandb_sink import import_wandb
 from fastadapt.sampling import SeededSampler, make_sampler
 from fastadapt.sampling.base import check_sampler_state
 
@@ -139,6 +140,8 @@ class Trainer:
         self.iterations = self.algorithm.iterations(run.iterations)
         self.state = _Progress(run.seed)
         self.resume = resume
+        if run.wandb is not None:
+            import_wandb()  # missing: one line before anything is written
         if run.init_from is not None and starts_afresh(run_dir, resume):
             warm_start(self.algorithm, run)
         if resume:
@@ -205,7 +208,8 @@ class Trainer:
             self._prepare()
             if on_ready is not None:
                 on_ready(self.run_dir)
-            with MetricsLogger(self.run_dir, run.tensorboard) as logger, TrainProgress(
+            with MetricsLogger(self.run_dir, run.tensorboard, run.wandb,
+                               train_config_to_dict(self.config)) as logger, TrainProgress(
                 self.iterations, self.state.iteration, enabled=self.show_progress
             ) as progress:
                 sampler.load_state_dict(self.state.sampler_state)
