@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from cli_errors import one_line_error
 
 from fastadapt.cli import main
 from fastadapt.envs import registry
@@ -29,14 +30,6 @@ TINY = [
 
 def _train(run_dir: Path, *extra: str) -> int:
     return main(["train", CONFIG, "--run-dir", str(run_dir), *TINY, *extra])
-
-
-def _error(capsys: pytest.CaptureFixture[str]) -> str:
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("fastadapt: error: "), err
-    assert "Traceback" not in err
-    assert len(err.splitlines()) == 1
-    return err
 
 
 def test_train_evaluate_plot_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -101,7 +94,7 @@ def test_eval_episodes_sample_only_the_adapted_policy_more_or_less(
     assert shapes == [(2, 3)] * 3
     assert json.loads((run / "evaluation.json").read_text())["eval_episodes_per_task"] == 3
     assert main([*evaluate, "--eval-episodes", "0"]) == 2
-    assert "eval episodes must be >= 1, got 0" in _error(capsys)
+    assert "eval episodes must be >= 1, got 0" in one_line_error(capsys)
 
 
 def test_resume_is_bit_identical(tmp_path: Path) -> None:
@@ -135,28 +128,28 @@ def test_bad_config_is_one_line_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], expected: str
 ) -> None:
     assert _train(tmp_path / "run", *args) == 2
-    assert expected in _error(capsys)
+    assert expected in one_line_error(capsys)
 
 
 def test_missing_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", str(tmp_path / "nope.yaml")]) == 2
-    assert "nope.yaml" in _error(capsys)
+    assert "nope.yaml" in one_line_error(capsys)
 
 
 def test_missing_and_corrupt_run_dirs(tmp_path: Path, capsys: pytest.CaptureFixture[str]
                                       ) -> None:
     assert main(["evaluate", str(tmp_path / "absent")]) == 2
-    assert "does not exist" in _error(capsys)
+    assert "does not exist" in one_line_error(capsys)
     assert main(["plot", str(tmp_path)]) == 2
-    assert "metrics.jsonl" in _error(capsys)
+    assert "metrics.jsonl" in one_line_error(capsys)
     run = tmp_path / "run"
     assert _train(run, "--iterations", "1") == 0
     (run / "policy.safetensors").write_bytes(b"\x00garbage" * 10)
     assert main(["evaluate", str(run)]) == 2
-    assert "policy.safetensors" in _error(capsys)
+    assert "policy.safetensors" in one_line_error(capsys)
     assert main(["train", "--resume", str(run), "--quiet", "--set",
                  "policy.hidden_sizes=[16, 16]"]) == 2
-    assert "does not match" in _error(capsys)
+    assert "does not match" in one_line_error(capsys)
 
 
 def test_existing_run_is_never_overwritten(tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -165,7 +158,7 @@ def test_existing_run_is_never_overwritten(tmp_path: Path, capsys: pytest.Captur
     assert _train(run, "--iterations", "1") == 0
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     assert _train(run, "--iterations", "1") == 2
-    assert "--resume" in _error(capsys)
+    assert "--resume" in one_line_error(capsys)
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
 
@@ -193,7 +186,7 @@ def test_nan_loss_stops_with_clear_error_and_keeps_parameters(
     monkeypatch.setitem(registry.FAMILIES.targets, "NaNNavigation", _NaNNavigation)
     run = tmp_path / "run"
     assert _train(run, "--iterations", "5", "--set", "env.name=NaNNavigation") == 2
-    err = _error(capsys)
+    err = one_line_error(capsys)
     assert "NaN/inf for 3 consecutive iterations" in err
     checkpoints = sorted((run / "checkpoints").glob("*.safetensors"))
     assert checkpoints, "the last good parameters must be saved"

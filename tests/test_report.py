@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_errors import one_line_error
 
 from fastadapt.cli import main
 from fastadapt.errors import CheckpointError, ConfigError
@@ -26,13 +27,6 @@ def _fake_run(path: Path, algorithm: str, final: list[float], env: str = "Naviga
         "returns_mean": np.mean(per_task, axis=0).tolist(),
         "returns_ci95": [0.0, 0.0]}))
     return path
-
-
-def _error(capsys: pytest.CaptureFixture[str]) -> str:
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("fastadapt: error: "), err
-    assert len(err.splitlines()) == 1 and "Traceback" not in err
-    return err
 
 
 def test_group_label_pools_a_sweeps_seeds_and_else_the_algorithm() -> None:
@@ -92,10 +86,10 @@ def test_report_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
     never = tmp_path / "never"
     never.mkdir()
     assert main(["report", str(nav), str(never)]) == 2
-    err = _error(capsys)
+    err = one_line_error(capsys)
     assert "not evaluated" in err and str(never) in err and "fastadapt evaluate" in err
     assert main(["report", str(nav), str(bandit)]) == 2
-    err = _error(capsys)
+    err = one_line_error(capsys)
     assert "one task family" in err and str(nav) in err and str(bandit) in err
     with pytest.raises(ConfigError, match="same held-out tasks"):
         load_scores([nav, _fake_run(tmp_path / "three", "rl2", [1.0, 2.0, 3.0])])

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_errors import one_line_error
 
 from fastadapt.cli import main
 from fastadapt.errors import ConfigError, SweepError
@@ -18,13 +19,6 @@ CONFIG = "maml-trpo/2d-navigation"
 TINY = ("maml-trpo.tasks_per_iteration=2", "maml-trpo.episodes_per_task=2", "env.horizon=5",
         "policy.hidden_sizes=[8]", "run.tensorboard=false", "run.iterations=1",
         "evaluate.num_tasks=3", "evaluate.adaptation_steps=1", "evaluate.episodes_per_task=2")
-
-
-def _error(capsys: pytest.CaptureFixture[str]) -> str:
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("fastadapt: error: "), err
-    assert len(err.splitlines()) == 1 and "Traceback" not in err
-    return err
 
 
 def test_plan_names_every_grid_point_and_seed() -> None:
@@ -98,15 +92,15 @@ def test_sweep_bad_input_is_one_line_before_anything_starts(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = tmp_path / "sweep"
     assert main(["sweep", CONFIG, "--seeds", "0", "--root", str(root)]) == 2
-    assert "--seeds >= 1, got 0" in _error(capsys)
+    assert "--seeds >= 1, got 0" in one_line_error(capsys)
     assert main(["sweep", CONFIG, "--seeds", "2", "--root", str(root),
                  "--grid", "maml-trpo.no_such_key=1,2"]) == 2
-    assert "no_such_key" in _error(capsys)
+    assert "no_such_key" in one_line_error(capsys)
     assert main(["sweep", CONFIG, "--seeds", "2", "--root", str(root), "--grid", "env.horizon"]
                 ) == 2
-    assert "--grid wants KEY=V1,V2" in _error(capsys)
+    assert "--grid wants KEY=V1,V2" in one_line_error(capsys)
     assert main(["sweep", CONFIG, "--seeds", "2", "--root", str(root), "--workers", "0"]) == 2
-    assert "--workers >= 1" in _error(capsys)
+    assert "--workers >= 1" in one_line_error(capsys)
     assert not root.exists()
     with pytest.raises(ConfigError, match="no values"):
         plan(CONFIG, 1, grid={"env.horizon": []})
@@ -121,11 +115,11 @@ def test_missing_ray_tune_or_rliable_says_which_extra_to_install(
         import_tune()
     assert main(["sweep", CONFIG, "--seeds", "1", "--root", str(tmp_path / "s"),
                  *(arg for o in TINY for arg in ("--set", o))]) == 2
-    assert "fastadapt[tune]" in _error(capsys)
+    assert "fastadapt[tune]" in one_line_error(capsys)
     monkeypatch.setitem(sys.modules, "rliable", None)
     run = tmp_path / "run"
     run.mkdir()
     (run / "evaluation.json").write_text(json.dumps(
         {"algorithm": "rl2", "env": "Bandit", "per_task_returns": [[1.0], [2.0]]}))
     assert main(["report", str(run), "--output", str(tmp_path / "r.png")]) == 2
-    assert "fastadapt[report]" in _error(capsys)
+    assert "fastadapt[report]" in one_line_error(capsys)

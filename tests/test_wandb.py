@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_errors import one_line_error
 
 from fastadapt.cli import main
 from fastadapt.run.wandb_sink import wandb_run_id
@@ -30,13 +31,6 @@ def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def _train(run: Path, *extra: str) -> int:
     return main(["train", CONFIG, "--run-dir", str(run), *TINY,
                  "--set", "run.wandb=fastadapt-tests", *extra])
-
-
-def _error(capsys: pytest.CaptureFixture[str]) -> str:
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("fastadapt: error: "), err
-    assert len(err.splitlines()) == 1 and "Traceback" not in err
-    return err
 
 
 def test_wandb_run_id_is_stable_and_tells_directories_apart(tmp_path: Path) -> None:
@@ -68,10 +62,10 @@ def test_missing_wandb_is_one_line_before_the_run_directory_is_made(
     monkeypatch.setitem(sys.modules, "wandb", None)
     run = tmp_path / "run"
     assert _train(run, "--iterations", "1") == 2
-    assert "pip install 'fastadapt[wandb]'" in _error(capsys)
+    assert "pip install 'fastadapt[wandb]'" in one_line_error(capsys)
     assert not run.exists()
     assert main(["train", CONFIG, "--run-dir", str(run), *TINY, "--set", "run.wandb=''"]) == 2
-    assert "run.wandb" in _error(capsys)
+    assert "run.wandb" in one_line_error(capsys)
 
 
 @pytest.mark.usefixtures("offline")
@@ -86,7 +80,7 @@ def test_refused_start_is_one_line_and_a_failing_log_only_warns(
     with monkeypatch.context() as patch:
         patch.setattr(wandb, "init", refuse)
         assert _train(tmp_path / "refused", "--iterations", "1") == 2
-    err = _error(capsys)
+    err = one_line_error(capsys)
     assert "W&B could not start the run (run.wandb: fastadapt-tests): api_key not configured" \
         in err and "WANDB_MODE=offline" in err
 
