@@ -12,7 +12,13 @@ from cli_errors import one_line_error
 
 from fastadapt.cli import main
 from fastadapt.errors import CheckpointError, ConfigError
-from fastadapt.evaluation.aggregate import aggregate, group_label, load_scores, report_table
+from fastadapt.evaluation.aggregate import (
+    aggregate,
+    group_label,
+    load_scores,
+    probability_of_improvement,
+    report_table,
+)
 
 
 def _fake_run(path: Path, algorithm: str, final: list[float], env: str = "Navigation2D"
@@ -96,3 +102,16 @@ def test_report_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
     with pytest.raises(CheckpointError):
         load_scores([never])
     assert not (tmp_path / "report.png").exists()
+
+
+def test_probability_of_improvement_equals_rliables() -> None:
+    from rliable import metrics
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(5, 7))
+    y = np.round(rng.normal(0.3, 1.0, size=(4, 7)), 1)
+    y[0, :3] = x[0, :3]  # ties
+    assert probability_of_improvement(x, y) == pytest.approx(
+        metrics.probability_of_improvement(x, y), abs=1e-12)
+    assert probability_of_improvement(x, x) == pytest.approx(0.5)
+    assert probability_of_improvement(x + 100.0, x) == 1.0
