@@ -83,6 +83,17 @@ def test_report_command_prints_the_table_and_writes_the_figure(
     assert "| maml-trpo | Navigation2D | 5 | 5 |" in out and "| rl2 | Navigation2D | 5 | 5 |" in out
     assert "| maml-trpo > rl2 |" in out
     assert output.stat().st_size > 10_000
+    # --point 0: the scores before adaptation (each run's final score - 10)
+    assert main(["report", *runs, "--output", str(output), "--point", "0"]) == 0
+    table = capsys.readouterr().out
+    assert main(["report", *runs, "--output", str(output), "--point", "2"]) == 2
+    assert "--point 2" in one_line_error(capsys)
+    means = [float(line.split("|")[5].split()[0]) for line in table.splitlines()
+             if line.startswith("| maml-trpo |") or line.startswith("| rl2 |")]
+    finals = [np.mean([json.loads((Path(r) / "evaluation.json").read_text())
+                       ["per_task_returns"]]) for r in runs]
+    assert means == pytest.approx([np.mean(finals[:5]) - 5.0, np.mean(finals[5:]) - 5.0],
+                                  abs=0.01)
 
 
 def test_report_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -413,8 +413,8 @@ def plot_report(groups: list[AlgorithmScores], result: Aggregate, output: Path) 
     return _write_figure(fig, right, output, "report figure")
 
 
-def report_runs(run_dirs: list[Path], output: Path, plugins: Iterable[str] = ()
-                ) -> tuple[Path, str]:
+def report_runs(run_dirs: list[Path], output: Path, plugins: Iterable[str] = (),
+                point: int = -1) -> tuple[Path, str]:
     """``fastadapt report``: write the figure to ``output``; return it and the table.
 
     Raises:
@@ -422,6 +422,6 @@ def report_runs(run_dirs: list[Path], output: Path, plugins: Iterable[str] = ()
         ConfigError: runs of different task families or held-out task counts.
         SweepError: rliable is not installed.
     """
-    groups = load_scores(run_dirs, plugins)
+    groups = load_scores(run_dirs, plugins, point)
     result = aggregate(groups)
     return plot_report(groups, result, output), report_table(groups, result)

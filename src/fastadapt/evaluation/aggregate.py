@@ -4,7 +4,8 @@ by their library, rliable.
 
 A run's scores are its meta-test returns on the held-out tasks at the last point of the
 adaptation curve (``per_task_returns[:, -1]`` of ``evaluation.json``: after the last inner
-step, or the last episode of a trial). Runs of one algorithm form a ``[runs, tasks]`` matrix;
+step, or the last episode of a trial), or at point ``k`` (``--point k``: after ``k`` inner steps,
+or episode ``k + 1`` of a trial). Runs of one algorithm form a ``[runs, tasks]`` matrix;
 since every run meets the same held-out tasks (``family.test_tasks(N)``), the tasks play the
 role of rliable's tasks and the runs its runs. Per algorithm: the mean, the median and the
 interquartile mean (IQM: the mean of the middle 50% of all run × task scores), each with a
@@ -83,14 +84,15 @@ def group_label(run: Path, algorithm: str) -> str:
     return run_group(run) or algorithm
 
 
-def load_scores(run_dirs: list[Path], plugins: Iterable[str] = ()) -> list[AlgorithmScores]:
-    """The runs' last-point per-task returns, grouped by :func:`group_label` in first-seen
-    order.
+def load_scores(run_dirs: list[Path], plugins: Iterable[str] = (), point: int = -1
+                ) -> list[AlgorithmScores]:
+    """The runs' per-task returns at ``point`` of the adaptation curve (default: the last),
+    grouped by :func:`group_label` in first-seen order.
 
     Raises:
         CheckpointError: runs without ``evaluation.json`` (all named).
         ConfigError: runs of different task families, or with different held-out task
-            counts (named).
+            counts, or curves without ``point`` (named).
     """
     missing = [str(run) for run in run_dirs if not (run / EVALUATION_FILE).is_file()]
     if missing:
@@ -104,7 +106,10 @@ def load_scores(run_dirs: list[Path], plugins: Iterable[str] = ()) -> list[Algor
         algorithm = evaluation.get("algorithm") or load_run_config(run, plugins=plugins).algorithm
         label = group_label(run, algorithm)
         envs.setdefault(evaluation["env"], []).append(str(run))
-        scores = np.asarray(evaluation["per_task_returns"], dtype=np.float64)[:, -1]
+        curves = np.asarray(evaluation["per_task_returns"], dtype=np.float64)
+        if not -curves.shape[1] <= point < curves.shape[1]:
+            raise ConfigError(f"report --point {point}: {run} has points 0..{curves.shape[1] - 1}")
+        scores = curves[:, point]
         group = groups.setdefault(label, AlgorithmScores(label, evaluation["env"], [],
                                                          np.empty(0)))
         group.runs.append(str(run))
