@@ -12,7 +12,14 @@ from cli_errors import one_line_error
 
 from fastadapt.cli import main
 from fastadapt.errors import ConfigError, SweepError
-from fastadapt.evaluation.sweep import import_tune, plan, run_one, run_status, sweep
+from fastadapt.evaluation.sweep import (
+    check_same_config,
+    import_tune,
+    plan,
+    run_one,
+    run_status,
+    sweep,
+)
 from fastadapt.run.rundir import load_run_config
 
 CONFIG = "maml-trpo/2d-navigation"
@@ -60,6 +67,15 @@ def test_one_run_trains_evaluates_and_is_then_done(tmp_path: Path) -> None:
     assert run_status(path) == "resume"
     assert run_one(CONFIG, run.overrides, str(path), [])["status"] == "resume"
     assert len((path / "metrics.jsonl").read_text().splitlines()) == 2
+    # the same name with another config is refused before anything starts
+    check_same_config(CONFIG, run, path, [])
+    (other,) = plan(CONFIG, 1, (*TINY, "run.iterations=5", "run.checkpoint_every=1"))
+    check_same_config(CONFIG, other, path, [])  # more iterations: the run is extended
+    (other,) = plan(CONFIG, 1, (*TINY, "run.iterations=2", "run.checkpoint_every=1",
+                                "maml-trpo.inner_lr=0.2"))
+    with pytest.raises(ConfigError, match=r"holds a run of another config \(maml-trpo.inner_lr: "
+                                          r"0.1 there, 0.2 here"):
+        check_same_config(CONFIG, other, path, [])
 
 
 def test_ray_tune_sweep_runs_every_seed_and_resumes_without_redoing_them(

@@ -30,9 +30,9 @@ from typing import Any, Literal, NamedTuple
 
 from fastadapt.errors import ConfigError, FastAdaptError, SweepError
 from fastadapt.evaluation.protocol import evaluate_run
-from fastadapt.run.config_loading import load_train_config
+from fastadapt.run.config_loading import load_train_config, resolve, train_config_to_dict
 from fastadapt.run.names import seed_run_name
-from fastadapt.run.rundir import CONFIG_FILE, EVALUATION_FILE, POLICY_FILE
+from fastadapt.run.rundir import CONFIG_FILE, EVALUATION_FILE, POLICY_FILE, load_run_config
 from fastadapt.run.trainer import train
 
 __all__ = ["SweepRun", "plan", "run_status", "sweep"]
@@ -94,6 +94,38 @@ def run_status(run_dir: Path) -> Status:
     return "new"
 
 
+def _flat(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def check_same_config(config: str, run: SweepRun, run_dir: Path, plugins: Iterable[str]) -> None:
+    """A run directory the sweep would skip or continue must hold this run's config
+    (``run.iterations`` aside: a sweep may be extended).
+
+    Raises:
+        ConfigError: it holds another config (the differing keys are named).
+        CheckpointError: its ``config.yaml`` cannot be read.
+    """
+    if run_status(run_dir) == "new":
+        return
+    planned = _flat(train_config_to_dict(resolve(load_train_config(config, run.overrides,
+                                                                   plugins))))
+    saved = _flat(train_config_to_dict(load_run_config(run_dir, plugins=plugins)))
+    differ = sorted(key for key in planned.keys() | saved.keys()
+                    if key != "run.iterations" and planned.get(key) != saved.get(key))
+    if differ:
+        shown = ", ".join(f"{key}: {saved.get(key)!r} there, {planned.get(key)!r} here"
+                          for key in differ[:3])
+        raise ConfigError(f"{run_dir} holds a run of another config ({shown}); sweep into "
+                          "another --root, or make the key a --grid axis")
+
+
 def run_one(config: str, overrides: Sequence[str], run_dir: str, plugins: Sequence[str]
             ) -> dict[str, Any]:
     """Train (or continue) and evaluate one run of a sweep; a Ray Tune trial runs it.
@@ -147,7 +179,8 @@ def sweep(config: str, seeds: int, root: Path | str, overrides: Sequence[str] = 
         workers: runs at a time (default: the machine's CPUs, or the cluster's).
 
     Raises:
-        ConfigError: as :func:`plan`, or ``workers < 1``.
+        ConfigError: as :func:`plan`, ``workers < 1``, or a run directory of the sweep that
+            holds another config (:func:`check_same_config`).
         SweepError: Ray Tune is missing, or runs failed (the message names them and their
             first error; rerunning the sweep continues them).
         SamplerError: Ray cannot start, or ``run.ray_address`` does not answer.
@@ -156,6 +189,8 @@ def sweep(config: str, seeds: int, root: Path | str, overrides: Sequence[str] = 
         raise ConfigError(f"sweep needs --workers >= 1, got {workers}")
     runs = plan(config, seeds, overrides, grid, plugins)
     root = Path(root).resolve()
+    for run in runs:
+        check_same_config(config, run, root / run.name, plugins)
     pending = [run for run in runs if run_status(root / run.name) != "done"]
     if pending:
         _run_trials(config, pending, root, list(plugins), workers,
