@@ -86,6 +86,13 @@ def test_report_command_prints_the_table_and_writes_the_figure(
     # --point 0: the scores before adaptation (each run's final score - 10)
     assert main(["report", *runs, "--output", str(output), "--point", "0"]) == 0
     table = capsys.readouterr().out
+    # --total: the sum over the curve (2 * final - 10 per task)
+    assert main(["report", *runs, "--output", str(output), "--total"]) == 0
+    totals = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| rl2 |")]
+    rl2_final = np.mean([np.array(json.loads((Path(r) / "evaluation.json").read_text())
+                                  ["per_task_returns"])[:, -1] for r in runs[5:]])
+    assert float(totals[0].split("|")[5].split()[0]) == pytest.approx(2 * rl2_final - 10,
+                                                                      abs=0.01)
     assert main(["report", *runs, "--output", str(output), "--point", "2"]) == 2
     assert "--point 2" in one_line_error(capsys)
     means = [float(line.split("|")[5].split()[0]) for line in table.splitlines()

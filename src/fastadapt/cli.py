@@ -140,7 +140,8 @@ def _report(args: argparse.Namespace) -> None:
     from fastadapt.plots import report_runs
 
     run_dirs = [Path(run) for run in args.run_dirs]
-    figure, table = report_runs(run_dirs, Path(args.output), args.plugin, args.point)
+    point = None if args.total else args.point
+    figure, table = report_runs(run_dirs, Path(args.output), args.plugin, point)
     print(table)
     print(f"figure: {figure}")
 
@@ -275,9 +276,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluated runs; a sweep's seeds (NAME-seedK) are pooled per NAME, "
                         "other runs per algorithm")
     p.add_argument("--output", default="report.png", help="PNG to write (default report.png)")
-    p.add_argument("--point", type=int, default=-1,
-                   help="the adaptation curve's point to score: k inner steps, or episode k+1 "
-                        "of a trial (default -1: the last)")
+    score = p.add_mutually_exclusive_group()
+    score.add_argument("--point", type=int, default=-1,
+                       help="the adaptation curve's point to score: k inner steps, or episode "
+                            "k+1 of a trial (default -1: the last)")
+    score.add_argument("--total", action="store_true",
+                       help="score the sum over the adaptation curve (an RL² bandit trial's "
+                            "total reward)")
     p.set_defaults(func=_report)
     for name, help_text, func in (("envs", "list the task families", _envs),
                                   ("algorithms", "list the algorithms", _algorithms),

@@ -414,7 +414,7 @@ def plot_report(groups: list[AlgorithmScores], result: Aggregate, output: Path) 
 
 
 def report_runs(run_dirs: list[Path], output: Path, plugins: Iterable[str] = (),
-                point: int = -1) -> tuple[Path, str]:
+                point: int | None = -1) -> tuple[Path, str]:
     """``fastadapt report``: write the figure to ``output``; return it and the table.
 
     Raises:

@@ -5,8 +5,9 @@ by their library, rliable.
 A run's scores are its meta-test returns on the held-out tasks at the last point of the
 adaptation curve (``per_task_returns[:, -1]`` of ``evaluation.json``: after the last inner
 step, or the last episode of a trial), or at point ``k`` (``--point k``: after ``k`` inner steps,
-or episode ``k + 1`` of a trial). Runs of one algorithm form a ``[runs, tasks]`` matrix;
-since every run meets the same held-out tasks (``family.test_tasks(N)``), the tasks play the
+or episode ``k + 1`` of a trial), or the sum over the curve (``--total``: the return gathered
+over the whole adaptation, e.g. an RL² bandit trial's total reward when an episode is a pull).
+Runs of one algorithm form a ``[runs, tasks]`` matrix; since every run meets the same held-out tasks (``family.test_tasks(N)``), the tasks play the
 role of rliable's tasks and the runs its runs. Per algorithm: the mean, the median and the
 interquartile mean (IQM: the mean of the middle 50% of all run × task scores), each with a
 stratified bootstrap 95% CI (runs resampled within each task); for each pair of algorithms the
@@ -84,10 +85,10 @@ def group_label(run: Path, algorithm: str) -> str:
     return run_group(run) or algorithm
 
 
-def load_scores(run_dirs: list[Path], plugins: Iterable[str] = (), point: int = -1
+def load_scores(run_dirs: list[Path], plugins: Iterable[str] = (), point: int | None = -1
                 ) -> list[AlgorithmScores]:
-    """The runs' per-task returns at ``point`` of the adaptation curve (default: the last),
-    grouped by :func:`group_label` in first-seen order.
+    """The runs' per-task returns at ``point`` of the adaptation curve (default: the last;
+    ``None``: their sum over the curve), grouped by :func:`group_label` in first-seen order.
 
     Raises:
         CheckpointError: runs without ``evaluation.json`` (all named).
@@ -107,9 +108,12 @@ def load_scores(run_dirs: list[Path], plugins: Iterable[str] = (), point: int = 
         label = group_label(run, algorithm)
         envs.setdefault(evaluation["env"], []).append(str(run))
         curves = np.asarray(evaluation["per_task_returns"], dtype=np.float64)
-        if not -curves.shape[1] <= point < curves.shape[1]:
+        if point is None:
+            scores = curves.sum(axis=1)
+        elif -curves.shape[1] <= point < curves.shape[1]:
+            scores = curves[:, point]
+        else:
             raise ConfigError(f"report --point {point}: {run} has points 0..{curves.shape[1] - 1}")
-        scores = curves[:, point]
         group = groups.setdefault(label, AlgorithmScores(label, evaluation["env"], [],
                                                          np.empty(0)))
         group.runs.append(str(run))
