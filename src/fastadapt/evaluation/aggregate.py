@@ -7,8 +7,9 @@ adaptation curve (``per_task_returns[:, -1]`` of ``evaluation.json``: after the 
 step, or the last episode of a trial), or at point ``k`` (``--point k``: after ``k`` inner steps,
 or episode ``k + 1`` of a trial), or the sum over the curve (``--total``: the return gathered
 over the whole adaptation, e.g. an RL² bandit trial's total reward when an episode is a pull).
-Runs of one algorithm form a ``[runs, tasks]`` matrix; since every run meets the same held-out tasks (``family.test_tasks(N)``), the tasks play the
-role of rliable's tasks and the runs its runs. Per algorithm: the mean, the median and the
+Runs of one algorithm form a ``[runs, tasks]`` matrix; since every run meets the same held-out
+tasks (``family.test_tasks(N)``), the tasks play the role of rliable's tasks and the runs its
+runs. Per algorithm: the mean, the median and the
 interquartile mean (IQM: the mean of the middle 50% of all run × task scores), each with a
 stratified bootstrap 95% CI (runs resampled within each task); for each pair of algorithms the
 probability of improvement ``P(X > Y)`` (Mann-Whitney, averaged over tasks) with its CI; and
