@@ -30,6 +30,7 @@ train with ``run.num_threads = 1``.
 
     python benchmarks/rl2_bandits.py [--settings 5x10,10x10,5x100,10x100]
         [--iterations-short 600] [--iterations-long 800] [--out runs/bench-rl2-bandits]
+    python benchmarks/rl2_bandits.py --baselines-of RUN_DIR   # baselines on a run's bandits
 """
 
 from __future__ import annotations
@@ -99,19 +100,28 @@ def run_setting(arms: int, pulls: int, iterations: int, args: argparse.Namespace
     evaluation, cost = train_and_evaluate(config, overrides,
                                           Path(args.out) / f"k{arms}-n{pulls}", args.tasks,
                                           args.trials)
+    c, scores = baselines(evaluation, args.baseline_runs, args.seed)
+    budget = {"arms": arms, "pulls": pulls, "iterations": iterations, **cost, "ucb1_tuned_c": c}
+    return budget, scores
+
+
+def baselines(evaluation: dict[str, Any], runs: int, seed: int
+              ) -> tuple[float, dict[str, dict[str, float]]]:
+    """RL²'s total reward per trial (``evaluation.json`` of an RL² bandit run) and the reference
+    strategies' on the same held-out bandits; returns UCB1's tuned ``c`` and the scores."""
     means = np.array([task["means"] for task in evaluation["tasks"]])
+    pulls = len(evaluation["returns_mean"])  # one episode = one pull
+    arms = means.shape[1]
     best = pulls * means.max(axis=1)
     rl2 = np.array(evaluation["per_task_returns"]).sum(axis=1)  # reward per trial, [N]
-    rng = np.random.default_rng(args.seed)
-    c = tune_ucb1(arms, pulls, args.tasks, args.baseline_runs, rng)
-    budget = {"arms": arms, "pulls": pulls, "iterations": iterations, **cost, "ucb1_tuned_c": c}
-    return budget, {
+    rng = np.random.default_rng(seed)
+    c = tune_ucb1(arms, pulls, len(means), runs, rng)
+    return c, {
         "rl2": summary(rl2, best),
-        "ucb1": summary(ucb1(means, pulls, args.baseline_runs, rng), best),
-        "ucb1_tuned": summary(ucb1(means, pulls, args.baseline_runs, rng, c, prior_counts=True),
-                               best),
-        "thompson": summary(thompson(means, pulls, args.baseline_runs, rng), best),
-        "gittins": summary(gittins(means, pulls, args.baseline_runs, rng), best),
+        "ucb1": summary(ucb1(means, pulls, runs, rng), best),
+        "ucb1_tuned": summary(ucb1(means, pulls, runs, rng, c, prior_counts=True), best),
+        "thompson": summary(thompson(means, pulls, runs, rng), best),
+        "gittins": summary(gittins(means, pulls, runs, rng), best),
         "random": summary(pulls * means.mean(axis=1), best),
     }
 
@@ -131,8 +141,18 @@ def main() -> None:
     parser.add_argument("--baseline-runs", type=int, default=20, help="UCB1/TS runs per bandit")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", default="runs/bench-rl2-bandits", help="run directories")
+    parser.add_argument("--baselines-of", metavar="RUN_DIR",
+                        help="train nothing: the reference strategies on the held-out bandits "
+                             "of an evaluated RL² bandit run (e.g. one seed of a sweep)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.baselines_of:
+        evaluation = json.loads((Path(args.baselines_of) / "evaluation.json").read_text())
+        c, scores = baselines(evaluation, args.baseline_runs, args.seed)
+        for name, entry in scores.items():
+            print(f"| {name} | {cell(entry)} |")
+        print(f"UCB1's tuned c: {c}")
+        return
     results = []
     print("| K | n | RL² | Gittins (FH) | UCB1 (c tuned) | UCB1 (c = 1) | Thompson | random "
           "| RL² training |")
