@@ -29,6 +29,7 @@ Algorithms never see a run directory, print nothing and draw nothing.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any, ClassVar, Generic, Literal, NamedTuple, TypeVar, cast
 
 import numpy as np
@@ -253,3 +254,25 @@ class Algorithm(ABC, Generic[C]):
 def on_cpu(params: Params) -> Params:
     """``params`` on the CPU, where samplers step the policy (no copy when they are)."""
     return {name: value.cpu() for name, value in params.items()}
+
+
+EXAMPLE_PATHS = 4
+"""Held-out tasks whose paths the meta-test records (families with positions)."""
+
+
+def example_paths(family: TaskFamily[Any], tasks: int,
+                  episode: Callable[[int, int], Tensor | np.ndarray]
+                  ) -> list[dict[str, Any]] | None:
+    """:attr:`MetaTestCurves.trajectories`: positions before and after adaptation of the
+    first :data:`EXAMPLE_PATHS` of ``tasks`` tasks, or ``None`` for a family without
+    :attr:`~fastadapt.envs.base.TaskFamily.position_dims`.
+
+    ``episode(i, which)`` gives task ``i``'s observations ``[steps, O]`` (its live steps) of the
+    episode before (``which`` 0) or after (1) adaptation.
+    """
+    dims = family.position_dims
+    if dims is None:
+        return None
+    return [{"before": episode(i, 0)[:, list(dims)].tolist(),
+             "after": episode(i, 1)[:, list(dims)].tolist()}
+            for i in range(min(EXAMPLE_PATHS, tasks))]

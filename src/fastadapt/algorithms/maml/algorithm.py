@@ -18,7 +18,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from fastadapt.algorithms.base import Algorithm, C, Iteration, MetaTestCurves, MetaTestProtocol
+from fastadapt.algorithms.base import (
+    Algorithm,
+    C,
+    Iteration,
+    MetaTestCurves,
+    MetaTestProtocol,
+    example_paths,
+)
 from fastadapt.algorithms.maml.config import (
     MAMLConfig,
     MAMLPPOConfig,
@@ -38,8 +45,6 @@ from fastadapt.sampling.base import Sampler
 from fastadapt.sampling.success import SuccessRecorder
 from fastadapt.types import Params
 
-EXAMPLE_PATHS = 4
-"""Held-out tasks whose paths the meta-test records (families with positions)."""
 INNER_LR_GROUP = "inner_lr/"
 """Prefix of Meta-SGD's learned rates in policy files and checkpoints."""
 
@@ -150,20 +155,15 @@ class GradientAdapted(Algorithm[C]):
         )
 
     def _example_paths(self, meta_batch: MetaBatch) -> list[dict[str, Any]] | None:
-        """First episode of the first tasks, before (step 0) and after (step K) adaptation,
-        for families with positions."""
-        dims = self.family.position_dims
-        if dims is None:
-            return None
-        first, last = ([*meta_batch.train, meta_batch.valid][k] for k in (0, -1))
-        examples = []
-        for i in range(min(EXAMPLE_PATHS, first.masks.shape[0])):
-            paths = []
-            for batch in (first, last):
-                steps = int(batch.masks[i, 0].sum())
-                paths.append(batch.observations[i, 0, :steps][:, list(dims)].tolist())
-            examples.append({"before": paths[0], "after": paths[1]})
-        return examples
+        """First episode of the first tasks, before (step 0) and after (step K) adaptation."""
+        steps = [*meta_batch.train, meta_batch.valid]
+        batches = (steps[0], steps[-1])
+
+        def episode(i: int, which: int) -> Tensor:
+            batch = batches[which]
+            return batch.observations[i, 0, :int(batch.masks[i, 0].sum())]
+
+        return example_paths(self.family, batches[0].masks.shape[0], episode)
 
 
 M = TypeVar("M", bound=MAMLConfig)

@@ -39,6 +39,7 @@ from fastadapt.algorithms.base import (
     Iteration,
     MetaTestCurves,
     MetaTestProtocol,
+    example_paths,
     on_cpu,
 )
 from fastadapt.algorithms.pearl.config import PEARLConfig
@@ -52,9 +53,6 @@ from fastadapt.errors import ConfigError
 from fastadapt.policies.squashed import SquashedGaussianPolicy
 from fastadapt.sampling.base import Sampler
 from fastadapt.types import Params, Trajectories, Transitions
-
-EXAMPLE_PATHS = 4
-"""Held-out tasks whose paths the meta-test records (families with positions)."""
 
 _TASK_STREAM = 3
 """``default_rng([run.seed, 3])`` draws the training tasks."""
@@ -321,15 +319,10 @@ class PEARL(Algorithm[PEARLConfig]):
     def _example_paths(self, episodes: list[Trajectories], trials: int
                        ) -> list[dict[str, Any]] | None:
         """Positions in the first and the last episode of the first trial of the first
-        tasks, for families with positions."""
-        dims = self.family.position_dims
-        if dims is None:
-            return None
-        examples = []
-        for i in range(min(EXAMPLE_PATHS, episodes[0].masks.shape[0] // trials)):
-            paths = []
-            for batch in (episodes[0], episodes[-1]):
-                alive = int(batch.masks[i * trials, 0].sum())
-                paths.append(batch.observations[i * trials, 0, :alive][:, list(dims)].tolist())
-            examples.append({"before": paths[0], "after": paths[1]})
-        return examples
+        tasks."""
+
+        def episode(i: int, which: int) -> Tensor:
+            batch = (episodes[0], episodes[-1])[which]
+            return batch.observations[i * trials, 0, :int(batch.masks[i * trials, 0].sum())]
+
+        return example_paths(self.family, episodes[0].masks.shape[0] // trials, episode)

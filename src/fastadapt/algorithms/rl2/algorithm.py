@@ -22,6 +22,7 @@ from fastadapt.algorithms.base import (
     Iteration,
     MetaTestCurves,
     MetaTestProtocol,
+    example_paths,
     on_cpu,
 )
 from fastadapt.algorithms.rl2.config import RL2Config
@@ -33,9 +34,6 @@ from fastadapt.errors import ConfigError
 from fastadapt.policies.recurrent import RecurrentPolicy, make_recurrent_policy
 from fastadapt.sampling.base import Sampler
 from fastadapt.types import Params, Trials
-
-EXAMPLE_PATHS = 4
-"""Held-out tasks whose paths the meta-test records (families with positions)."""
 
 
 def _task_width(family: TaskFamily[Any], option: str) -> int:
@@ -175,18 +173,13 @@ class RL2(Algorithm[RL2Config]):
         )
 
     def _example_paths(self, trials: Trials, episodes: int) -> list[dict[str, Any]] | None:
-        """Positions in the first and the last episode of the first trial of the first tasks,
-        for families with positions."""
-        dims = self.family.position_dims
-        if dims is None:
-            return None
+        """Positions in the first and the last episode of the first trial of the first
+        tasks."""
         horizon = trials.masks.shape[2] // episodes
-        examples = []
-        for i in range(min(EXAMPLE_PATHS, trials.masks.shape[0])):
-            paths = []
-            for episode in (0, episodes - 1):
-                steps = slice(episode * horizon, (episode + 1) * horizon)
-                alive = int(trials.masks[i, 0, steps].sum())
-                paths.append(trials.inputs[i, 0, steps][:alive][:, list(dims)].tolist())
-            examples.append({"before": paths[0], "after": paths[1]})
-        return examples
+
+        def episode(i: int, which: int) -> Tensor:
+            k = (0, episodes - 1)[which]
+            steps = slice(k * horizon, (k + 1) * horizon)
+            return trials.inputs[i, 0, steps][:int(trials.masks[i, 0, steps].sum())]
+
+        return example_paths(self.family, trials.masks.shape[0], episode)
