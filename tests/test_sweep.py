@@ -39,6 +39,7 @@ def test_plan_names_every_grid_point_and_seed() -> None:
     # the grid point's overrides come after --set, the seed last
     assert runs[3].overrides == ("run.num_threads=1", *TINY, "maml-trpo.inner_lr=0.1",
                                  "env.horizon=7", "run.seed=2")
+    assert runs[3].config.run.seed == 2 and runs[3].config.env.horizon == 7
     assert [run.name for run in plan(CONFIG, 3)] == [
         f"maml-trpo-2d-navigation-seed{s}" for s in (1, 2, 3)]
 
@@ -68,14 +69,14 @@ def test_one_run_trains_evaluates_and_is_then_done(tmp_path: Path) -> None:
     assert run_one(CONFIG, run.overrides, str(path), [])["status"] == "resume"
     assert len((path / "metrics.jsonl").read_text().splitlines()) == 2
     # the same name with another config is refused before anything starts
-    check_same_config(CONFIG, run, path, [])
+    check_same_config(run, path, [])
     (other,) = plan(CONFIG, 1, (*TINY, "run.iterations=5", "run.checkpoint_every=1"))
-    check_same_config(CONFIG, other, path, [])  # more iterations: the run is extended
+    check_same_config(other, path, [])  # more iterations: the run is extended
     (other,) = plan(CONFIG, 1, (*TINY, "run.iterations=2", "run.checkpoint_every=1",
                                 "maml-trpo.inner_lr=0.2"))
     with pytest.raises(ConfigError, match=r"holds a run of another config \(maml-trpo.inner_lr: "
                                           r"0.1 there, 0.2 here"):
-        check_same_config(CONFIG, other, path, [])
+        check_same_config(other, path, [])
 
 
 def test_ray_tune_sweep_runs_every_seed_and_resumes_without_redoing_them(

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
+from fastadapt.config import TrainConfig
 from fastadapt.errors import ConfigError, FastAdaptError, SweepError
 from fastadapt.evaluation.protocol import evaluate_run
 from fastadapt.run.config_loading import load_train_config, resolve, train_config_to_dict
@@ -41,10 +42,12 @@ Status = Literal["done", "evaluate", "resume", "new"]
 
 
 class SweepRun(NamedTuple):
-    """One run of a sweep: its directory's name and the overrides that make its config."""
+    """One run of a sweep: its directory's name, the overrides that make its config (what a
+    trial is given) and that config, resolved."""
 
     name: str
     overrides: tuple[str, ...]
+    config: TrainConfig
 
 
 def _slug(text: str) -> str:
@@ -75,11 +78,11 @@ def plan(config: str, seeds: int, overrides: Sequence[str] = (),
             run_overrides = ("run.num_threads=1", *overrides,
                              *(f"{key}={value}" for key, value in point), f"run.seed={seed}")
             try:
-                load_train_config(config, run_overrides, plugins)
+                built = resolve(load_train_config(config, run_overrides, plugins))
             except ConfigError as err:
                 where = f" (grid point {', '.join(f'{k}={v}' for k, v in point)})" if point else ""
                 raise ConfigError(f"sweep{where}: {err}") from None
-            runs.append(SweepRun(seed_run_name(f"{stem}{label}", seed), run_overrides))
+            runs.append(SweepRun(seed_run_name(f"{stem}{label}", seed), run_overrides, built))
     return runs
 
 
@@ -104,7 +107,7 @@ def _flat(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def check_same_config(config: str, run: SweepRun, run_dir: Path, plugins: Iterable[str]) -> None:
+def check_same_config(run: SweepRun, run_dir: Path, plugins: Iterable[str]) -> None:
     """A run directory the sweep would skip or continue must hold this run's config
     (``run.iterations`` aside: a sweep may be extended).
 
@@ -114,8 +117,7 @@ def check_same_config(config: str, run: SweepRun, run_dir: Path, plugins: Iterab
     """
     if run_status(run_dir) == "new":
         return
-    planned = _flat(train_config_to_dict(resolve(load_train_config(config, run.overrides,
-                                                                   plugins))))
+    planned = _flat(train_config_to_dict(run.config))
     saved = _flat(train_config_to_dict(load_run_config(run_dir, plugins=plugins)))
     differ = sorted(key for key in planned.keys() | saved.keys()
                     if key != "run.iterations" and planned.get(key) != saved.get(key))
@@ -190,11 +192,11 @@ def sweep(config: str, seeds: int, root: Path | str, overrides: Sequence[str] = 
     runs = plan(config, seeds, overrides, grid, plugins)
     root = Path(root).resolve()
     for run in runs:
-        check_same_config(config, run, root / run.name, plugins)
+        check_same_config(run, root / run.name, plugins)
     pending = [run for run in runs if run_status(root / run.name) != "done"]
     if pending:
         _run_trials(config, pending, root, list(plugins), workers,
-                    load_train_config(config, runs[0].overrides, plugins).run.ray_address)
+                    runs[0].config.run.ray_address)
     return [root / run.name for run in runs]
 
 

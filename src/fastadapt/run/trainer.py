@@ -208,8 +208,9 @@ class Trainer:
             self._prepare()
             if on_ready is not None:
                 on_ready(self.run_dir)
+            wandb_config = None if run.wandb is None else train_config_to_dict(self.config)
             with MetricsLogger(self.run_dir, run.tensorboard, run.wandb,
-                               train_config_to_dict(self.config)) as logger, TrainProgress(
+                               wandb_config) as logger, TrainProgress(
                 self.iterations, self.state.iteration, enabled=self.show_progress
             ) as progress:
                 sampler.load_state_dict(self.state.sampler_state)
