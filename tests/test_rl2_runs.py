@@ -175,7 +175,7 @@ def test_linear_schedules_follow_the_run_length_through_resume(
 def test_learning_curve_names_what_before_and_after_mean(rl2: bool) -> None:
     import matplotlib.pyplot as plt
 
-    from fastadapt.plots import _learning_curve
+    from fastadapt.plots.run import _learning_curve
 
     figure, ax = plt.subplots()
     _learning_curve(ax, [{"iteration": 1, "return_before": -2.0, "return_after": -1.0}],

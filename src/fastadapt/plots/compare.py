@@ -1,129 +1,20 @@
-"""``report.png`` of a run (learning curve, adaptation curve with CI, navigation trajectories)
-and ``fastadapt compare``: the adaptation curves of several runs in one figure and a table."""
+"""``fastadapt compare``: the adaptation curves of several runs in one figure and a table,
+and (``--x env-steps``) return per env step against meta-training env steps."""
 
 from __future__ import annotations
 
-import io
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import matplotlib
 import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
-
-from fastadapt.algorithms.base import AdaptsBy
 from fastadapt.algorithms.registry import algorithm_class
-from fastadapt.errors import CheckpointError, ConfigError, StorageError
-from fastadapt.evaluation.aggregate import (
-    Aggregate,
-    AlgorithmScores,
-    aggregate,
-    load_scores,
-    performance_profiles,
-    report_table,
-)
+from fastadapt.errors import CheckpointError, ConfigError
 from fastadapt.evaluation.statistics import mean_ci95
-from fastadapt.run.checkpoint import atomic_write
+from fastadapt.plots.common import load_evaluation, plt, write_figure
 from fastadapt.run.logging import read_metrics
-from fastadapt.run.rundir import EVALUATION_FILE, REPORT_FILE, load_run_config
-
-
-def _save(fig: Figure, path: Path, what: str) -> None:
-    """Write ``fig`` as a PNG to ``path`` atomically (one line if it cannot be written)."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write(path, buffer.getvalue(), what)
-
-
-def _write_figure(fig: Figure, ax: Axes, output: Path, what: str) -> Path:
-    """Add the legend, lay out and write ``fig`` to ``output`` (its directory made)."""
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        plt.close(fig)
-        raise StorageError.of(err, f"the figure's directory {output.parent}") from err
-    _save(fig, output, what)
-    return output
-
-
-def _learning_curve(ax: Axes, metrics: list[dict[str, Any]], adapts_by: AdaptsBy) -> None:
-    """Training returns by meta-iteration: before and after the inner steps, or (algorithms
-    that adapt by episodes, RL²) of the first and the last episode of the trials."""
-    iterations = [m["iteration"] for m in metrics]
-    by_episodes = adapts_by == "episodes"
-    before, after = (("first episode of the trial", "last episode of the trial") if by_episodes
-                     else ("before adaptation", "after adaptation"))
-    ax.plot(iterations, [m["return_before"] for m in metrics], label=before)
-    ax.plot(iterations, [m["return_after"] for m in metrics], label=after)
-    ax.set(title="meta-training", xlabel="meta-iteration", ylabel="mean episode return")
-    ax.legend()
-
-
-def _adaptation_curve(ax: Axes, evaluation: dict[str, Any]) -> None:
-    steps = list(range(evaluation["adaptation_steps"] + 1))
-    mean, ci = evaluation["returns_mean"], evaluation["returns_ci95"]
-    ax.errorbar(steps, mean, yerr=ci, marker="o", capsize=4)
-    by_episodes = evaluation["adapts_by"] == "episodes"
-    ax.set(
-        title=f"meta-test: {evaluation['num_tasks']} held-out tasks (95% CI)",
-        xlabel="episode of the trial - 1" if by_episodes else "inner gradient steps",
-        ylabel="mean episode return",
-        xticks=steps,
-    )
-
-
-def _trajectories(ax: Axes, evaluation: dict[str, Any]) -> None:
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, example in enumerate(evaluation["trajectories"]):
-        color = colors[i % len(colors)]
-        goal = example["task"]
-        ax.scatter([goal["goal_x"]], [goal["goal_y"]], marker="*", s=150, color=color)
-        for key, style in (("before", ":"), ("after", "-")):
-            path = example[key]
-            if path:
-                xs, ys = zip(*path, strict=True)
-                ax.plot(xs, ys, style, color=color, label=key if i == 0 else None)
-    ax.set(title="trajectories (dotted: before, solid: after)", aspect="equal")
-    ax.legend()
-
-
-def plot_run(run_dir: Path, plugins: Iterable[str] = ()) -> Path:
-    """Draw ``run_dir/report.png`` from ``metrics.jsonl`` and ``evaluation.json`` (if any).
-
-    Raises:
-        CheckpointError: not a run directory, or no metrics yet.
-        ConfigError, PluginError: its algorithm is unknown (a plugin not installed).
-    """
-    metrics = read_metrics(run_dir)
-    if not metrics:
-        raise CheckpointError(f"{run_dir} has no metrics.jsonl to plot (is it a run directory?)")
-    adapts_by = algorithm_class(load_run_config(run_dir, plugins=plugins).algorithm).adapts_by
-    eval_path = run_dir / EVALUATION_FILE
-    evaluation = _load_evaluation(run_dir, plugins) if eval_path.exists() else None
-    panels = 1 + (evaluation is not None) + bool(evaluation and "trajectories" in evaluation)
-    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.5), squeeze=False)
-    _learning_curve(axes[0, 0], metrics, adapts_by)
-    if evaluation is not None:
-        _adaptation_curve(axes[0, 1], evaluation)
-        if "trajectories" in evaluation:
-            _trajectories(axes[0, 2], evaluation)
-    fig.tight_layout()
-    path = run_dir / REPORT_FILE
-    _save(fig, path, "report")
-    return path
-
-
-# --------------------------------------------------------------------------- compare
+from fastadapt.run.rundir import load_run_config
 
 COMPARE_FILE = "compare.png"
 
@@ -163,21 +54,6 @@ class CurveGroup:
         return np.asarray(mean), np.asarray(ci)
 
 
-def _load_evaluation(run_dir: Path, plugins: Iterable[str] = ()) -> dict[str, Any]:
-    """A run's ``evaluation.json``, with the ``algorithm`` and ``adapts_by`` that older
-    releases did not record."""
-    path = run_dir / EVALUATION_FILE
-    if not path.exists():
-        raise CheckpointError(f"{run_dir} has no {EVALUATION_FILE}: run `fastadapt evaluate "
-                              f"{run_dir}` first")
-    evaluation: dict[str, Any] = json.loads(path.read_text())
-    if "algorithm" not in evaluation:  # written before evaluations recorded it
-        evaluation["algorithm"] = load_run_config(run_dir, plugins=plugins).algorithm
-    if "adapts_by" not in evaluation:  # written by fastadapt 0.1.0
-        evaluation["adapts_by"] = algorithm_class(evaluation["algorithm"]).adapts_by
-    return evaluation
-
-
 def group_runs(run_dirs: list[Path], plugins: Iterable[str] = ()) -> list[CurveGroup]:
     """Read the runs' ``evaluation.json`` and pool those with the same algorithm, env, number
     of points and episodes per point (e.g. the seeds of one benchmark entry), in first-seen
@@ -187,7 +63,7 @@ def group_runs(run_dirs: list[Path], plugins: Iterable[str] = ()) -> list[CurveG
         CheckpointError: a run has no ``evaluation.json``.
         ConfigError: the runs were evaluated on different task families.
     """
-    evaluations = [_load_evaluation(run_dir, plugins) for run_dir in run_dirs]
+    evaluations = [load_evaluation(run_dir, plugins) for run_dir in run_dirs]
     envs = {evaluation["env"] for evaluation in evaluations}
     if len(envs) > 1:
         listed = ", ".join(f"{run} ({evaluation['env']})"
@@ -248,7 +124,7 @@ def plot_comparison(groups: list[CurveGroup], output: Path) -> Path:
     ax.set_xscale("symlog", linthresh=1)
     ax.set(title="meta-test on held-out tasks (95% CI)",
            xlabel="episodes of experience on the new task", ylabel="mean episode return")
-    return _write_figure(fig, ax, output, "comparison figure")
+    return write_figure(fig, ax, output, "comparison figure")
 
 
 def compare_runs(run_dirs: list[Path], output: Path, plugins: Iterable[str] = ()
@@ -297,7 +173,7 @@ def run_budget(run_dir: Path, plugins: Iterable[str] = ()) -> RunBudget:
         CheckpointError: no metrics, or no evaluation yet.
     """
     config = load_run_config(run_dir, plugins=plugins)
-    evaluation = _load_evaluation(run_dir, plugins)
+    evaluation = load_evaluation(run_dir, plugins)
     metrics = [m for m in read_metrics(run_dir) if "env_steps" in m]
     if not metrics:
         raise CheckpointError(f"{run_dir} has no metrics.jsonl records to compare")
@@ -353,7 +229,7 @@ def plot_efficiency(budgets: list[RunBudget], output: Path) -> Path:
     ax.set_xscale("log")
     ax.set(title=f"sample efficiency on {budgets[0].env} (95% CI over held-out tasks)",
            xlabel="meta-training env steps", ylabel="return per env step")
-    return _write_figure(fig, ax, output, "sample-efficiency figure")
+    return write_figure(fig, ax, output, "sample-efficiency figure")
 
 
 def compare_efficiency(run_dirs: list[Path], output: Path, plugins: Iterable[str] = ()
@@ -372,56 +248,3 @@ def compare_efficiency(run_dirs: list[Path], output: Path, plugins: Iterable[str
     return plot_efficiency(budgets, output), efficiency_table(budgets)
 
 
-# ------------------------------------------------------------------------------ report
-
-REPORT_THRESHOLDS = 60
-"""Points of the performance profiles' threshold axis."""
-
-
-def _short_labels(labels: list[str]) -> list[str]:
-    """Labels without the part all share before a comma (a sweep's config name)."""
-    heads = {label.partition(",")[0] for label in labels}
-    if len(labels) > 1 and len(heads) == 1 and all("," in label for label in labels):
-        return [label.partition(",")[2] for label in labels]
-    return labels
-
-
-def plot_report(groups: list[AlgorithmScores], result: Aggregate, output: Path) -> Path:
-    """``fastadapt report``'s figure: each algorithm's IQM with its 95% CI, and the
-    performance profiles (fraction of run × task scores above each threshold, 95% bands)."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, g in enumerate(groups):
-        low, high = result.intervals[g.algorithm]["iqm"]
-        iqm = result.estimates[g.algorithm]["iqm"]
-        left.errorbar([iqm], [i], xerr=[[iqm - low], [high - iqm]], fmt="o", capsize=4,
-                      color=colors[i % len(colors)])
-    labels = _short_labels([g.algorithm for g in groups])
-    left.set(yticks=range(len(groups)), yticklabels=labels, ylim=(-0.5, len(groups) - 0.5),
-             title=f"interquartile mean, {groups[0].env} (95% CI)",
-             xlabel="return after adaptation (held-out tasks)")
-    scores = np.concatenate([g.scores.ravel() for g in groups])
-    thresholds = np.linspace(scores.min(), scores.max(), REPORT_THRESHOLDS)
-    profiles, bands = performance_profiles(groups, thresholds)
-    for i, g in enumerate(groups):
-        color = colors[i % len(colors)]
-        right.plot(thresholds, profiles[g.algorithm], color=color, label=labels[i])
-        right.fill_between(thresholds, bands[g.algorithm][0], bands[g.algorithm][1],
-                           color=color, alpha=0.15)
-    right.set(title="performance profiles (95% CI)", xlabel="return threshold τ",
-              ylabel="fraction of run × task scores > τ")
-    return _write_figure(fig, right, output, "report figure")
-
-
-def report_runs(run_dirs: list[Path], output: Path, plugins: Iterable[str] = (),
-                point: int | None = -1) -> tuple[Path, str]:
-    """``fastadapt report``: write the figure to ``output``; return it and the table.
-
-    Raises:
-        CheckpointError: runs that were never evaluated (named).
-        ConfigError: runs of different task families or held-out task counts.
-        SweepError: rliable is not installed.
-    """
-    groups = load_scores(run_dirs, plugins, point)
-    result = aggregate(groups)
-    return plot_report(groups, result, output), report_table(groups, result)

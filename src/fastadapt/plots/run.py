@@ -1,0 +1,85 @@
+"""``report.png`` of a run: learning curve, adaptation curve with CI, navigation trajectories."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from matplotlib.axes import Axes
+
+from fastadapt.algorithms.base import AdaptsBy
+from fastadapt.algorithms.registry import algorithm_class
+from fastadapt.errors import CheckpointError
+from fastadapt.plots.common import load_evaluation, plt, save_figure
+from fastadapt.run.logging import read_metrics
+from fastadapt.run.rundir import EVALUATION_FILE, REPORT_FILE, load_run_config
+
+
+def _learning_curve(ax: Axes, metrics: list[dict[str, Any]], adapts_by: AdaptsBy) -> None:
+    """Training returns by meta-iteration: before and after the inner steps, or (algorithms
+    that adapt by episodes, RL²) of the first and the last episode of the trials."""
+    iterations = [m["iteration"] for m in metrics]
+    by_episodes = adapts_by == "episodes"
+    before, after = (("first episode of the trial", "last episode of the trial") if by_episodes
+                     else ("before adaptation", "after adaptation"))
+    ax.plot(iterations, [m["return_before"] for m in metrics], label=before)
+    ax.plot(iterations, [m["return_after"] for m in metrics], label=after)
+    ax.set(title="meta-training", xlabel="meta-iteration", ylabel="mean episode return")
+    ax.legend()
+
+
+def _adaptation_curve(ax: Axes, evaluation: dict[str, Any]) -> None:
+    steps = list(range(evaluation["adaptation_steps"] + 1))
+    mean, ci = evaluation["returns_mean"], evaluation["returns_ci95"]
+    ax.errorbar(steps, mean, yerr=ci, marker="o", capsize=4)
+    by_episodes = evaluation["adapts_by"] == "episodes"
+    ax.set(
+        title=f"meta-test: {evaluation['num_tasks']} held-out tasks (95% CI)",
+        xlabel="episode of the trial - 1" if by_episodes else "inner gradient steps",
+        ylabel="mean episode return",
+        xticks=steps,
+    )
+
+
+def _trajectories(ax: Axes, evaluation: dict[str, Any]) -> None:
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, example in enumerate(evaluation["trajectories"]):
+        color = colors[i % len(colors)]
+        goal = example["task"]
+        ax.scatter([goal["goal_x"]], [goal["goal_y"]], marker="*", s=150, color=color)
+        for key, style in (("before", ":"), ("after", "-")):
+            path = example[key]
+            if path:
+                xs, ys = zip(*path, strict=True)
+                ax.plot(xs, ys, style, color=color, label=key if i == 0 else None)
+    ax.set(title="trajectories (dotted: before, solid: after)", aspect="equal")
+    ax.legend()
+
+
+def plot_run(run_dir: Path, plugins: Iterable[str] = ()) -> Path:
+    """Draw ``run_dir/report.png`` from ``metrics.jsonl`` and ``evaluation.json`` (if any).
+
+    Raises:
+        CheckpointError: not a run directory, or no metrics yet.
+        ConfigError, PluginError: its algorithm is unknown (a plugin not installed).
+    """
+    metrics = read_metrics(run_dir)
+    if not metrics:
+        raise CheckpointError(f"{run_dir} has no metrics.jsonl to plot (is it a run directory?)")
+    adapts_by = algorithm_class(load_run_config(run_dir, plugins=plugins).algorithm).adapts_by
+    eval_path = run_dir / EVALUATION_FILE
+    evaluation = load_evaluation(run_dir, plugins) if eval_path.exists() else None
+    panels = 1 + (evaluation is not None) + bool(evaluation and "trajectories" in evaluation)
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.5), squeeze=False)
+    _learning_curve(axes[0, 0], metrics, adapts_by)
+    if evaluation is not None:
+        _adaptation_curve(axes[0, 1], evaluation)
+        if "trajectories" in evaluation:
+            _trajectories(axes[0, 2], evaluation)
+    fig.tight_layout()
+    path = run_dir / REPORT_FILE
+    save_figure(fig, path, "report")
+    return path
+
+
