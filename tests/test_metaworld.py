@@ -272,7 +272,7 @@ def test_maml_trpo_on_ml1_end_to_end_reports_success_rates(tmp_path: Path) -> No
 
 
 @needs_metaworld
-def test_rl2_on_ml1_end_to_end(tmp_path: Path) -> None:
+def test_rl2_on_ml1_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from fastadapt.cli import main
 
     run = tmp_path / "rl2"
@@ -292,3 +292,39 @@ def test_rl2_on_ml1_end_to_end(tmp_path: Path) -> None:
     assert all(0.0 <= rate <= 1.0 for rate in result["success_rate_mean"])
     assert all(ci >= 0.0 for ci in result["success_rate_ci95"])
     assert np.array(result["per_task_success_rates"]).shape == (2, 2)
+    # compare --x env-steps adds the last point's success rate to its table
+    capsys.readouterr()
+    assert main(["compare", str(run), "--x", "env-steps", "--output",
+                 str(tmp_path / "e.png")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].rstrip().endswith("| success, last point |")
+    row = next(line for line in lines if line.startswith("| rl2"))
+    rate, ci = result["success_rate_mean"][-1], result["success_rate_ci95"][-1]
+    assert row.rstrip().endswith(f"| {rate:.2f} ± {ci:.2f} |")
+
+
+@needs_metaworld
+@pytest.mark.parametrize("config", ["pearl/metaworld-ml1-reach-small",
+                                    "pearl/metaworld-ml1-push"])
+def test_pearl_on_ml1_reports_success_by_episode(tmp_path: Path, config: str) -> None:
+    from fastadapt.cli import main
+
+    run = tmp_path / "pearl"
+    tiny = ["--set", "env.horizon=10", "--set", "pearl.train_tasks=4",
+            "--set", "pearl.tasks_per_iteration=2", "--set", "pearl.tasks_per_step=2",
+            "--set", "pearl.initial_episodes=1", "--set", "pearl.prior_episodes=1",
+            "--set", "pearl.extra_posterior_episodes=1", "--set", "pearl.gradient_steps=2",
+            "--set", "pearl.batch_transitions=4", "--set", "pearl.context_transitions=4",
+            "--set", "pearl.hidden_sizes=[8]", "--set", "pearl.encoder_hidden_sizes=[8]",
+            "--set", "run.tensorboard=false", "--iterations", "1", "--quiet"]
+    assert main(["train", config, "--run-dir", str(run), *tiny]) == 0
+    record = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert np.isfinite(record["critic_loss"])
+    assert main(["evaluate", str(run), "--tasks", "2", "--episodes", "1"]) == 0
+    result = json.loads((run / "evaluation.json").read_text())
+    assert result["env"].startswith("MetaWorld-ML1-")
+    # one exploration episode with z from the prior, then the posterior episodes
+    assert len(result["returns_mean"]) == 3
+    assert len(result["success_rate_mean"]) == len(result["success_rate_ci95"]) == 3
+    assert all(0.0 <= rate <= 1.0 for rate in result["success_rate_mean"])
+    assert [t["split"] for t in result["tasks"]] == ["test", "test"]

@@ -152,6 +152,8 @@ class RunBudget:
         test_ci: the 95% half-widths of ``test_per_step``.
         gradient_steps: parameter updates of the whole run (``None``: not counted).
         seconds: wall time of the training iterations.
+        test_success: the meta-test's success rate at each point, with its 95% half-width
+            (families that report success, Meta-World; ``None`` otherwise).
     """
 
     run: str
@@ -164,6 +166,7 @@ class RunBudget:
     test_ci: list[float]
     gradient_steps: int | None
     seconds: float
+    test_success: tuple[list[float], list[float]] | None = None
 
 
 def run_budget(run_dir: Path, plugins: Iterable[str] = ()) -> RunBudget:
@@ -191,22 +194,30 @@ def run_budget(run_dir: Path, plugins: Iterable[str] = ()) -> RunBudget:
         test_ci=[float(c) / horizon for c in evaluation["returns_ci95"]],
         gradient_steps=None if updates is None else updates * len(metrics),
         seconds=float(sum(m.get("seconds", 0.0) for m in metrics)),
+        test_success=((evaluation["success_rate_mean"], evaluation["success_rate_ci95"])
+                      if "success_rate_mean" in evaluation else None),
     )
 
 
 def efficiency_table(budgets: list[RunBudget]) -> str:
     """A markdown table: each run's env steps, gradient steps, wall time and meta-test
-    return per step at the first and the last point (mean ± 95% CI over tasks)."""
+    return per step at the first and the last point (mean ± 95% CI over tasks), and the
+    success rate at the last point when every run reports one (Meta-World)."""
+    success = all(b.test_success is not None for b in budgets)
     lines = ["| algorithm | run | env | horizon | env steps | gradient steps | wall time (h) "
-             "| return / step, first point | return / step, last point |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| return / step, first point | return / step, last point |"
+             + (" success, last point |" if success else ""),
+             "|---|---|---|---|---|---|---|---|---|" + ("---|" if success else "")]
     for b in budgets:
         grads = "-" if b.gradient_steps is None else f"{b.gradient_steps:,}"
-        lines.append(
-            f"| {b.algorithm} | {Path(b.run).name} | {b.env} | {b.horizon} "
-            f"| {b.env_steps[-1]:,} | {grads} "
-            f"| {b.seconds / 3600:.2f} | {b.test_per_step[0]:.3f} ± {b.test_ci[0]:.3f} "
-            f"| {b.test_per_step[-1]:.3f} ± {b.test_ci[-1]:.3f} |")
+        row = (f"| {b.algorithm} | {Path(b.run).name} | {b.env} | {b.horizon} "
+               f"| {b.env_steps[-1]:,} | {grads} "
+               f"| {b.seconds / 3600:.2f} | {b.test_per_step[0]:.3f} ± {b.test_ci[0]:.3f} "
+               f"| {b.test_per_step[-1]:.3f} ± {b.test_ci[-1]:.3f} |")
+        if success and b.test_success is not None:
+            rate, ci = b.test_success
+            row += f" {rate[-1]:.2f} ± {ci[-1]:.2f} |"
+        lines.append(row)
     return "\n".join(lines)
 
 
