@@ -320,6 +320,9 @@ def test_pearl_on_ml1_reports_success_by_episode(tmp_path: Path, config: str) ->
     assert main(["train", config, "--run-dir", str(run), *tiny]) == 0
     record = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     assert np.isfinite(record["critic_loss"])
+    # episodes with z from the prior, then from a posterior
+    assert 0.0 <= record["success_rate_before"] <= 1.0
+    assert 0.0 <= record["success_rate_after"] <= 1.0
     assert main(["evaluate", str(run), "--tasks", "2", "--episodes", "1"]) == 0
     result = json.loads((run / "evaluation.json").read_text())
     assert result["env"].startswith("MetaWorld-ML1-")

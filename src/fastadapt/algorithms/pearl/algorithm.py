@@ -83,6 +83,23 @@ def _check_family(family: TaskFamily[Any], settings: PEARLConfig, policy: Policy
     return space
 
 
+
+def phase_outcomes(phases: list[list[Trajectories]]) -> dict[str, float]:
+    """``success_rate_before`` / ``success_rate_after``: the fraction of the episodes with
+    ``z`` from the prior and of those with ``z`` from a posterior (the last phase) that
+    succeeded, for families with success (Meta-World); ``unstable_episodes``: episodes ended
+    by a physics blow-up, for MuJoCo families."""
+    metrics: dict[str, float] = {}
+    batches = [b for phase in phases for b in phase]
+    if batches and all(b.successes is not None for b in batches):
+        rates = [float(torch.cat([b.episode_successes().flatten() for b in phase]).mean())
+                 for phase in phases]
+        metrics.update(success_rate_before=rates[0], success_rate_after=rates[-1])
+    if batches and all(b.unstable is not None for b in batches):
+        metrics["unstable_episodes"] = float(sum(float(b.unstable.sum()) for b in batches
+                                                 if b.unstable is not None))
+    return metrics
+
 class PEARL(Algorithm[PEARLConfig]):
     """PEARL: SAC on (observation, latent task) with an amortised posterior over tasks;
     reads ``pearl:``."""
@@ -255,6 +272,7 @@ class PEARL(Algorithm[PEARLConfig]):
         returns = [float(torch.cat([b.episode_returns().flatten() for b in phase]).mean())
                    for phase in phases if phase]
         metrics = self.learner.train(self.replay, self.encoder_buffer, pearl.gradient_steps)
+        metrics.update(phase_outcomes([phase for phase in phases if phase]))
         metrics["buffer_mb"] = (self.replay.nbytes + self.encoder_buffer.nbytes) / 2**20
         metrics["replay_transitions"] = float(self.replay.sizes.sum())
         metrics["dropped_transitions"] = float(self.dropped)
