@@ -233,6 +233,7 @@ def plot_efficiency(budgets: list[RunBudget], output: Path) -> Path:
         window = min(EFFICIENCY_SMOOTHING, len(b.train_per_step))
         smooth = np.convolve(b.train_per_step, np.ones(window) / window, mode="valid")
         ax.plot(b.env_steps[window - 1:], smooth, color=color, alpha=0.6,
+                marker="." if len(smooth) < 5 else None,  # a short run: its few points
                 label=f"{name}: training batches")
         ax.errorbar([b.env_steps[-1]], [b.test_per_step[-1]], yerr=[b.test_ci[-1]],
                     marker="o", capsize=4, color=color,
