@@ -229,6 +229,31 @@ def test_dense_critic_rewards_go_to_the_replay_buffer_only(tmp_path: Path) -> No
                  "--set", "pearl.dense_critic_rewards=true"]) == 2  # Navigation2D has none
 
 
+def test_phase_outcomes_by_hand() -> None:
+    from fastadapt.algorithms.pearl.algorithm import phase_outcomes
+    from fastadapt.types import Trajectories
+
+    def batch(successes: list[list[float]] | None, unstable: list[list[float]] | None
+              ) -> Trajectories:
+        tasks, episodes = 2, 2
+        return Trajectories(
+            observations=torch.zeros(tasks, episodes, 3, 2),
+            actions=torch.zeros(tasks, episodes, 3, 2), rewards=torch.zeros(tasks, episodes, 3),
+            masks=torch.ones(tasks, episodes, 3),
+            successes=None if successes is None
+            else torch.tensor(successes)[..., None].expand(-1, -1, 3).contiguous(),
+            unstable=None if unstable is None else torch.tensor(unstable))
+
+    prior = batch([[1.0, 0.0], [0.0, 0.0]], [[0.0, 1.0], [0.0, 0.0]])  # 1 of 4 succeeded
+    posterior = [batch([[1.0, 1.0], [1.0, 0.0]], [[0.0, 0.0], [1.0, 1.0]]),  # 3 of 4
+                 batch([[1.0, 1.0], [1.0, 1.0]], [[0.0, 0.0], [0.0, 0.0]])]  # 4 of 4
+    initial = batch([[0.0, 0.0], [0.0, 0.0]], [[1.0, 0.0], [0.0, 0.0]])
+    assert phase_outcomes([[prior], posterior], [initial, prior, *posterior]) == {
+        "success_rate_before": 0.25, "success_rate_after": 7 / 8, "unstable_episodes": 4.0}
+    plain = batch(None, None)  # no success, no physics: neither key
+    assert phase_outcomes([[plain]], [plain]) == {}
+
+
 def test_store_drops_non_finite_transitions_and_blow_up_terminals() -> None:
     from fastadapt.algorithms.pearl.algorithm import PEARL
     from fastadapt.run.config_loading import load_train_config

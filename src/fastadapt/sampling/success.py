@@ -44,10 +44,20 @@ class SuccessRecorder:
         """``success_rate_before`` / ``success_rate_after``: mean over tasks of the first and
         the last recorded batch (before and after adaptation), for families with success;
         ``unstable_episodes`` (physics blow-ups in all batches), for MuJoCo families."""
-        metrics: dict[str, float] = {}
-        if self.task_rates:
-            metrics.update(success_rate_before=float(self.task_rates[0].mean()),
-                           success_rate_after=float(self.task_rates[-1].mean()))
-        if self.unstable_episodes is not None:
-            metrics["unstable_episodes"] = float(self.unstable_episodes)
-        return metrics
+        rates = self.task_rates
+        return outcome_metrics(
+            (float(rates[0].mean()), float(rates[-1].mean())) if rates else None,
+            self.unstable_episodes)
+
+
+def outcome_metrics(rates: tuple[float, float] | None, unstable: float | None
+                    ) -> dict[str, float]:
+    """A training record's success and stability keys, shared by every algorithm:
+    ``success_rate_before`` / ``success_rate_after`` from ``rates`` (``None``: the family
+    reports no success) and ``unstable_episodes`` (``None``: the family has no physics)."""
+    metrics: dict[str, float] = {}
+    if rates is not None:
+        metrics.update(success_rate_before=rates[0], success_rate_after=rates[1])
+    if unstable is not None:
+        metrics["unstable_episodes"] = float(unstable)
+    return metrics

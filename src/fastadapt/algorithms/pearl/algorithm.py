@@ -52,6 +52,7 @@ from fastadapt.envs.base import TaskFamily
 from fastadapt.errors import ConfigError
 from fastadapt.policies.squashed import SquashedGaussianPolicy
 from fastadapt.sampling.base import Sampler
+from fastadapt.sampling.success import outcome_metrics
 from fastadapt.types import Params, Trajectories, Transitions
 
 _TASK_STREAM = 3
@@ -84,21 +85,22 @@ def _check_family(family: TaskFamily[Any], settings: PEARLConfig, policy: Policy
 
 
 
-def phase_outcomes(phases: list[list[Trajectories]]) -> dict[str, float]:
-    """``success_rate_before`` / ``success_rate_after``: the fraction of the episodes with
-    ``z`` from the prior and of those with ``z`` from a posterior (the last phase) that
-    succeeded, for families with success (Meta-World); ``unstable_episodes``: episodes ended
-    by a physics blow-up, for MuJoCo families."""
-    metrics: dict[str, float] = {}
-    batches = [b for phase in phases for b in phase]
-    if batches and all(b.successes is not None for b in batches):
-        rates = [float(torch.cat([b.episode_successes().flatten() for b in phase]).mean())
-                 for phase in phases]
-        metrics.update(success_rate_before=rates[0], success_rate_after=rates[-1])
-    if batches and all(b.unstable is not None for b in batches):
-        metrics["unstable_episodes"] = float(sum(float(b.unstable.sum()) for b in batches
-                                                 if b.unstable is not None))
-    return metrics
+def phase_outcomes(phases: list[list[Trajectories]], collected: list[Trajectories]
+                   ) -> dict[str, float]:
+    """``success_rate_before`` / ``success_rate_after``: the fraction of the episodes of the
+    first phase (``z`` from the prior) and of the last (``z`` from a posterior) that succeeded,
+    for families with success (Meta-World); ``unstable_episodes``: the ``collected`` episodes
+    ended by a physics blow-up, for MuJoCo families. ``phases`` are non-empty."""
+    rates = None
+    if phases and all(b.successes is not None for phase in phases for b in phase):
+        by_phase = [float(torch.cat([b.episode_successes().flatten() for b in phase]).mean())
+                    for phase in phases]
+        rates = (by_phase[0], by_phase[-1])
+    unstable = [b.unstable for b in collected if b.unstable is not None]
+    count = (float(sum(float(u.sum()) for u in unstable))
+             if collected and len(unstable) == len(collected) else None)
+    return outcome_metrics(rates, count)
+
 
 class PEARL(Algorithm[PEARLConfig]):
     """PEARL: SAC on (observation, latent task) with an amortised posterior over tasks;
@@ -267,16 +269,18 @@ class PEARL(Algorithm[PEARLConfig]):
         informed = [*self._collect(sampler, task_ids, pearl.posterior_episodes, True, True),
                     *self._collect(sampler, task_ids, pearl.extra_posterior_episodes, True,
                                    False)]
-        phases = [prior, [b for i, b in enumerate(informed)
-                          if i not in (0, pearl.posterior_episodes)]]
+        phases = [phase for phase in (prior, [b for i, b in enumerate(informed)
+                                              if i not in (0, pearl.posterior_episodes)])
+                  if phase]
         returns = [float(torch.cat([b.episode_returns().flatten() for b in phase]).mean())
-                   for phase in phases if phase]
+                   for phase in phases]
+        collected = [*batches, *prior, *informed]
         metrics = self.learner.train(self.replay, self.encoder_buffer, pearl.gradient_steps)
-        metrics.update(phase_outcomes([phase for phase in phases if phase]))
+        metrics.update(phase_outcomes(phases, collected))
         metrics["buffer_mb"] = (self.replay.nbytes + self.encoder_buffer.nbytes) / 2**20
         metrics["replay_transitions"] = float(self.replay.sizes.sum())
         metrics["dropped_transitions"] = float(self.dropped)
-        env_steps = sum(b.num_env_steps for b in [*batches, *prior, *informed])
+        env_steps = sum(b.num_env_steps for b in collected)
         return Iteration(env_steps, returns or [float("nan")], metrics)
 
     # ------------------------------------------------------------------ meta-test

@@ -33,6 +33,7 @@ from fastadapt.envs.wrappers import task_feature_size
 from fastadapt.errors import ConfigError
 from fastadapt.policies.recurrent import RecurrentPolicy, make_recurrent_policy
 from fastadapt.sampling.base import Sampler
+from fastadapt.sampling.success import outcome_metrics
 from fastadapt.types import Params, Trials
 
 
@@ -79,13 +80,12 @@ def trial_outcomes(trials: Trials, episodes_per_trial: int) -> dict[str, float]:
     """``success_rate_before`` / ``success_rate_after``: the fraction of the first and of the
     last episodes of the trials that succeeded, for families with success (Meta-World);
     ``unstable_episodes``: episodes ended by a physics blow-up, for MuJoCo families."""
-    metrics: dict[str, float] = {}
+    rates = None
     if trials.successes is not None:
-        rates = trials.episode_successes(episodes_per_trial).mean(dim=(0, 1))  # [n]
-        metrics.update(success_rate_before=float(rates[0]), success_rate_after=float(rates[-1]))
-    if trials.unstable is not None:
-        metrics["unstable_episodes"] = float(trials.unstable.sum())
-    return metrics
+        by_episode = trials.episode_successes(episodes_per_trial).mean(dim=(0, 1))  # [n]
+        rates = (float(by_episode[0]), float(by_episode[-1]))
+    return outcome_metrics(rates, None if trials.unstable is None
+                           else float(trials.unstable.sum()))
 
 
 class RL2(Algorithm[RL2Config]):
