@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 from fastadapt_example.algorithm import Reptile
-from fastadapt_example.family import GoalLine
+from fastadapt_example.family import GoalLine, GoalLineTask
 
 import fastadapt
 
@@ -34,6 +34,18 @@ class Float64Line(GoalLine):
         return env
 
 
+class DriftLine(GoalLine):
+    """Draws every goal, then every drift: test_tasks(10)[0] differs from test_tasks(40)[0]
+    (breaks the contract: task streams must be prefix-stable)."""
+
+    name = "DriftLine"
+
+    def _draw_tasks(self, rng: np.random.Generator, num_tasks: int) -> list[Any]:
+        goals = rng.uniform(-0.9, 0.9, num_tasks)
+        drifts = rng.uniform(-0.1, 0.1, num_tasks)
+        return [GoalLineTask(float(g + d)) for g, d in zip(goals, drifts, strict=True)]
+
+
 class NoTasks(fastadapt.TaskFamily[Any]):
     """A family class that forgot most of its methods."""
 
@@ -48,4 +60,5 @@ class NoTasks(fastadapt.TaskFamily[Any]):
 fastadapt.register_family("ShiftedLine", ShiftedLine)
 fastadapt.register_family("Float64Line", Float64Line)
 fastadapt.register_family("NoTasks", NoTasks)
+fastadapt.register_family("DriftLine", DriftLine)
 fastadapt.register_algorithm("first-order-reptile", FirstOrderReptile)

@@ -114,6 +114,9 @@ def test_entry_points_are_found_without_any_setting(tmp_path: Path,
     (["--plugin", "plugin_problems", "--set=env.name=Float64Line"],
      "task family 'Float64Line': make_batched(...).reset() returned observations of dtype "
      "float64, expected float32 (cast with .astype(np.float32))"),
+    (["--plugin", "plugin_problems", "--set=env.name=DriftLine"],
+     "task family 'DriftLine': test_tasks must be prefix-stable: test_tasks(2) differs from "
+     "the first 2 of test_tasks(3)"),
     (["--plugin", "plugin_problems", "--set=env.name=NoTasks"],
      "task family 'NoTasks' cannot be built with env.kwargs {}: Can't instantiate abstract "
      "class NoTasks"),

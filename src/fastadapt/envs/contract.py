@@ -8,7 +8,8 @@ held-out task and one training task, two episodes each:
 - the attributes: ``name``, ``horizon >= 1``, a ``Box`` observation space of float32 and a
   ``Discrete`` or ``Box`` action space;
 - ``test_tasks`` / ``sample_tasks`` return lists of that many tasks, ``task_to_dict`` gives
-  JSON-serialisable values;
+  JSON-serialisable values, and ``test_tasks`` is prefix-stable (``test_tasks(n)`` is the
+  first ``n`` of ``test_tasks(m)``, so ``--tasks 10`` evaluates the first 10 of ``--tasks 40``);
 - ``make_batched(...).reset()`` and ``.step(actions)`` return float32 observations
   ``[T, E, *obs_shape]``, rewards ``[T, E]`` and boolean ``terminated`` ``[T, E]``.
 """
@@ -71,7 +72,21 @@ def _check_tasks(family: TaskFamily[Any], name: str) -> list[Any]:
         except (TypeError, ValueError) as err:
             raise _fail(name, "task_to_dict", f"must return JSON-serialisable values: "
                                               f"{err}") from err
+    _check_prefix_stable(family, name)
     return tasks
+
+
+def _check_prefix_stable(family: TaskFamily[Any], name: str) -> None:
+    """``test_tasks(n)`` must be the first ``n`` of ``test_tasks(m)`` for ``m > n``: else
+    ``evaluate --tasks 10`` and ``--tasks 40`` meet different tasks, and runs evaluated with
+    different counts cannot be compared task by task."""
+    short, long = family.test_tasks(2), family.test_tasks(3)[:2]
+    as_json = [json.dumps([family.task_to_dict(t) for t in tasks], sort_keys=True)
+               for tasks in (short, long)]
+    if as_json[0] != as_json[1]:
+        raise _fail(name, "test_tasks", "must be prefix-stable: test_tasks(2) differs from the "
+                    "first 2 of test_tasks(3); draw each task's parameters together (task k "
+                    "must not depend on how many tasks are asked for)")
 
 
 def check_family(family: TaskFamily[Any], name: str) -> None:
