@@ -25,7 +25,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "fastadapt"
 LAYERS: dict[str, int] = {
-    "types": 0, "errors": 0, "closing": 0, "plugins": 0, "config": 0,
+    "types": 0, "errors": 0, "closing": 0, "plugins": 0, "config": 0, "quoting": 0, "files": 0,
     "envs": 1, "policies": 1, "baselines": 1, "buffers": 1,
     "backends": 2,
     "sampling": 3,
@@ -36,7 +36,7 @@ LAYERS: dict[str, int] = {
     "cli": 8, "": 8,
 }
 ALGORITHM_LEVELS = {"base": 0, "common": 1, "maml": 2, "rl2": 2, "pearl": 2, "transfer": 3,
-                    "registry": 4}
+                    "memory": 3, "registry": 4}
 """Within ``algorithms``: each folder imports its own level and the ones below."""
 SAME_LAYER_FORBIDDEN = {("envs", "policies"), ("policies", "envs"), ("envs", "baselines"),
                         ("policies", "baselines"), ("buffers", "envs"), ("buffers", "policies")}

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pytest
 from faulty_envs import FaultyNavigation, faulty_tasks
+from tiny_runs import CONFIG, TINY
 
 from fastadapt.algorithms.maml.adapt import expand_to_tasks
 from fastadapt.cli import main
@@ -31,14 +32,6 @@ from fastadapt.run.checkpoint import load_tensors, save_tensors
 from fastadapt.sampling import make_sampler
 from fastadapt.sampling.process import ProcessSampler
 
-CONFIG = "maml-trpo/2d-navigation"
-TINY = [
-    "--quiet", "--set", "maml-trpo.tasks_per_iteration=3",
-    "--set", "maml-trpo.episodes_per_task=2",
-    "--set", "env.horizon=8", "--set", "policy.hidden_sizes=[8]",
-    "--set", "run.tensorboard=false", "--set", "run.checkpoint_every=1",
-    "--set", "run.num_threads=1",
-]
 Argv = Callable[[Path, Path], list[str]]
 Prepare = Callable[[Path, Path], None]
 
@@ -184,7 +177,7 @@ CASES = [
     Case("bad sampler state", _resume(), "invalid sampler state",
          _edit_latest_marker(_bad_sampler_state)),
     Case("other architecture", _resume("--set", "policy.hidden_sizes=[16, 16]"),
-         "does not match the config's policy", resumable_after=True),
+         "policy.hidden_sizes defines the run", resumable_after=True),
     Case("evaluate corrupt policy", lambda run, tmp: ["evaluate", str(run)],
          "cannot load tensors", _corrupt_policy),
     Case("evaluate workers=0", lambda run, tmp: ["evaluate", str(run), "--workers", "0"],

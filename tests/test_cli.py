@@ -149,7 +149,7 @@ def test_missing_and_corrupt_run_dirs(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "policy.safetensors" in one_line_error(capsys)
     assert main(["train", "--resume", str(run), "--quiet", "--set",
                  "policy.hidden_sizes=[16, 16]"]) == 2
-    assert "does not match" in one_line_error(capsys)
+    assert "policy.hidden_sizes defines the run" in one_line_error(capsys)
 
 
 def test_existing_run_is_never_overwritten(tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -192,3 +192,39 @@ def test_nan_loss_stops_with_clear_error_and_keeps_parameters(
     assert checkpoints, "the last good parameters must be saved"
     tensors, _ = load_tensors(checkpoints[-1])
     assert all(np.isfinite(t.numpy()).all() for t in tensors.values())
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["evaluate", "RUN", "--tasks", "abc"],
+     "fastadapt: error: argument --tasks: invalid int value: 'abc' (see fastadapt evaluate "
+     "--help)"),
+    (["evaluate"], "the following arguments are required: run_dir"),
+    (["nonsense"], "argument command: invalid choice: 'nonsense'"),
+])
+def test_usage_errors_are_one_line(argv: list[str], expected: str,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert expected in one_line_error(capsys)
+
+
+def test_integer_options_take_integral_floats() -> None:
+    from fastadapt.cli import build_parser
+
+    args = build_parser().parse_args(["evaluate", "RUN", "--tasks", "1e3"])
+    assert args.tasks == 1000
+
+
+def test_help_and_algorithm_summaries_are_plain_whole_sentences(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from fastadapt.algorithms.registry import plain_summary
+
+    assert plain_summary("Pretrain by TRPO (:class:`~a.b.MAMLTRPO` on\n    ``x``). More.") == \
+        "Pretrain by TRPO (MAMLTRPO on x)."
+    assert main(["algorithms", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert all(":class:" not in row["summary"] and "``" not in row["summary"] for row in rows)
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "checkpoints kept." in " ".join(capsys.readouterr().out.split())

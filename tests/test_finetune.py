@@ -87,15 +87,14 @@ def test_finetune_oracle_random_init_end_to_end_with_compare(
     capsys.readouterr()
 
     figure = tmp_path / "out" / "compare.png"
-    assert main(["compare", *map(str, runs.values()), str(runs["finetune"]),
-                 "--output", str(figure)]) == 0
+    assert main(["compare", *map(str, runs.values()), "--output", str(figure)]) == 0
     table = capsys.readouterr().out
     assert figure.stat().st_size > 10_000
     lines = [line for line in table.splitlines() if line.startswith("| ")]
     assert lines[0].startswith("| algorithm | env | runs | return before | return after")
     rows = {line.split(" | ")[0][2:]: line for line in lines[1:]}
     assert set(rows) == {"finetune", "oracle", "random-init"}
-    assert "| Navigation2D | 2 |" in rows["finetune"]  # the same run twice: pooled
+    assert "| Navigation2D | 1 |" in rows["finetune"]
     assert rows["oracle"].split(" | ")[6] == "6"  # 2 steps x 3 episodes of experience
 
 

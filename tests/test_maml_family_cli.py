@@ -17,8 +17,8 @@ from fastadapt.config import TrainConfig
 from fastadapt.evaluation.protocol import meta_test
 from fastadapt.run.checkpoint import load_tensors
 from fastadapt.run.config_loading import resolve
+from fastadapt.run.loading import load_policy
 from fastadapt.run.rundir import final_policy_tensors, load_run_config
-from fastadapt.run.trainer import load_policy
 
 ALGORITHMS = ("maml-vpg", "maml-ppo", "promp", "meta-sgd")
 TINY = [

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import torch
 from faulty_envs import FaultyNavigation, FaultyTask, faulty_tasks
+from tiny_runs import assert_group_gone
 
 from fastadapt.algorithms.maml.adapt import expand_to_tasks
 from fastadapt.cli import main
@@ -293,15 +294,7 @@ def test_ctrl_c_during_training_exits_and_leaves_no_process(tmp_path: Path) -> N
     err = log.read_text()
     assert proc.returncode == 130, err
     assert "interrupted; checkpoints written so far are kept" in err
-    deadline = time.monotonic() + KILL_DETECTION_SECONDS
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(proc.pid, 0)  # any process of the group still there?
-        except ProcessLookupError:
-            break
-        time.sleep(0.1)
-    else:
-        pytest.fail("a process of the interrupted run is still alive")
+    assert_group_gone(proc.pid, KILL_DETECTION_SECONDS, "the interrupted run")
 
 
 # --- resume across sampler kinds ---------------------------------------------------------------

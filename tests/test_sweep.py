@@ -140,3 +140,14 @@ def test_missing_ray_tune_or_rliable_says_which_extra_to_install(
         {"algorithm": "rl2", "env": "Bandit", "per_task_returns": [[1.0], [2.0]]}))
     assert main(["report", str(run), "--output", str(tmp_path / "r.png")]) == 2
     assert "fastadapt[report]" in one_line_error(capsys)
+
+
+def test_run_names_never_start_with_a_dash_and_keep_a_files_own_name(tmp_path: Path) -> None:
+    from fastadapt.evaluation.sweep import sweep_stem
+
+    config = tmp_path / "my-nav.yaml"
+    config.write_text("algorithm: maml-trpo\n")
+    assert sweep_stem(str(config)) == "my-nav"
+    assert sweep_stem("maml-trpo/2d-navigation") == "maml-trpo-2d-navigation"
+    assert sweep_stem("/absent/-odd.yaml") == "absent--odd"
+    assert not sweep_stem("---").startswith("-")

@@ -10,6 +10,7 @@ The public API::
 
 - :func:`train`, :func:`evaluate`: what ``fastadapt train`` and ``fastadapt evaluate`` do;
 - :func:`load_config`: a config file, or a packaged config by name (``fastadapt configs``);
+- :func:`load_algorithm`: a trained run's algorithm with its final parameters;
 - :class:`TrainConfig` and its sections (:class:`EnvConfig`, :class:`PolicyConfig`,
   :class:`RunConfig`, :class:`EvalConfig`, :class:`AlgorithmConfig`);
 - :func:`make_family`, :func:`register_family`, :class:`TaskFamily`: task families;
@@ -31,6 +32,7 @@ _API = {
     "evaluate": "fastadapt.evaluation.protocol",
     "evaluate_run": "fastadapt.evaluation.protocol",
     "load_config": "fastadapt.run.config_loading:load_train_config",
+    "load_algorithm": "fastadapt.run.loading",
     "TrainConfig": "fastadapt.config",
     "EnvConfig": "fastadapt.config",
     "PolicyConfig": "fastadapt.config",
@@ -64,6 +66,7 @@ __all__ = [
     "__version__",
     "evaluate",
     "evaluate_run",
+    "load_algorithm",
     "load_config",
     "make_family",
     "register_algorithm",
@@ -86,6 +89,7 @@ if TYPE_CHECKING:
     from fastadapt.envs.registry import make_family, register_family
     from fastadapt.evaluation.protocol import evaluate, evaluate_run
     from fastadapt.run.config_loading import load_train_config as load_config
+    from fastadapt.run.loading import load_algorithm
     from fastadapt.run.trainer import train
 
 

@@ -11,14 +11,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn, TextIO, cast
 
-from fastadapt.errors import ConfigError, FastAdaptError
+from fastadapt.errors import ConfigError, FastAdaptError, OutputError, Terminated
+from fastadapt.quoting import shorten_text
+from fastadapt.run.console import (
+    GuardedOutput,
+    discard_stdout,
+    sigterm_as_interrupt,
+    sigterm_received,
+)
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
@@ -48,7 +54,16 @@ def _train(args: argparse.Namespace) -> None:
         config = load_train_config(args.config, overrides, args.plugin)
         stem = f"{config.algorithm}-{Path(args.config).stem}"
         run_dir = Path(args.run_dir or f"runs/{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
+        args.run_dir = str(run_dir)  # for the line of an interrupt
     trainer = Trainer(config, run_dir, args.resume is not None, not args.quiet)
+    if args.resume is not None:
+        done, total = trainer.iteration, trainer.iterations
+        if done >= total:
+            trainer.close()
+            print(f"{run_dir} has run all its {total} iterations: nothing to train (pass "
+                  f"--iterations N with N > {done} to train further)")
+            return
+        print(f"resuming {run_dir} at iteration {done} of {total}", flush=True)
     policy_path = trainer.run(
         lambda ready: print(f"run directory: {ready}  ({config.algorithm} on {config.env.name})",
                             flush=True))
@@ -57,13 +72,14 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
+    from fastadapt.evaluation.evaluation_file import read_evaluation
     from fastadapt.evaluation.protocol import evaluate_run
 
     path = evaluate_run(
         Path(args.run_dir), args.tasks, args.adaptation_steps, args.episodes, args.seed,
         args.eval_episodes, args.sampler, args.workers, args.plugin,
     )
-    result = json.loads(path.read_text())
+    result = read_evaluation(path.parent)
     by_episodes = result["adapts_by"] == "episodes"
     unit = "trials per task" if by_episodes else "episodes per step"
     eval_episodes = result.get("eval_episodes_per_task", result["episodes_per_task"])
@@ -203,8 +219,8 @@ def _add_train(commands: Any, common: argparse.ArgumentParser) -> None:
                    help="a YAML config, or a packaged one by name (fastadapt configs)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, dots for nesting (maml-trpo.inner_lr=0.05)")
-    p.add_argument("--iterations", type=int, help="meta-iterations (run.iterations)")
-    p.add_argument("--seed", type=int, help="run.seed")
+    p.add_argument("--iterations", type=_integer, help="meta-iterations (run.iterations)")
+    p.add_argument("--seed", type=_integer, help="run.seed")
     # Checked by the config (one-line errors), not by argparse:
     p.add_argument("--sampler", metavar="{vector,process,ray}",
                    help="run.sampler: in-process (default), worker processes or Ray actors")
@@ -221,13 +237,13 @@ def _add_train(commands: Any, common: argparse.ArgumentParser) -> None:
 def _add_evaluate(commands: Any, common: argparse.ArgumentParser) -> None:
     p = _command(commands, "evaluate", "meta-test a run on held-out tasks", common)
     p.add_argument("run_dir")
-    p.add_argument("--tasks", type=int, help="held-out tasks (default: config, 40)")
-    p.add_argument("--adaptation-steps", type=int, help="inner steps K (returns after 0..K)")
-    p.add_argument("--episodes", type=int, help="episodes per task and step")
-    p.add_argument("--eval-episodes", type=int,
+    p.add_argument("--tasks", type=_integer, help="held-out tasks (default: config, 40)")
+    p.add_argument("--adaptation-steps", type=_integer, help="inner steps K (returns after 0..K)")
+    p.add_argument("--episodes", type=_integer, help="episodes per task and step")
+    p.add_argument("--eval-episodes", type=_integer,
                    help="episodes per task sampled with the finally adapted policy (default: "
                         "--episodes; Meta-World's protocol: 3 after 10-episode steps)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the evaluation rollouts")
+    p.add_argument("--seed", type=_integer, default=0, help="seed of the evaluation rollouts")
     p.add_argument("--sampler", metavar="{vector,process,ray}",
                    help="who steps the envs (default: the run's run.sampler; same result)")
     p.add_argument("--workers", metavar="N",
@@ -235,12 +251,38 @@ def _add_evaluate(commands: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=_evaluate)
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, as every other error of the command."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"fastadapt: error: {shorten_text(message, 200)} (see {self.prog} "
+                     "--help)\n")
+
+
+def _integer(text: str) -> int:
+    """An integer option: ``40``, or ``1e3`` (an integral float, as configs take it)."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {shorten_text(text)!r}") from None
+    if not value.is_integer():
+        raise argparse.ArgumentTypeError(f"invalid int value: {shorten_text(text)!r}")
+    return int(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``fastadapt`` command."""
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                         help="import MODULE first (it registers families or algorithms)")
-    parser = argparse.ArgumentParser(prog="fastadapt", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="fastadapt", description=(
+        "Meta-reinforcement learning: train an agent on a distribution of tasks, meta-test "
+        "it on held-out tasks, and plot, compare and aggregate runs. Errors are one line "
+        "(exit code 2); Ctrl-C exits with 130 and SIGTERM with 143, checkpoints kept."))
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     commands = parser.add_subparsers(dest="command", required=True)
     _add_train(commands, common)
@@ -261,13 +303,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(commands, "sweep", "train and evaluate N seeds (and a grid of overrides) of "
                  "a config as Ray Tune trials; resumes", common)
     p.add_argument("config", help="a YAML config, or a packaged one by name")
-    p.add_argument("--seeds", type=int, required=True, help="seeds 1..N of every grid point")
+    p.add_argument("--seeds", type=_integer, required=True, help="seeds 1..N of every grid point")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key in every run")
     p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
                    help="one run per value (several --grid: every combination)")
     p.add_argument("--root", required=True, help="directory of the sweep's run directories")
-    p.add_argument("--workers", type=int,
+    p.add_argument("--workers", type=_integer,
                    help="runs at a time (default: the CPUs of the machine or cluster)")
     p.set_defaults(func=_sweep)
     p = _command(commands, "report", "aggregate evaluated runs over seeds (mean, median, IQM "
@@ -277,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "other runs per algorithm")
     p.add_argument("--output", default="report.png", help="PNG to write (default report.png)")
     score = p.add_mutually_exclusive_group()
-    score.add_argument("--point", type=int, default=-1,
+    score.add_argument("--point", type=_integer, default=-1,
                        help="the adaptation curve's point to score: k inner steps, or episode "
                             "k+1 of a trial (default -1: the last)")
     score.add_argument("--total", action="store_true",
@@ -294,23 +336,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``fastadapt`` console script; returns the exit code."""
-    args = build_parser().parse_args(argv)
+def _interrupted(args: argparse.Namespace, interrupt: KeyboardInterrupt) -> int:
+    """The line for Ctrl-C (exit code 130) or SIGTERM (143), and how to continue."""
+    terminated = isinstance(interrupt, Terminated) or sigterm_received()
+    how = "terminated" if terminated else "interrupted"
+    if args.command == "train":
+        run = args.resume or args.run_dir or "RUN_DIR"
+        how += (f"; checkpoints written so far are kept: continue with fastadapt train "
+                f"--resume {run}")
+    elif args.command == "sweep":
+        how += "; finished runs and checkpoints are kept: run the same sweep again to continue"
+    print(f"fastadapt: {how}", file=sys.stderr)
+    return 143 if terminated else 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the command; its errors as one line and an exit code."""
     try:
         args.func(args)
+        sys.stdout.flush()  # a full output fails here, not in Python's exit
     except FastAdaptError as err:
         if args.debug:
             raise
         print(f"fastadapt: error: {err}", file=sys.stderr)
+        if isinstance(err, OutputError):
+            discard_stdout()
         return 2
-    except KeyboardInterrupt:
-        print("fastadapt: interrupted; checkpoints written so far are kept", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM (Terminated)
+        return _interrupted(args, interrupt)
     except BrokenPipeError:  # output piped into a reader that stopped (| head): not an error
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        discard_stdout()
         return 0
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``fastadapt`` console script; returns the exit code: 0, 2 for an
+    error (one line), 130 for Ctrl-C, 143 for SIGTERM."""
+    args = build_parser().parse_args(argv)
+    if sys.stdout is None:  # started with its output closed (>&-): nowhere to report to
+        print("fastadapt: error: standard output is closed; redirect it instead "
+              "(> FILE, or > /dev/null to discard it)", file=sys.stderr)
+        return 2
+    output = sys.stdout
+    sys.stdout = cast(TextIO, GuardedOutput(output))
+    try:
+        with sigterm_as_interrupt():
+            return _run(args)
+    finally:
+        sys.stdout = output
 
 
 if __name__ == "__main__":

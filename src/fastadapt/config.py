@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from fastadapt.errors import ConfigError, require, require_at_least_one
+from fastadapt.quoting import shorten
 
 __all__ = ["AlgorithmConfig", "EnvConfig", "EvalConfig", "PolicyConfig", "RunConfig",
            "TrainConfig"]
@@ -34,6 +35,32 @@ class AlgorithmConfig:
 
     def __post_init__(self) -> None:
         require_at_least_one(self, ("tasks_per_iteration",))
+
+    def network_widths(self, policy: PolicyConfig) -> dict[str, tuple[int, ...]]:
+        """The hidden layer widths of each network the algorithm trains (observations in,
+        actions out), by the config key that sets them, for the memory check made before
+        anything is built (:mod:`fastadapt.algorithms.memory`).
+
+        Args:
+            policy: the run's ``policy`` section.
+
+        Returns:
+            The MLP policy's ``policy.hidden_sizes``; a section that builds networks of its
+            own (a recurrent policy, critics) returns their widths under its own keys.
+        """
+        return {"policy.hidden_sizes": policy.hidden_sizes}
+
+    def tasks_held(self) -> tuple[str, int]:
+        """The tasks a training run holds at once and the key that sets them, for the memory
+        check made before anything is built: ``tasks_per_iteration`` unless a section holds
+        more (PEARL's ``train_tasks``, each with replay buffers)."""
+        return f"{self.section}.tasks_per_iteration", self.tasks_per_iteration
+
+    def episodes_held_per_task(self) -> int:
+        """Episodes of each task that one training iteration holds in memory at once (all its
+        adaptation steps), for the memory check made before anything is built
+        (:mod:`fastadapt.algorithms.memory`); 1 unless a section says more."""
+        return 1
 
 
 @dataclass(frozen=True)
@@ -66,7 +93,7 @@ class PolicyConfig:
 
     def __post_init__(self) -> None:
         require(all(size >= 1 for size in self.hidden_sizes), "hidden_sizes",
-                f"must be positive, got {list(self.hidden_sizes)}")
+                f"must be positive, got {shorten(list(self.hidden_sizes))}")
         require(self.init_std > 0, "init_std", f"must be > 0, got {self.init_std}")
 
 

@@ -74,6 +74,11 @@ class CheckpointError(FastAdaptError):
     """A checkpoint or run directory is missing, corrupt or does not match the config."""
 
 
+class RunLockedError(CheckpointError):
+    """Another process writes to the run directory (``train``, ``evaluate``, ``sweep``); the
+    message names its pid."""
+
+
 class StorageError(CheckpointError):
     """A file of a run cannot be written (a full disk, a read-only directory); the message
     names the file and what it holds. The files written before it are kept."""
@@ -103,3 +108,13 @@ class WorkerDiedError(SamplerError):
 
 class SweepError(FastAdaptError):
     """Runs of a sweep failed, or Ray Tune is missing; the message names them."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread by the ``fastadapt`` command's handler: a run ends as
+    on Ctrl-C (samplers close their workers, checkpoints stay), with exit code 143."""
+
+
+class OutputError(FastAdaptError):
+    """The command's standard output cannot be written (a full disk or device, a closed
+    descriptor); the message gives the reason."""

@@ -9,11 +9,13 @@ points of the group ``fastadapt.algorithms``), so listing names imports nothing 
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Any
 
 import torch
 
 from fastadapt.algorithms.base import Algorithm
+from fastadapt.algorithms.memory import check_training_memory
 from fastadapt.config import AlgorithmConfig, TrainConfig
 from fastadapt.envs.registry import make_family
 from fastadapt.errors import ConfigError, PluginError
@@ -115,18 +117,23 @@ def section_names() -> dict[str, list[str]]:
 
 def build_algorithm(config: TrainConfig, device: torch.device) -> Algorithm[Any]:
     """The algorithm of a resolved ``config`` on its task family, on ``device`` (a bad env,
-    policy or setting fails here, before any file is written).
+    policy or setting fails here, before any file is written; so does a network or an
+    iteration that cannot fit in memory, before it is allocated:
+    :func:`~fastadapt.algorithms.memory.check_training_memory`).
 
     Raises:
         ConfigError, UnknownEnvError, FamilyError, PluginError: one line naming the cause.
     """
     family = make_family(config.env.name, **config.env.kwargs)
-    return algorithm_class(config.algorithm)(family, config, device)
+    cls = algorithm_class(config.algorithm)
+    check_training_memory(config, family)
+    return cls(family, config, device)
 
 
 def describe_algorithms() -> list[dict[str, str]]:
     """One row per registered algorithm, sorted by name: ``name``, ``section`` (its config
-    section's key), ``adapts_by``, ``source`` and ``summary`` (its docstring's first line)."""
+    section's key), ``adapts_by``, ``source`` and ``summary`` (its docstring's first
+    sentence, plain)."""
     rows = []
     for name in algorithm_names():
         try:
@@ -136,8 +143,18 @@ def describe_algorithms() -> list[dict[str, str]]:
                          "source": ALGORITHMS.sources[name],
                          "summary": f"(cannot be loaded: {err})"})
             continue
-        summary = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
         rows.append({"name": name, "section": cls.config_class.section,
                      "adapts_by": cls.adapts_by, "source": ALGORITHMS.sources[name],
-                     "summary": summary})
+                     "summary": plain_summary(cls.__doc__)})
     return rows
+
+
+def plain_summary(docstring: str | None) -> str:
+    """A docstring's first sentence as plain text: reST roles and literals unwrapped
+    (``:class:`MAMLTRPO``` -> ``MAMLTRPO``), its lines joined."""
+    paragraph = (docstring or "").strip().split("\n\n")[0]
+    text = " ".join(paragraph.split())
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", lambda m: m.group(1).rpartition(".")[2], text)
+    text = text.replace("``", "")
+    end = re.search(r"(?<=[.!?])\s+(?=[A-Z(])", text)
+    return text[:end.start()] if end else text

@@ -35,6 +35,7 @@ from fastadapt.errors import (
     UnknownEnvError,
 )
 from fastadapt.plugins import Registry
+from fastadapt.quoting import shorten, shorten_text
 
 ENTRY_POINT_GROUP = "fastadapt.families"
 METAWORLD_PREFIX = "MetaWorld-"
@@ -175,7 +176,8 @@ def make_family(name: str, check: bool = True, **kwargs: Any) -> TaskFamily[Any]
     try:
         inspect.signature(factory).bind(**kwargs)
     except TypeError as err:
-        raise ConfigError(f"env.kwargs {kwargs} do not fit env {name!r}: {err}") from err
+        raise ConfigError(f"env.kwargs {shorten(kwargs)} do not fit env {name!r}: "
+                          f"{shorten_text(str(err), 200)}") from err
     except ValueError:  # no signature to inspect (a builtin): let the call decide
         pass
     try:
@@ -183,8 +185,8 @@ def make_family(name: str, check: bool = True, **kwargs: Any) -> TaskFamily[Any]
     except (ConfigError, FamilyError, UnknownEnvError):
         raise
     except TypeError as err:
-        raise FamilyError(f"task family {name!r} cannot be built with env.kwargs {kwargs}: "
-                          f"{err}") from err
+        raise FamilyError(f"task family {name!r} cannot be built with env.kwargs "
+                          f"{shorten(kwargs)}: {err}") from err
     if not isinstance(family, TaskFamily):
         raise FamilyError(f"task family {name!r}: its factory returned "
                           f"{type(family).__name__}, not a fastadapt TaskFamily")

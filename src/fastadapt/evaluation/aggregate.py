@@ -19,7 +19,7 @@ performance profiles (the fraction of run × task scores above each threshold).
 from __future__ import annotations
 
 import contextlib
-import json
+import os
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -29,11 +29,13 @@ from typing import Any
 import numpy as np
 
 from fastadapt.errors import CheckpointError, ConfigError, SweepError
+from fastadapt.evaluation.evaluation_file import read_evaluation
+from fastadapt.files import check_distinct
 from fastadapt.run.names import run_group
 from fastadapt.run.rundir import EVALUATION_FILE, load_run_config
 
 __all__ = ["Aggregate", "AlgorithmScores", "aggregate", "load_scores",
-           "probability_of_improvement"]
+           "performance_profiles", "probability_of_improvement", "seeded_global_rng"]
 
 BOOTSTRAP_REPS = 2000
 """Bootstrap resamples of every CI (rliable's default for profiles; 50,000 for point
@@ -73,6 +75,22 @@ def _rliable() -> Any:
 
 
 @contextlib.contextmanager
+def seeded_global_rng(seed: int) -> Iterator[None]:
+    """NumPy's global random state seeded with ``seed`` inside, and put back as it was after.
+
+    rliable 1.2's ``StratifiedBootstrap`` draws its resamples with ``np.random.choice``
+    (the global state) and ignores the ``random_state`` it is given: its CIs are reproducible
+    only this way, and the caller's global random state is left alone.
+    """
+    saved = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(saved)
+
+
+@contextlib.contextmanager
 def _quiet_arch() -> Iterator[None]:
     """Without arch's deprecation notice about the ``random_state`` rliable passes it."""
     with warnings.catch_warnings():
@@ -92,11 +110,14 @@ def load_scores(run_dirs: list[Path], plugins: Iterable[str] = (), point: int | 
     ``None``: their sum over the curve), grouped by :func:`group_label` in first-seen order.
 
     Raises:
-        CheckpointError: runs without ``evaluation.json`` (all named).
+        CheckpointError: runs without ``evaluation.json`` (all named), or with one that cannot
+            be read or is not what an evaluation holds.
         ConfigError: runs of different task families, or with different held-out task
-            counts, or curves without ``point`` (named).
+            counts, or curves without ``point`` (named); a run given twice (by one path or
+            two: a symlink, a trailing slash), which would count its scores twice.
     """
-    missing = [str(run) for run in run_dirs if not (run / EVALUATION_FILE).is_file()]
+    check_distinct(run_dirs)
+    missing = [str(run) for run in run_dirs if not os.path.lexists(run / EVALUATION_FILE)]
     if missing:
         raise CheckpointError(f"report needs evaluated runs; not evaluated: {', '.join(missing)}"
                               " (run fastadapt evaluate on them)")
@@ -104,7 +125,7 @@ def load_scores(run_dirs: list[Path], plugins: Iterable[str] = (), point: int | 
     rows: dict[str, list[np.ndarray]] = {}
     envs: dict[str, list[str]] = {}
     for run in run_dirs:
-        evaluation = json.loads((run / EVALUATION_FILE).read_text())
+        evaluation = read_evaluation(run)
         algorithm = evaluation.get("algorithm") or load_run_config(run, plugins=plugins).algorithm
         label = group_label(run, algorithm)
         envs.setdefault(evaluation["env"], []).append(str(run))
@@ -143,7 +164,13 @@ def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> float:
 
 def aggregate(groups: list[AlgorithmScores], reps: int = BOOTSTRAP_REPS, seed: int = 0
               ) -> Aggregate:
-    """Mean, median and IQM with stratified bootstrap CIs, and pairwise ``P(X > Y)``."""
+    """Mean, median and IQM with stratified bootstrap CIs, and pairwise ``P(X > Y)``; the same
+    for the same ``seed`` (NumPy's global random state is seeded inside and restored, see
+    :func:`seeded_global_rng`).
+
+    Raises:
+        SweepError: rliable is not installed.
+    """
     library, metrics = _rliable()
     score_dict = {g.algorithm: g.scores for g in groups}
 
@@ -152,7 +179,7 @@ def aggregate(groups: list[AlgorithmScores], reps: int = BOOTSTRAP_REPS, seed: i
                          metrics.aggregate_iqm(scores)])
 
     names = ("mean", "median", "iqm")
-    with _quiet_arch():
+    with _quiet_arch(), seeded_global_rng(seed):
         points, cis = library.get_interval_estimates(
             score_dict, estimators, reps=reps, random_state=np.random.RandomState(seed))
     estimates = {a: dict(zip(names, map(float, points[a]), strict=True)) for a in score_dict}
@@ -163,7 +190,7 @@ def aggregate(groups: list[AlgorithmScores], reps: int = BOOTSTRAP_REPS, seed: i
              for i, x in enumerate(order) for y in order[i + 1:]}
     improvement: dict[str, tuple[float, float, float]] = {}
     if pairs:
-        with _quiet_arch():
+        with _quiet_arch(), seeded_global_rng(seed):
             probabilities, pair_cis = library.get_interval_estimates(
                 pairs, probability_of_improvement, reps=reps,
                 random_state=np.random.RandomState(seed))
@@ -173,13 +200,19 @@ def aggregate(groups: list[AlgorithmScores], reps: int = BOOTSTRAP_REPS, seed: i
 
 
 def performance_profiles(groups: list[AlgorithmScores], thresholds: np.ndarray,
-                         reps: int = BOOTSTRAP_REPS) -> tuple[dict[str, np.ndarray],
-                                                              dict[str, np.ndarray]]:
-    """The fraction of run × task scores above each threshold, and its 95% CIs."""
+                         reps: int = BOOTSTRAP_REPS, seed: int = 0
+                         ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The fraction of run × task scores above each threshold, and its 95% CIs (the same for
+    the same ``seed``, as :func:`aggregate`).
+
+    Raises:
+        SweepError: rliable is not installed.
+    """
     library, _ = _rliable()
-    profiles: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] = (
-        library.create_performance_profile({g.algorithm: g.scores for g in groups}, thresholds,
-                                           reps=reps))
+    with _quiet_arch(), seeded_global_rng(seed):
+        profiles: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] = (
+            library.create_performance_profile({g.algorithm: g.scores for g in groups},
+                                               thresholds, reps=reps))
     return profiles
 
 

@@ -25,14 +25,16 @@ from pathlib import Path
 from typing import Any
 
 from fastadapt.algorithms.base import Algorithm, MetaTestProtocol
-from fastadapt.algorithms.registry import build_algorithm
-from fastadapt.backends.fast_cpu import configure_process
+from fastadapt.algorithms.memory import check_meta_test_memory
 from fastadapt.errors import ConfigError
+from fastadapt.evaluation.evaluation_file import read_evaluation
 from fastadapt.evaluation.statistics import summarize_returns, summarize_successes
+from fastadapt.quoting import shorten
 from fastadapt.run.checkpoint import atomic_write, remove_leftovers
-from fastadapt.run.device import resolve_device
-from fastadapt.run.rundir import EVALUATION_FILE, final_policy_tensors, load_run_config
-from fastadapt.run.trainer import load_policy
+from fastadapt.run.loading import build_run_algorithm, load_final_policy
+from fastadapt.run.lock import RunLock
+from fastadapt.run.rundir import EVALUATION_FILE, load_run_config
+from fastadapt.run.yaml_loader import INT64
 from fastadapt.sampling import make_sampler
 
 __all__ = ["evaluate", "evaluate_run", "meta_test"]
@@ -48,6 +50,7 @@ def meta_test(algorithm: Algorithm[Any], num_tasks: int, protocol: MetaTestProto
     on it, only the wall time does.
     """
     family, run = algorithm.family, algorithm.config.run
+    check_meta_test_memory(family, algorithm.horizon, num_tasks, protocol)  # before drawing
     tasks = family.test_tasks(num_tasks)
     protocol = protocol._replace(seed=seed)
     with make_sampler(run.sampler, family, algorithm.policy, algorithm.horizon, seed,
@@ -77,9 +80,13 @@ def meta_test(algorithm: Algorithm[Any], num_tasks: int, protocol: MetaTestProto
 
 
 def _count(value: int | None, name: str, minimum: int) -> int | None:
-    """A CLI count checked like a config key (``None``: not given)."""
+    """A CLI count checked like a config key (``None``: not given): at least ``minimum``, at
+    most 64 bits (what numpy and torch take; memory is checked once the run's sizes are
+    known, :func:`~fastadapt.algorithms.memory.check_meta_test_memory`)."""
     if value is not None and (isinstance(value, bool) or value < minimum):
-        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+        raise ConfigError(f"{name} must be >= {minimum}, got {shorten(value)}")
+    if value is not None and value > INT64[1]:
+        raise ConfigError(f"{name} must be <= {INT64[1]} (64 bits), got {shorten(value)}")
     return value
 
 
@@ -109,6 +116,7 @@ def evaluate_run(
             ``eval_episodes_per_task`` for an algorithm without it (RL²), an invalid
             ``sampler`` or ``workers``.
         CheckpointError: not a run directory, or its policy is missing or corrupt.
+        RunLockedError: another process writes to the run directory (a training).
     """
     run_dir = Path(run_dir)
     for value, name, minimum in ((num_tasks, "tasks", 1), (adaptation_steps,
@@ -118,20 +126,20 @@ def evaluate_run(
     overrides = [f"run.{key}={value}" for key, value in
                  (("sampler", sampler), ("workers", workers)) if value is not None]
     config = load_run_config(run_dir, overrides, plugins)
-    configure_process(config.run.num_threads, config.run.retain_freed_memory)
-    algorithm = build_algorithm(config, resolve_device(config.run.device))
-    tensors, source = final_policy_tensors(run_dir)
-    load_policy(algorithm, tensors, source)
-    defaults = config.evaluate
-    protocol = MetaTestProtocol(
-        algorithm.default_adaptation_steps() if adaptation_steps is None else adaptation_steps,
-        defaults.episodes_per_task if episodes_per_task is None else episodes_per_task,
-        eval_episodes_per_task)
-    tasks = defaults.num_tasks if num_tasks is None else num_tasks
-    result = {"algorithm": config.algorithm, **meta_test(algorithm, tasks, protocol, seed)}
-    path = run_dir / EVALUATION_FILE
-    remove_leftovers(run_dir)  # of an earlier write that was killed
-    atomic_write(path, json.dumps(result, indent=1).encode("utf-8"), "evaluation")
+    with RunLock(run_dir, "fastadapt evaluate"):  # one writer: not beside a training
+        algorithm = build_run_algorithm(config)
+        load_final_policy(algorithm, run_dir)
+        defaults = config.evaluate
+        protocol = MetaTestProtocol(
+            algorithm.default_adaptation_steps() if adaptation_steps is None
+            else adaptation_steps,
+            defaults.episodes_per_task if episodes_per_task is None else episodes_per_task,
+            eval_episodes_per_task)
+        tasks = defaults.num_tasks if num_tasks is None else num_tasks
+        result = {"algorithm": config.algorithm, **meta_test(algorithm, tasks, protocol, seed)}
+        path = run_dir / EVALUATION_FILE
+        remove_leftovers(run_dir)  # of an earlier write that was killed
+        atomic_write(path, json.dumps(result, indent=1).encode("utf-8"), "evaluation")
     return path
 
 
@@ -139,5 +147,5 @@ def evaluate(run_dir: Path | str, **options: Any) -> dict[str, Any]:
     """Meta-test a run (options as :func:`evaluate_run`) and return ``evaluation.json``'s
     content."""
     path = evaluate_run(run_dir, **options)
-    result: dict[str, Any] = json.loads(path.read_text())
+    result: dict[str, Any] = read_evaluation(path.parent)
     return result

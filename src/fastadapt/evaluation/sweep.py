@@ -12,29 +12,35 @@ the cluster of ``run.ray_address``.
 A sweep resumes: run it again with the same arguments and an evaluated run is skipped, a
 trained one only evaluated, an interrupted one continued from its last checkpoint, the others
 started. Every config of the sweep is built before anything starts, so a grid key that does not
-exist is one line and nothing is written.
+exist is one line and nothing is written. A sweep holds a lock on ``root`` while it runs (one
+sweep per root; each run's trainer locks its own directory), a config file is handed to the
+trials by its absolute path (they run in another working directory), and a run that fails is
+reported by its own error's line, not Ray's wrapper.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
-import json
+import logging
 import os
 import re
 import shutil
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 from fastadapt.config import TrainConfig
-from fastadapt.errors import ConfigError, FastAdaptError, SweepError
+from fastadapt.errors import ConfigError, FastAdaptError, StorageError, SweepError
+from fastadapt.evaluation.evaluation_file import read_evaluation
 from fastadapt.evaluation.protocol import evaluate_run
 from fastadapt.run.config_loading import load_train_config, resolve, train_config_to_dict
+from fastadapt.run.lock import RunLock
 from fastadapt.run.names import seed_run_name
 from fastadapt.run.rundir import CONFIG_FILE, EVALUATION_FILE, POLICY_FILE, load_run_config
 from fastadapt.run.trainer import train
+from fastadapt.sampling.work import first_line
 
 __all__ = ["SweepRun", "plan", "run_status", "sweep"]
 
@@ -54,6 +60,16 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._=+-]+", "_", text)
 
 
+def sweep_stem(config: str) -> str:
+    """The start of a sweep's run names: a config file's own name (``my-nav.yaml`` ->
+    ``my-nav``, wherever it lies), a packaged config's with its folder
+    (``maml-trpo/2d-navigation`` -> ``maml-trpo-2d-navigation``); never starting with a dash
+    or a dot, so ``report NAME-seed*`` cannot read as an option."""
+    path = Path(config)
+    name = path.stem if path.is_file() else str(config).removesuffix(".yaml").replace("/", "-")
+    return _slug(name).lstrip("-._") or "sweep"
+
+
 def plan(config: str, seeds: int, overrides: Sequence[str] = (),
          grid: Mapping[str, Sequence[str]] | None = None, plugins: Iterable[str] = ()
          ) -> list[SweepRun]:
@@ -69,7 +85,7 @@ def plan(config: str, seeds: int, overrides: Sequence[str] = (),
     for key, values in grid.items():
         if not values:
             raise ConfigError(f"sweep grid key {key!r} has no values")
-    stem = _slug(str(config).removesuffix(".yaml").replace("/", "-"))
+    stem = sweep_stem(config)
     runs = []
     for point in itertools.product(*([(key, value) for value in values]
                                      for key, values in grid.items())):
@@ -146,7 +162,7 @@ def run_one(config: str, overrides: Sequence[str], run_dir: str, plugins: Sequen
               show_progress=False)
     if status != "done":
         evaluate_run(path, plugins=plugins)
-    evaluation = json.loads((path / EVALUATION_FILE).read_text())
+    evaluation = read_evaluation(path, ("returns_mean",))
     return {"run": run_dir, "status": status, "return_after": evaluation["returns_mean"][-1]}
 
 
@@ -183,31 +199,76 @@ def sweep(config: str, seeds: int, root: Path | str, overrides: Sequence[str] = 
     Raises:
         ConfigError: as :func:`plan`, ``workers < 1``, or a run directory of the sweep that
             holds another config (:func:`check_same_config`).
-        SweepError: Ray Tune is missing, or runs failed (the message names them and their
-            first error; rerunning the sweep continues them).
+        SweepError: Ray Tune is missing, or runs failed (the message names them and the
+            first one's own error in one line; rerunning the sweep continues them).
+        RunLockedError: another sweep works in ``root`` (the message names its pid).
+        StorageError: ``root`` cannot be made.
         SamplerError: Ray cannot start, or ``run.ray_address`` does not answer.
+        KeyboardInterrupt: Tune stopped before every run finished (Ctrl-C is not caught: it
+            ends the sweep at once, the runs keeping their checkpoints).
     """
     if workers is not None and workers < 1:
         raise ConfigError(f"sweep needs --workers >= 1, got {workers}")
     runs = plan(config, seeds, overrides, grid, plugins)
+    tune = import_tune()
     root = Path(root).resolve()
-    for run in runs:
-        check_same_config(run, root / run.name, plugins)
-    pending = [run for run in runs if run_status(root / run.name) != "done"]
-    if pending:
-        _run_trials(config, pending, root, list(plugins), workers,
-                    runs[0].config.run.ray_address)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise StorageError.of(err, f"the sweep's directory {root}") from err
+    with RunLock(root, "fastadapt sweep"):
+        for run in runs:
+            check_same_config(run, root / run.name, plugins)
+        pending = [run for run in runs if run_status(root / run.name) != "done"]
+        if pending:
+            _run_trials(tune, _absolute(config), pending, root, list(plugins), workers,
+                        runs[0].config.run.ray_address)
     return [root / run.name for run in runs]
 
 
-def _run_trials(config: str, runs: list[SweepRun], root: Path, plugins: list[str],
-                workers: int | None, address: str | None) -> None:
-    from fastadapt.sampling.ray_sampler import init_ray
+def _absolute(config: str) -> str:
+    """A config file's absolute path (trials run in another working directory); a packaged
+    config's name as it is."""
+    return str(Path(config).resolve()) if Path(config).exists() else config
 
-    tune = import_tune()
+
+_QUIET_TUNE = {"TUNE_DISABLE_SIGINT_HANDLER": "1", "RAY_AIR_NEW_OUTPUT": "0"}
+"""Tune's settings while a sweep runs: Ctrl-C is not caught (it ends the sweep at once, with
+the CLI's one line), and the legacy output engine, which ``verbose=0`` silences."""
+
+
+@contextlib.contextmanager
+def _quiet_tune() -> Iterator[None]:
+    """Tune without its tables, per-trial tracebacks and SIGINT handler (:data:`_QUIET_TUNE`;
+    a failed run is reported by :func:`sweep` in one line). Restores both afterwards."""
+    saved = {key: os.environ.get(key) for key in _QUIET_TUNE}
+    logger = logging.getLogger("ray.tune")
+    level = logger.level
+    os.environ.update(_QUIET_TUNE)
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _run_trials(tune: Any, config: str, runs: list[SweepRun], root: Path, plugins: list[str],
+                workers: int | None, address: str | None) -> None:
+    """Every run of ``runs`` as a Tune trial (``config``: as a trial can read it).
+
+    Raises:
+        SweepError: runs failed: how many, their names, and the first one's own error.
+        KeyboardInterrupt: Tune ended before every run finished (a signal it caught).
+    """
     import ray
 
-    root.mkdir(parents=True, exist_ok=True)
+    from fastadapt.sampling.ray_sampler import init_ray
+
     owns = not ray.is_initialized()
     temp_dir = init_ray(ray, address, workers or os.cpu_count() or 1) if owns else None
     try:
@@ -220,27 +281,38 @@ def _run_trials(config: str, runs: list[SweepRun], root: Path, plugins: list[str
             run_config=tune.RunConfig(name=time.strftime("%Y%m%d-%H%M%S"),
                                       storage_path=str(root / ".tune"), verbose=0),
         )
-        results = tuner.fit()
-        failed = [(result.config["run"]["run_dir"], result.error) for result in results
-                  if result.error is not None]
+        with _quiet_tune():
+            results = tuner.fit()
+        failed = [(Path(result.config["run"]["run_dir"]).name, result.error)
+                  for result in results if result.error is not None]
     finally:
         if owns:
             ray.shutdown()
         if temp_dir is not None:
             shutil.rmtree(temp_dir, ignore_errors=True)
     if failed:
-        names = ", ".join(Path(run).name for run, _ in failed)
-        first = _first_line(failed[0][1])
-        raise SweepError(f"{len(failed)} of {len(runs)} runs failed ({names}): {first}; "
-                         f"rerun the sweep to continue them")
+        names = ", ".join(name for name, _ in failed)
+        name, error = failed[0]
+        raise SweepError(f"{len(failed)} of {len(runs)} runs failed ({names}); {name}: "
+                         f"{_trial_error_line(error)}; rerun the sweep to continue them")
+    if any(run_status(root / run.name) != "done" for run in runs):
+        raise KeyboardInterrupt  # Tune stopped early: a signal it still catches (SIGUSR1)
 
 
-def _first_line(error: BaseException) -> str:
-    """The message of the innermost fastadapt error (else the first line of ``error``)."""
-    cause: BaseException | None = error
-    while cause is not None:
-        if isinstance(cause, FastAdaptError):
-            return str(cause).splitlines()[0]
-        cause = getattr(cause, "cause", None) or cause.__cause__
-    lines = str(error).strip().splitlines()
-    return lines[-1] if lines else type(error).__name__
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def _trial_error_line(error: BaseException) -> str:
+    """What a trial raised, in one line: a fastadapt error's message, else ``Type: first
+    line``, out of Ray's wrappers (a ``RayTaskError`` holds it as ``cause``) and without
+    colour codes."""
+    seen: set[int] = set()
+    while isinstance(getattr(error, "cause", None), BaseException) and id(error) not in seen:
+        seen.add(id(error))
+        error = error.cause  # type: ignore[attr-defined]
+    if isinstance(error, FastAdaptError):
+        lines = str(error).strip().splitlines()
+        line = lines[0] if lines else type(error).__name__
+    else:
+        line = first_line(error)
+    return _ANSI.sub("", line)

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -17,23 +16,35 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from fastadapt.algorithms.registry import algorithm_class
-from fastadapt.errors import CheckpointError, StorageError
-from fastadapt.run.checkpoint import atomic_write
-from fastadapt.run.rundir import EVALUATION_FILE, load_run_config
+from fastadapt.errors import StorageError
+from fastadapt.evaluation.evaluation_file import read_evaluation
+from fastadapt.files import atomic_write
+from fastadapt.run.rundir import load_run_config
 
 __all__ = ["load_evaluation", "plt", "save_figure", "write_figure"]
 
 
-def save_figure(fig: Figure, path: Path, what: str) -> None:
-    """Write ``fig`` as a PNG to ``path`` atomically (one line if it cannot be written)."""
+def save_figure(fig: Figure, path: Path, what: str, hint: str = "remove it") -> None:
+    """Write ``fig`` as a PNG to ``path`` atomically (one line if it cannot be written, or
+    if ``path`` is not a regular file: then ``hint`` says what to do).
+
+    Raises:
+        StorageError: the file cannot be written, or ``path`` (or the file its symlink
+            points to) is a device, a FIFO, a directory or a socket, left as it is.
+    """
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
-    atomic_write(path, buffer.getvalue(), what)
+    atomic_write(path, buffer.getvalue(), what, hint=hint)
 
 
 def write_figure(fig: Figure, ax: Axes, output: Path, what: str) -> Path:
-    """Add the legend, lay out and write ``fig`` to ``output`` (its directory made)."""
+    """Add the legend, lay out and write ``fig`` to ``output`` (its directory made; a
+    symlink written through).
+
+    Raises:
+        StorageError: as :func:`save_figure` (``choose another --output``).
+    """
     ax.legend(fontsize="small")
     fig.tight_layout()
     try:
@@ -41,21 +52,23 @@ def write_figure(fig: Figure, ax: Axes, output: Path, what: str) -> Path:
     except OSError as err:
         plt.close(fig)
         raise StorageError.of(err, f"the figure's directory {output.parent}") from err
-    save_figure(fig, output, what)
+    save_figure(fig, output, what, "choose another --output")
     return output
 
 
-def load_evaluation(run_dir: Path, plugins: Iterable[str] = ()) -> dict[str, Any]:
-    """A run's ``evaluation.json``, with the ``algorithm`` and ``adapts_by`` that older
-    releases did not record."""
-    path = run_dir / EVALUATION_FILE
-    if not path.exists():
-        raise CheckpointError(f"{run_dir} has no {EVALUATION_FILE}: run `fastadapt evaluate "
-                              f"{run_dir}` first")
-    evaluation: dict[str, Any] = json.loads(path.read_text())
+def load_evaluation(run_dir: Path, plugins: Iterable[str] = (), needs: Iterable[str] = ()
+                    ) -> dict[str, Any]:
+    """A run's ``evaluation.json``, checked for the keys ``needs`` (see
+    :func:`~fastadapt.evaluation.evaluation_file.read_evaluation`), with the ``algorithm`` and
+    ``adapts_by`` that older releases did not record.
+
+    Raises:
+        CheckpointError: it is missing, unreadable or not a valid evaluation (one line saying
+            to evaluate the run again).
+    """
+    evaluation = read_evaluation(run_dir, needs)
     if "algorithm" not in evaluation:  # written before evaluations recorded it
         evaluation["algorithm"] = load_run_config(run_dir, plugins=plugins).algorithm
     if "adapts_by" not in evaluation:  # written by fastadapt 0.1.0
         evaluation["adapts_by"] = algorithm_class(evaluation["algorithm"]).adapts_by
     return evaluation
-

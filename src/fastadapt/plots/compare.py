@@ -11,7 +11,9 @@ import numpy as np
 
 from fastadapt.algorithms.registry import algorithm_class
 from fastadapt.errors import CheckpointError, ConfigError
+from fastadapt.evaluation.evaluation_file import CURVE_NEEDS
 from fastadapt.evaluation.statistics import mean_ci95
+from fastadapt.files import check_distinct
 from fastadapt.plots.common import load_evaluation, plt, write_figure
 from fastadapt.run.logging import read_metrics
 from fastadapt.run.rundir import load_run_config
@@ -60,10 +62,13 @@ def group_runs(run_dirs: list[Path], plugins: Iterable[str] = ()) -> list[CurveG
     order.
 
     Raises:
-        CheckpointError: a run has no ``evaluation.json``.
-        ConfigError: the runs were evaluated on different task families.
+        CheckpointError: a run has no ``evaluation.json``, or one that cannot be read or is
+            not what an evaluation holds.
+        ConfigError: the runs were evaluated on different task families, or a run is given
+            twice (by one path or two: a symlink, a trailing slash).
     """
-    evaluations = [load_evaluation(run_dir, plugins) for run_dir in run_dirs]
+    check_distinct(run_dirs)
+    evaluations = [load_evaluation(run_dir, plugins, CURVE_NEEDS) for run_dir in run_dirs]
     envs = {evaluation["env"] for evaluation in evaluations}
     if len(envs) > 1:
         listed = ", ".join(f"{run} ({evaluation['env']})"
@@ -129,7 +134,13 @@ def plot_comparison(groups: list[CurveGroup], output: Path) -> Path:
 
 def compare_runs(run_dirs: list[Path], output: Path, plugins: Iterable[str] = ()
                  ) -> tuple[Path, str]:
-    """``fastadapt compare``: write the figure to ``output``; return it and the table."""
+    """``fastadapt compare``: write the figure to ``output``; return it and the table.
+
+    Raises:
+        CheckpointError, ConfigError: as :func:`group_runs`.
+        StorageError: ``output`` cannot be written, or is not a regular file (a device, a
+            FIFO, a directory: left as it is).
+    """
     groups = group_runs(run_dirs, plugins)
     return plot_comparison(groups, output), comparison_table(groups)
 
@@ -173,11 +184,11 @@ def run_budget(run_dir: Path, plugins: Iterable[str] = ()) -> RunBudget:
     """A run's budget and results from its ``metrics.jsonl``, ``evaluation.json`` and config.
 
     Raises:
-        CheckpointError: no metrics, or no evaluation yet.
+        CheckpointError: no metrics, or no evaluation yet, or one that is not valid.
     """
     config = load_run_config(run_dir, plugins=plugins)
-    evaluation = load_evaluation(run_dir, plugins)
-    metrics = [m for m in read_metrics(run_dir) if "env_steps" in m]
+    evaluation = load_evaluation(run_dir, plugins, ("returns_mean", "returns_ci95"))
+    metrics = [m for m in read_metrics(run_dir) if "env_steps" in m and "return_after" in m]
     if not metrics:
         raise CheckpointError(f"{run_dir} has no metrics.jsonl records to compare")
     horizon = config.env.horizon
@@ -250,9 +261,11 @@ def compare_efficiency(run_dirs: list[Path], output: Path, plugins: Iterable[str
     table.
 
     Raises:
-        CheckpointError: a run has no metrics or no ``evaluation.json``.
-        ConfigError: the runs were evaluated on different task families.
+        CheckpointError: a run has no metrics or no valid ``evaluation.json``.
+        ConfigError: the runs were evaluated on different task families, or a run is given
+            twice.
     """
+    check_distinct(run_dirs)
     budgets = [run_budget(run_dir, plugins) for run_dir in run_dirs]
     envs = {b.env for b in budgets}
     if len(envs) > 1:

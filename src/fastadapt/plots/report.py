@@ -61,9 +61,12 @@ def report_runs(run_dirs: list[Path], output: Path, plugins: Iterable[str] = (),
     """``fastadapt report``: write the figure to ``output``; return it and the table.
 
     Raises:
-        CheckpointError: runs that were never evaluated (named).
-        ConfigError: runs of different task families or held-out task counts.
+        CheckpointError: runs that were never evaluated (named), or whose
+            ``evaluation.json`` cannot be read or is not what an evaluation holds.
+        ConfigError: runs of different task families or held-out task counts; a run given
+            twice (by one path or two: a symlink, a trailing slash).
         SweepError: rliable is not installed.
+        StorageError: ``output`` cannot be written, or is not a regular file (left as it is).
     """
     groups = load_scores(run_dirs, plugins, point)
     result = aggregate(groups)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from matplotlib.axes import Axes
 from fastadapt.algorithms.base import AdaptsBy
 from fastadapt.algorithms.registry import algorithm_class
 from fastadapt.errors import CheckpointError
+from fastadapt.evaluation.evaluation_file import PLOT_NEEDS
 from fastadapt.plots.common import load_evaluation, plt, save_figure
 from fastadapt.run.logging import read_metrics
 from fastadapt.run.rundir import EVALUATION_FILE, REPORT_FILE, load_run_config
@@ -19,6 +21,7 @@ from fastadapt.run.rundir import EVALUATION_FILE, REPORT_FILE, load_run_config
 def _learning_curve(ax: Axes, metrics: list[dict[str, Any]], adapts_by: AdaptsBy) -> None:
     """Training returns by meta-iteration: before and after the inner steps, or (algorithms
     that adapt by episodes, RL²) of the first and the last episode of the trials."""
+    metrics = [m for m in metrics if "return_before" in m and "return_after" in m]
     iterations = [m["iteration"] for m in metrics]
     by_episodes = adapts_by == "episodes"
     before, after = (("first episode of the trial", "last episode of the trial") if by_episodes
@@ -30,7 +33,7 @@ def _learning_curve(ax: Axes, metrics: list[dict[str, Any]], adapts_by: AdaptsBy
 
 
 def _adaptation_curve(ax: Axes, evaluation: dict[str, Any]) -> None:
-    steps = list(range(evaluation["adaptation_steps"] + 1))
+    steps = list(range(len(evaluation["returns_mean"])))  # adaptation_steps + 1 points
     mean, ci = evaluation["returns_mean"], evaluation["returns_ci95"]
     ax.errorbar(steps, mean, yerr=ci, marker="o", capsize=4)
     by_episodes = evaluation["adapts_by"] == "episodes"
@@ -61,7 +64,9 @@ def plot_run(run_dir: Path, plugins: Iterable[str] = ()) -> Path:
     """Draw ``run_dir/report.png`` from ``metrics.jsonl`` and ``evaluation.json`` (if any).
 
     Raises:
-        CheckpointError: not a run directory, or no metrics yet.
+        CheckpointError: not a run directory, or no metrics yet; its ``metrics.jsonl`` or
+            ``evaluation.json`` cannot be read or is not what a run writes (one line).
+        StorageError: ``report.png`` cannot be written, or is not a regular file.
         ConfigError, PluginError: its algorithm is unknown (a plugin not installed).
     """
     metrics = read_metrics(run_dir)
@@ -69,7 +74,8 @@ def plot_run(run_dir: Path, plugins: Iterable[str] = ()) -> Path:
         raise CheckpointError(f"{run_dir} has no metrics.jsonl to plot (is it a run directory?)")
     adapts_by = algorithm_class(load_run_config(run_dir, plugins=plugins).algorithm).adapts_by
     eval_path = run_dir / EVALUATION_FILE
-    evaluation = load_evaluation(run_dir, plugins) if eval_path.exists() else None
+    evaluation = (load_evaluation(run_dir, plugins, PLOT_NEEDS)
+                  if os.path.lexists(eval_path) else None)
     panels = 1 + (evaluation is not None) + bool(evaluation and "trajectories" in evaluation)
     fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.5), squeeze=False)
     _learning_curve(axes[0, 0], metrics, adapts_by)

@@ -55,6 +55,16 @@ def _mlp(sizes: list[int], activation: Activation) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def mlp_parameter_count(sizes: list[int]) -> int:
+    """Weights and biases of the linear layers of ``sizes`` (what :func:`_mlp` builds),
+    counted without building them: ``sum((n_in + 1) * n_out)``.
+
+    Args:
+        sizes: widths from the input to the output, e.g. ``[obs_dim, 64, 64, action_dim]``.
+    """
+    return sum((fan_in + 1) * fan_out for fan_in, fan_out in itertools.pairwise(sizes))
+
+
 class GaussianMLPPolicy(DiagonalGaussian, nn.Module):
     """Diagonal Gaussian policy ``N(mu_theta(s), diag(sigma^2))`` with state-independent
     ``log sigma`` (Finn et al. 2017; pytorch-maml-rl ``NormalMLPPolicy``).

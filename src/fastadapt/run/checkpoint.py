@@ -18,9 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +27,17 @@ import safetensors.torch
 import torch
 
 from fastadapt.errors import CheckpointError, StorageError
+from fastadapt.files import (
+    JSON_MAX_BYTES,
+    LEFTOVER,
+    atomic_write,
+    memory_limit,
+    read_file,
+    remove_leftovers,
+)
 
 __all__ = [
+    "LEFTOVER",
     "atomic_write",
     "latest_checkpoint",
     "load_checkpoint",
@@ -45,97 +52,14 @@ _RESERVED_KEYS = ("iteration", "sha256")
 _DESERIALISE_ERRORS = (safetensors.SafetensorError, ValueError, KeyError, RuntimeError)
 
 
-# --------------------------------------------------------------------------- atomic files
+# --------------------------------------------------------------------------- reading
 
 
-LEFTOVER = re.compile(r"^\.(.+)\.[A-Za-z0-9_]{8}\.tmp$")
-"""The name of :func:`atomic_write`'s temporary file: ``.<target>.<8 random chars>.tmp``."""
-
-
-def _umask() -> int:
-    """The process's file-creation mask (read without changing it where Linux shows it)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)  # elsewhere: read it by setting it, then put it back
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: Path, data: bytes, what: str = "") -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one.
-
-    Writes a temporary file next to ``path`` (:data:`LEFTOVER` names it), fsyncs it, renames it
-    over ``path`` and fsyncs the directory. The file gets the mode a plain ``open`` would give
-    it (``0o666`` less the umask). On any failure the temporary file is removed and ``path``
-    is untouched.
-
-    Args:
-        what: what the file holds, for the error (``"checkpoint"``).
-
-    Raises:
-        StorageError: the file cannot be written (a full disk, a read-only directory): one
-            line naming the file.
-    """
-    target = f"the {what} file {path}" if what else f"the file {path}"
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as err:
-        raise StorageError.of(err, target) from err
-    try:
-        with os.fdopen(fd, "wb") as tmp:
-            with contextlib.suppress(AttributeError, OSError):  # fchmod: POSIX only
-                os.fchmod(tmp.fileno(), 0o666 & ~_umask())
-            tmp.write(data)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp_name, path)
-    except BaseException as err:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        if isinstance(err, OSError):
-            raise StorageError.of(err, target) from err
-        raise
-    _fsync_directory(path.parent)
-
-
-def remove_leftovers(directory: Path) -> list[Path]:
-    """Delete the temporary files :func:`atomic_write` left in ``directory`` when its process
-    was killed mid-write (only those: names matching :data:`LEFTOVER`); returns them."""
-    if not directory.is_dir():
-        return []
-    removed = []
-    for entry in directory.iterdir():
-        if entry.is_file() and LEFTOVER.match(entry.name):
-            with contextlib.suppress(FileNotFoundError):
-                entry.unlink()
-                removed.append(entry)
-    return removed
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename in ``directory`` durable (a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _read_bytes(path: Path, what: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError as err:
-        raise CheckpointError(f"cannot load {what} {path}: file not found") from err
-    except OSError as err:
-        raise CheckpointError(f"cannot load {what} {path}: {_one_line(err)}") from err
+def _read_bytes(path: Path, what: str, max_bytes: int | None = None) -> bytes:
+    """A checkpoint's or a tensor file's bytes (at most ``max_bytes``; default: what the
+    memory allows), one line naming the file if it cannot be read."""
+    return read_file(path, f"cannot load {what}", memory_limit() if max_bytes is None
+                     else max_bytes)
 
 
 def _one_line(err: BaseException) -> str:
@@ -147,8 +71,17 @@ def _one_line(err: BaseException) -> str:
 
 
 def _serialise(tensors: dict[str, torch.Tensor], meta: dict[str, str] | None) -> bytes:
+    """The safetensors bytes of ``tensors``, the same bytes for the same content: safetensors
+    writes ``__metadata__`` in a hash map's order, which differs between processes, so the
+    header is rewritten with its keys sorted (same JSON, same length)."""
     cpu = {name: tensor.detach().cpu().contiguous() for name, tensor in tensors.items()}
-    return safetensors.torch.save(cpu, metadata=meta)
+    data = safetensors.torch.save(cpu, metadata=meta)
+    size = int.from_bytes(data[:8], "little")
+    header = json.dumps(json.loads(data[8 : 8 + size]), sort_keys=True, separators=(",", ":"))
+    canonical = header.encode("utf-8")
+    if len(canonical) > size:  # pragma: no cover - the same JSON is never longer
+        return data
+    return data[:8] + canonical.ljust(size, b" ") + data[8 + size :]
 
 
 def _deserialise(data: bytes, path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -278,10 +211,10 @@ def _prune(directory: Path, iteration: int, keep_last: int) -> None:
 
 def _read_record(marker: Path) -> dict[str, Any]:
     """The parsed JSON of a checkpoint; CheckpointError if it is missing or malformed."""
-    text = _read_bytes(marker, "checkpoint")
+    text = _read_bytes(marker, "checkpoint", JSON_MAX_BYTES)
     try:
         record = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
         raise CheckpointError(f"cannot load checkpoint {marker}: corrupt JSON ({err})") from err
     if not isinstance(record, dict) or not isinstance(record.get("sha256"), str):
         raise CheckpointError(f"cannot load checkpoint {marker}: no 'sha256' entry")

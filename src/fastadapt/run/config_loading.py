@@ -28,10 +28,14 @@ from fastadapt.config import (
 )
 from fastadapt.errors import ConfigError
 from fastadapt.plugins import load_plugins
+from fastadapt.quoting import shorten, shorten_text
 from fastadapt.run.format_0_1 import is_0_1_config, migrate_0_1
 from fastadapt.run.yaml_config import apply_overrides, from_dict, read_mapping, to_dict
 
 CONFIG_FORMAT = 2
+CHANGES_KEY = "changes"
+"""A run's saved config lists under this key the changes ``--resume`` made
+(:mod:`fastadapt.run.resume`); it is a record, not a setting, and is not read into the config."""
 """The format of the configs this release writes (0.1.0's, without the key, is 1)."""
 _COMMON: dict[str, type[Any]] = {"env": EnvConfig, "policy": PolicyConfig, "run": RunConfig,
                                  "evaluate": EvalConfig}
@@ -42,14 +46,15 @@ def _plugins_of(data: Mapping[str, Any], extra: Iterable[str]) -> tuple[str, ...
     listed = data.get("plugins", [])
     if isinstance(listed, str) or not isinstance(listed, list | tuple) or not all(
             isinstance(module, str) for module in listed):
-        raise ConfigError(f"config key 'plugins' must be a list of module names, got {listed!r}")
+        raise ConfigError("config key 'plugins' must be a list of module names, got "
+                          f"{shorten(listed)}")
     return tuple(dict.fromkeys([*listed, *extra]))
 
 
 def _check_format(data: dict[str, Any]) -> None:
     version = data.pop("format", CONFIG_FORMAT)
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise ConfigError(f"config key 'format' must be a positive int, got {version!r}")
+        raise ConfigError(f"config key 'format' must be a positive int, got {shorten(version)}")
     if version > CONFIG_FORMAT:
         raise ConfigError(f"this config has format {version}, written by a newer fastadapt; "
                           f"this one reads format {CONFIG_FORMAT} and older: upgrade fastadapt")
@@ -67,7 +72,7 @@ def _stray_section_error(key: str, algorithm: str, section: type[AlgorithmConfig
         if key in {field.name for field in dataclasses.fields(section)}:
             return ConfigError(f"config section '{key}' moved into the algorithm's section: "
                                f"'{name}.{key}'")
-        return ConfigError(f"config section '{key}' is not read by algorithm {algorithm!r} "
+        return ConfigError(f"config section '{key}' is not read by algorithm {shorten(algorithm)} "
                            f"(the algorithms with {key.upper()} settings read them inside "
                            "their own section, e.g. maml-trpo.trpo, rl2.ppo): remove it")
     if key != renamed and renamed in section_names():
@@ -75,10 +80,10 @@ def _stray_section_error(key: str, algorithm: str, section: type[AlgorithmConfig
     readers = section_names().get(key)
     if readers:
         return ConfigError(f"config section '{key}' is read by {', '.join(readers)}, not by "
-                           f"algorithm {algorithm!r}, whose section is '{name}': remove it "
+                           f"algorithm {shorten(algorithm)}, whose section is '{name}': remove it "
                            f"or change algorithm")
     known = ", ".join(["algorithm", "plugins", *_COMMON, name])
-    return ConfigError(f"unknown config key '{key}'; valid keys: {known}")
+    return ConfigError(f"unknown config key '{shorten_text(key)}'; valid keys: {known}")
 
 
 def train_config_from_dict(data: Mapping[str, Any], plugins: Iterable[str] = ()
@@ -97,13 +102,14 @@ def train_config_from_dict(data: Mapping[str, Any], plugins: Iterable[str] = ()
     """
     data = dict(data)
     _check_format(data)
+    data.pop(CHANGES_KEY, None)
     if is_0_1_config(data):
         data = migrate_0_1(data)
     modules = _plugins_of(data, plugins)
     load_plugins(modules)
     algorithm = data.get("algorithm", TrainConfig.algorithm)
     if not isinstance(algorithm, str):
-        raise ConfigError(f"config key 'algorithm' must be a str, got {algorithm!r}")
+        raise ConfigError(f"config key 'algorithm' must be a str, got {shorten(algorithm)}")
     cls = algorithm_class(algorithm)
     section = cls.config_class.section
     for key in data:
@@ -123,7 +129,7 @@ def train_config_from_dict(data: Mapping[str, Any], plugins: Iterable[str] = ()
 
 def _mapping(value: Any, key: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
-        raise ConfigError(f"config section '{key}' must be a mapping, got {value!r}")
+        raise ConfigError(f"config section '{key}' must be a mapping, got {shorten(value)}")
     return value
 
 

@@ -12,13 +12,15 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
+import stat
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from fastadapt.closing import Closeable
 from fastadapt.errors import StorageError
-from fastadapt.run.checkpoint import atomic_write
+from fastadapt.files import atomic_write, memory_limit, read_file
 
 if TYPE_CHECKING:
     from fastadapt.run.wandb_sink import WandbSink
@@ -39,25 +41,52 @@ class Metrics(NamedTuple):
     skipped: list[int]
 
 
+NUMBERS = ("seconds", "env_steps", "return_before", "return_after")
+"""Keys a record holds numbers under (where it has them)."""
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _record(line: str) -> dict[str, Any] | None:
-    """The record a line holds, or ``None``."""
+    """The record a line holds (an object with an integer ``iteration`` and numbers under
+    :data:`NUMBERS`), or ``None``."""
     try:
         record = json.loads(line)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return None
-    if isinstance(record, dict) and isinstance(record.get("iteration"), int):
+    if isinstance(record, dict) and isinstance(record.get("iteration"), int) \
+            and not isinstance(record["iteration"], bool) \
+            and all(_is_number(record[key]) for key in NUMBERS if key in record):
         return record
     return None
 
 
+def _read_text(path: Path) -> str:
+    """``metrics.jsonl``'s text (bytes that are not UTF-8 replaced: their lines are skipped).
+
+    Raises:
+        CheckpointError: it is not a regular file, is larger than half the memory available
+            or cannot be read (one line naming it).
+    """
+    return read_file(path, "cannot read the metrics file", memory_limit()).decode(
+        "utf-8", errors="replace")
+
+
 def read_metrics_file(run_dir: Path) -> Metrics:
     """Every record of ``run_dir/metrics.jsonl`` and the lines that are not one (an absent
-    file has none)."""
+    file has none).
+
+    Raises:
+        CheckpointError: the file is not a regular file (a directory, a FIFO), too large or
+            unreadable.
+    """
     path = run_dir / METRICS_FILE
-    if not path.exists():
+    if not os.path.lexists(path):
         return Metrics([], [])
     records, skipped = [], []
-    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+    for number, line in enumerate(_read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         record = _record(line)
@@ -88,12 +117,13 @@ def truncate_metrics(run_dir: Path, last_iteration: int) -> None:
     atomically.
 
     Raises:
+        CheckpointError: the file cannot be read (not a regular file, too large).
         StorageError: the file cannot be rewritten (the old one is kept).
     """
     path = run_dir / METRICS_FILE
-    if not path.exists():
+    if not os.path.lexists(path):
         return
-    text = path.read_text(errors="replace")
+    text = _read_text(path)
     lines = text.splitlines()
     if lines and not text.endswith("\n") and _record(lines[-1]) is None:
         lines.pop()  # torn: this run's own unfinished line
@@ -103,6 +133,27 @@ def truncate_metrics(run_dir: Path, last_iteration: int) -> None:
         if record is None or record["iteration"] <= last_iteration:
             kept.append(line)
     atomic_write(path, "".join(line + "\n" for line in kept).encode("utf-8"), "metrics")
+
+
+def _torn(path: Path) -> bool:
+    """Whether ``path`` ends in an unfinished line (``False`` if it is empty or absent).
+
+    Raises:
+        StorageError: it exists and is not a regular file (a FIFO would block the append).
+        OSError: it cannot be read.
+    """
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISREG(info.st_mode):
+        raise StorageError(f"cannot write the metrics file {path}: it is not a regular file; "
+                           "move it away")
+    if info.st_size == 0:
+        return False
+    with path.open("rb") as file:
+        file.seek(-1, os.SEEK_END)
+        return file.read(1) != b"\n"
 
 
 def _quiet_writer_failures(previous: Any) -> Any:
@@ -131,8 +182,7 @@ class MetricsLogger(Closeable):
                  config: dict[str, Any] | None = None) -> None:
         self._path = run_dir / METRICS_FILE
         try:
-            torn = self._path.exists() and not self._path.read_bytes().endswith(b"\n") \
-                and self._path.stat().st_size > 0
+            torn = _torn(self._path)
             self._file = self._path.open("a", encoding="utf-8")
             if torn:  # a killed writer's last line: end it, so the next record is whole
                 self._file.write("\n")

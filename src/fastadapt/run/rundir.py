@@ -35,7 +35,8 @@ from fastadapt.run.checkpoint import (
     save_checkpoint,
     save_tensors,
 )
-from fastadapt.run.config_loading import load_train_config, train_config_to_dict
+from fastadapt.run.config_loading import CHANGES_KEY, load_train_config, train_config_to_dict
+from fastadapt.run.lock import RunLock
 from fastadapt.run.logging import METRICS_FILE
 from fastadapt.run.yaml_config import dump_yaml
 from fastadapt.types import Params
@@ -72,10 +73,14 @@ def load_run_config(run_dir: Path, overrides: Sequence[str] = (),
     return load_train_config(run_dir / CONFIG_FILE, overrides, plugins)
 
 
-def save_run_config(config: TrainConfig, run_dir: Path) -> None:
-    """Write ``config.yaml`` (what :func:`load_run_config` reads back)."""
-    atomic_write(run_dir / CONFIG_FILE, dump_yaml(train_config_to_dict(config)).encode("utf-8"),
-                 "config")
+def save_run_config(config: TrainConfig, run_dir: Path, changes: list[Any] | None = None
+                    ) -> None:
+    """Write ``config.yaml`` (what :func:`load_run_config` reads back), with the records of
+    the changes ``--resume`` made (:mod:`fastadapt.run.resume`) under ``changes:``."""
+    data = train_config_to_dict(config)
+    if changes:
+        data[CHANGES_KEY] = changes
+    atomic_write(run_dir / CONFIG_FILE, dump_yaml(data).encode("utf-8"), "config")
 
 
 def check_new_run_dir(run_dir: Path) -> None:
@@ -91,17 +96,21 @@ def check_new_run_dir(run_dir: Path) -> None:
         )
 
 
-def prepare_run_dir(config: TrainConfig, run_dir: Path) -> None:
-    """Make a new run directory with its ``config.yaml``.
+def prepare_run_dir(config: TrainConfig, run_dir: Path, lock: RunLock) -> None:
+    """Make a new run directory, take its ``lock``, and write its ``config.yaml``.
 
     Raises:
-        CheckpointError: it already holds a run, or cannot be made.
+        CheckpointError: it already holds a run (checked again under the lock, so of two
+            new runs given one directory the second is refused), or cannot be made.
+        RunLockedError: another process writes to it.
     """
     check_new_run_dir(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise CheckpointError(f"cannot create run directory {run_dir}: {err.strerror}") from err
+    lock.acquire()
+    check_new_run_dir(run_dir)
     save_run_config(config, run_dir)
 
 

@@ -5,7 +5,10 @@ tasks and its random generator, the sampler, metrics (``metrics.jsonl``, TensorB
 progress bar, checkpoints, ``--resume``, ``run.init_from``, non-finite handling and the final
 policy file. The algorithm (:class:`~fastadapt.algorithms.base.Algorithm`) supplies one
 training iteration at a time. Checkpoints carry the parameters, the algorithm's state and every
-random stream, so ``--resume`` continues exactly.
+random stream, so ``--resume`` continues exactly. It holds the run directory's lock
+(:mod:`fastadapt.run.lock`) from the moment it reads a checkpoint (or makes the directory) to
+the end, and never starts a run over that a checkpoint should continue
+(:mod:`fastadapt.run.resume`).
 """
 
 from __future__ import annotations
@@ -18,51 +21,39 @@ from typing import Any
 import numpy as np
 
 from fastadapt.algorithms.base import Algorithm, Iteration
-from fastadapt.algorithms.registry import build_algorithm
-from fastadapt.backends.fast_cpu import configure_process
 from fastadapt.config import RunConfig, TrainConfig
 from fastadapt.errors import CheckpointError, NonFiniteError, SamplerError, StorageError
 from fastadapt.run.checkpoint import latest_checkpoint, remove_leftovers
 from fastadapt.run.config_loading import resolve, train_config_to_dict
-from fastadapt.run.device import resolve_device
+from fastadapt.run.loading import build_run_algorithm, load_final_policy, load_policy
+from fastadapt.run.lock import RunLock
 from fastadapt.run.logging import MetricsLogger, truncate_metrics
 from fastadapt.run.progress import TrainProgress
+from fastadapt.run.resume import (
+    change_records,
+    check_progress_is_checkpointed,
+    config_changes,
+    earlier_changes,
+    fixed_keys_changed,
+)
 from fastadapt.run.rundir import (
     CHECKPOINTS,
+    CONFIG_FILE,
     check_new_run_dir,
-    check_params,
-    final_policy_tensors,
+    load_run_config,
     prepare_run_dir,
     read_checkpoint,
     save_policy_file,
     save_run_config,
-    split_policy,
     starts_afresh,
     write_checkpoint,
 )
 from fastadapt.run.wandb_sink import import_wandb
+from fastadapt.run.yaml_config import read_mapping
 from fastadapt.sampling import SeededSampler, make_sampler
 from fastadapt.sampling.base import check_sampler_state
 
-__all__ = ["iteration_record", "load_policy", "train", "warm_start"]
-
-
-def load_policy(algorithm: Algorithm[Any], tensors: dict[str, Any], source: Path,
-                parameters_only: bool = False) -> None:
-    """Give ``algorithm`` a policy file's parameters (checked: names, shapes, dtypes, finite
-    values) and, unless ``parameters_only``, its extras (Meta-SGD's rates).
-
-    Raises:
-        CheckpointError: naming ``source`` and the mismatch.
-    """
-    params, extras = split_policy(tensors)
-    algorithm.load_parameters(check_params(params, algorithm.initial_parameters(), source))
-    if parameters_only:
-        return
-    try:
-        algorithm.load_policy_extras(extras)
-    except (KeyError, RuntimeError, ValueError) as err:
-        raise CheckpointError(f"{source} does not match this algorithm's policy: {err}") from err
+__all__ = ["iteration_record", "train", "warm_start"]
 
 
 def warm_start(algorithm: Algorithm[Any], run: RunConfig) -> None:
@@ -73,8 +64,7 @@ def warm_start(algorithm: Algorithm[Any], run: RunConfig) -> None:
     """
     assert run.init_from is not None
     try:
-        tensors, source = final_policy_tensors(Path(run.init_from))
-        load_policy(algorithm, tensors, source, parameters_only=True)
+        load_final_policy(algorithm, Path(run.init_from), parameters_only=True)
     except CheckpointError as err:
         raise CheckpointError(f"run.init_from: {err}") from err
 
@@ -128,31 +118,67 @@ class Trainer:
         ConfigError, UnknownEnvError, FamilyError, PluginError: a bad setting, before any
             file is written.
         CheckpointError: ``run_dir`` holds a run and ``resume`` is false, its checkpoint is
-            corrupt or of another policy, or ``run.init_from`` is unusable.
+            corrupt or of another policy, it shows progress but has no checkpoint to resume
+            from (:mod:`fastadapt.run.resume`), or ``run.init_from`` is unusable.
+        ConfigError: a resume changes a key that defines the run (``run.seed``, ``env.*``).
+        RunLockedError: another process writes to ``run_dir`` (checked here on resume, as
+            the directory is made for a new run).
     """
 
     def __init__(self, config: TrainConfig, run_dir: Path, resume: bool,
                  show_progress: bool) -> None:
         run = config.run
-        configure_process(run.num_threads, run.retain_freed_memory)
         self.config, self.run_dir, self.show_progress = config, run_dir, show_progress
-        self.algorithm = build_algorithm(config, resolve_device(run.device))
+        self.algorithm = build_run_algorithm(config)
         self.iterations = self.algorithm.iterations(run.iterations)
         self.state = _Progress(run.seed)
         self.resume = resume
+        self.lock = RunLock(run_dir, "fastadapt train" + " --resume" * resume)
+        self.changes: list[Any] = []
         if run.wandb is not None:
             import_wandb()  # missing: one line before anything is written
-        if run.init_from is not None and starts_afresh(run_dir, resume):
-            warm_start(self.algorithm, run)
-        if resume:
-            self._restore()
-        else:
+        if not resume:
             check_new_run_dir(run_dir)
+            if run.init_from is not None:
+                warm_start(self.algorithm, run)
+            return
+        saved = load_run_config(run_dir, plugins=config.plugins)
+        self.lock.acquire()  # before the checkpoint is read: no second writer moves it on
+        try:
+            self._check_changes(saved)
+            if run.init_from is not None and starts_afresh(run_dir, resume):
+                warm_start(self.algorithm, run)
+            self._restore()
+        except BaseException:
+            self.lock.release()
+            raise
+
+    @property
+    def iteration(self) -> int:
+        """The iterations done: where training continues (0 for a new run)."""
+        return self.state.iteration
+
+    def close(self) -> None:
+        """Let the run directory go without training (:meth:`run` does it at its end)."""
+        self.lock.release()
+
+    def _check_changes(self, saved: TrainConfig) -> None:
+        """Refuse changes of the keys that define the run; keep a record of the others."""
+        data = read_mapping(self.run_dir / CONFIG_FILE)
+        changes = config_changes(saved, self.config)
+        fixed_keys_changed(changes, self.run_dir)
+        self.changes = earlier_changes(data, self.run_dir)
+        self._new_changes = changes
+        self._first_checkpoint = min(saved.run.checkpoint_every, saved.run.iterations)
 
     def _restore(self) -> None:
         """Restore the latest checkpoint (nothing is written: the run directory is updated
         only once the sampler runs, so a refused resume leaves it as it was)."""
         checkpoints = self.run_dir / CHECKPOINTS
+        if checkpoints.exists() and not checkpoints.is_dir():
+            raise CheckpointError(f"cannot resume {self.run_dir}: {checkpoints} is not a "
+                                  "directory; move it away to continue from the records' start, "
+                                  "or start a new run (nothing was changed)")
         marker = latest_checkpoint(checkpoints)
         if marker is not None:
             checkpoint = read_checkpoint(marker)
@@ -167,17 +193,20 @@ class Trainer:
                 f"no loadable checkpoint in {checkpoints}: every iter_*.json is corrupt "
                 "(nothing was changed)"
             )
+        else:
+            check_progress_is_checkpointed(self.run_dir, self._first_checkpoint)
+        self.changes = change_records(self._new_changes, self.state.iteration, self.changes)
 
     def _prepare(self) -> None:
-        """A new run's directory; a resumed run's updated config (e.g. a raised
-        ``run.iterations``), its metrics past the checkpoint removed and the temporary files
-        of a killed write cleaned up."""
+        """A new run's directory (made and locked); a resumed run's updated config (e.g. a
+        raised ``run.iterations``, with a record of each change), its metrics past the
+        checkpoint removed and the temporary files of a killed write cleaned up."""
         if not self.resume:
-            prepare_run_dir(self.config, self.run_dir)
+            prepare_run_dir(self.config, self.run_dir, self.lock)
             return
         for directory in (self.run_dir, self.run_dir / CHECKPOINTS):
             remove_leftovers(directory)
-        save_run_config(self.config, self.run_dir)
+        save_run_config(self.config, self.run_dir, self.changes)
         truncate_metrics(self.run_dir, self.state.iteration)
 
     def _save(self, sampler: SeededSampler) -> Path:
@@ -200,11 +229,18 @@ class Trainer:
             SamplerError: a worker died or failed; the message says how to resume.
             StorageError: a file could not be written (the files written before are kept).
         """
+        try:
+            return self._run(on_ready)
+        finally:
+            self.lock.release()
+
+    def _run(self, on_ready: Callable[[Path], object] | None) -> Path:
         run, algorithm = self.config.run, self.algorithm
         with make_sampler(
             run.sampler, algorithm.family, algorithm.policy, algorithm.horizon, run.seed,
             run.workers, run.ray_address,
         ) as sampler:
+            sampler.load_state_dict(self.state.sampler_state)
             self._prepare()
             if on_ready is not None:
                 on_ready(self.run_dir)
@@ -213,7 +249,6 @@ class Trainer:
                                wandb_config) as logger, TrainProgress(
                 self.iterations, self.state.iteration, enabled=self.show_progress
             ) as progress:
-                sampler.load_state_dict(self.state.sampler_state)
                 try:
                     self._loop(sampler, logger, progress)
                     logger.flush()
@@ -224,8 +259,8 @@ class Trainer:
                     raise StorageError(f"{err}; the files written before are kept: make room, "
                                        f"then continue with fastadapt train --resume "
                                        f"{self.run_dir}") from err
-        policy = {**algorithm.parameters(), **algorithm.policy_extras()}
-        return save_policy_file(self.run_dir, policy, self.state.iteration)
+            policy = {**algorithm.parameters(), **algorithm.policy_extras()}
+            return save_policy_file(self.run_dir, policy, self.state.iteration)
 
     def _loop(self, sampler: SeededSampler, logger: MetricsLogger, progress: TrainProgress
               ) -> None:

@@ -7,14 +7,15 @@ annotations and names the offending dotted key in the :class:`~fastadapt.errors.
 it raises. Range checks belong in the dataclass's ``__post_init__``; their ``ConfigError``
 propagates unchanged.
 
-Supported field types: ``int``, ``float`` (finite; an int is accepted and converted), ``bool``,
+Supported field types: ``int`` (64 bits, as numpy and torch take them; so are the integers
+anywhere in an ``Any`` value), ``float`` (finite; an int is accepted and converted), ``bool``,
 ``str``, ``X | None``, unions of those, ``tuple[X, ...]`` and ``tuple[X, Y]`` (from YAML lists),
 ``list[X]``, ``dict[str, X]`` (``dict[str, Any]`` is passed through), ``Literal[...]``,
 ``Any`` and nested dataclasses. A bool is never accepted where a number is expected.
 
-YAML is read with PyYAML's safe loader plus one fix: numbers in exponent notation without a
-dot or without an exponent sign (``1e-2``, ``3e5``, ``1.0e5``), which YAML 1.1 reads as
-strings, are read as floats, as YAML 1.2 and every user expect.
+YAML is read with PyYAML's safe loader, bounded (nesting, alias expansion, duplicate keys) and
+reading ``1e-2`` as a float: :mod:`fastadapt.run.yaml_loader`. The values an error message
+quotes are shortened (:func:`fastadapt.quoting.shorten`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import dataclasses
 import difflib
 import math
 import os
-import re
 import types
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -33,6 +33,8 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 import yaml
 
 from fastadapt.errors import ConfigError, FieldError
+from fastadapt.quoting import shorten, shorten_text
+from fastadapt.run.yaml_loader import INT64, MAX_DEPTH, YAMLLimitError, parse_yaml
 
 __all__ = ["apply_overrides", "dump_yaml", "from_dict", "load_config", "read_mapping",
            "save_config", "to_dict"]
@@ -50,17 +52,6 @@ _SCALARS: dict[type, tuple[type, ...]] = {
     str: (str,),
 }
 _ARTICLES = {bool: "a bool", int: "an int", float: "a float", str: "a str"}
-
-
-class _Loader(yaml.SafeLoader):
-    """Safe YAML loader that also reads ``1e-2``-style numbers as floats (YAML 1.2)."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."),
-)
 
 
 # --------------------------------------------------------------------------- building
@@ -110,8 +101,9 @@ def _join(where: str, name: str) -> str:
 
 
 def _show(value: object) -> str:
-    """``'abc' (str)``: a value and its type, for error messages."""
-    return f"{value!r} ({type(value).__name__})"
+    """``'abc' (str)``: a value (shortened, :func:`~fastadapt.quoting.shorten`) and its type,
+    for error messages."""
+    return f"{shorten(value)} ({type(value).__name__})"
 
 
 def _is_required(field: dataclasses.Field[Any]) -> bool:
@@ -119,8 +111,8 @@ def _is_required(field: dataclasses.Field[Any]) -> bool:
 
 
 def _unknown_key_message(key: str, valid: list[str], where: str) -> str:
-    message = f"unknown config key '{_join(where, key)}'"
-    close = difflib.get_close_matches(key, valid, n=1)
+    message = f"unknown config key '{_join(where, shorten_text(key))}'"
+    close = difflib.get_close_matches(key[:100], valid, n=1)
     if close:
         return f"{message}; did you mean '{_join(where, close[0])}'?"
     return f"{message}; valid keys: {', '.join(valid)}"
@@ -129,6 +121,7 @@ def _unknown_key_message(key: str, valid: list[str], where: str) -> str:
 def _convert(tp: Any, value: Any, path: str) -> Any:
     """Check ``value`` against the annotation ``tp`` and return it converted."""
     if tp is Any:
+        _check_integers(value, path)
         return value
     origin = get_origin(tp) or tp
     if origin in _UNION_ORIGINS:
@@ -152,9 +145,29 @@ def _convert_scalar(tp: type, value: Any, path: str) -> Any:
     accepted = isinstance(value, _SCALARS[tp]) and not (isinstance(value, bool) and tp is not bool)
     if not accepted:
         raise ConfigError(f"config key '{path}' must be {_describe(tp)}, got {_show(value)}")
+    _check_integers(value, path)
     if tp is float and not math.isfinite(value):
         raise ConfigError(f"config key '{path}' must be a finite float, got {value}")
     return float(value) if tp is float else value
+
+
+def _check_integers(value: Any, path: str) -> None:
+    """Refuse integers beyond 64 bits in ``value`` (and in the lists and mappings it holds):
+    numpy and torch cannot take them.
+
+    Raises:
+        ConfigError: naming the key and the value.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not INT64[0] <= value <= INT64[1]:
+            raise ConfigError(f"config key '{path}' must be an integer of 64 bits (-2**63 to "
+                              f"2**63-1), got {shorten(value)}")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_integers(item, f"{path}[{i}]")
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            _check_integers(item, _join(path, shorten_text(str(key))))
 
 
 def _convert_union(args: tuple[Any, ...], value: Any, path: str) -> Any:
@@ -204,7 +217,7 @@ def _convert_mapping(args: tuple[Any, ...], value: Any, path: str) -> dict[Any, 
     key_type, value_type = args if args else (Any, Any)
     result: dict[Any, Any] = {}
     for key, item in value.items():
-        item_path = _join(path, str(key))
+        item_path = _join(path, shorten_text(str(key)))
         if key_type is str and not isinstance(key, str):
             raise ConfigError(f"config key '{item_path}': keys must be strings, got {_show(key)}")
         result[key] = _convert(value_type, item, item_path)
@@ -258,10 +271,6 @@ def _plain(value: Any) -> Any:
 # --------------------------------------------------------------------------- files, overrides
 
 
-def _parse_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
-
-
 def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Set dotted keys from ``"a.b.c=value"`` strings, as the CLI's ``--set`` gives them.
 
@@ -277,8 +286,10 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
         A new dict with the overrides applied.
 
     Raises:
-        ConfigError: an override without ``=`` or with an empty key part, a value that is not
-            valid YAML, or a key that goes through a value that is not a section.
+        ConfigError: an override without ``=`` or with an empty key part, a key deeper than
+            :data:`~fastadapt.run.yaml_loader.MAX_DEPTH`, a value that is not valid YAML or
+            passes a bound of :mod:`~fastadapt.run.yaml_loader`, or a key that goes through a
+            value that is not a section.
     """
     result = copy.deepcopy(dict(data))
     for override in overrides:
@@ -289,7 +300,8 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
             if not isinstance(child, dict):
                 section = ".".join(keys[: depth + 1])
                 raise ConfigError(
-                    f"override '{override}': '{section}' is {_show(child)}, not a section"
+                    f"override '{shorten_text(override)}': '{shorten_text(section)}' is "
+                    f"{_show(child)}, not a section"
                 )
             node = child
         node[keys[-1]] = value
@@ -300,12 +312,19 @@ def _parse_override(override: str) -> tuple[list[str], Any]:
     key, sep, text = override.partition("=")
     keys = [part.strip() for part in key.split(".")]
     if not sep or not all(keys):
-        raise ConfigError(f"malformed override '{override}': expected 'dotted.key=value'")
+        raise ConfigError(f"malformed override '{shorten_text(override)}': expected "
+                          "'dotted.key=value'")
+    if len(keys) > MAX_DEPTH:
+        raise ConfigError(f"override '{shorten_text(override)}' names a key {len(keys)} "
+                          f"levels deep; a config has at most {MAX_DEPTH}")
     try:
-        value = _parse_yaml(text)
+        value = parse_yaml(text)
+    except YAMLLimitError as err:
+        raise ConfigError(f"override '{shorten_text(override)}': {err}") from err
     except yaml.YAMLError as err:
         problem = getattr(err, "problem", None) or "invalid YAML"
-        raise ConfigError(f"override '{override}': value is not valid YAML ({problem})") from err
+        raise ConfigError(f"override '{shorten_text(override)}': value is not valid YAML "
+                          f"({problem})") from err
     return keys, value
 
 
@@ -314,17 +333,21 @@ def read_mapping(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     Raises:
         ConfigError: the file is missing or unreadable, is not valid YAML (the message gives
-            the line), or its top level is not a mapping.
+            the line), passes a bound of :mod:`~fastadapt.run.yaml_loader` (nesting, aliases,
+            a duplicate key), or its top level is not a mapping.
     """
+    from fastadapt.files import CONFIG_MAX_BYTES, read_file  # bounded: a FIFO never blocks
+
     file = Path(path)
+    raw = read_file(file, "cannot read config file", CONFIG_MAX_BYTES, error=ConfigError,
+                    missing=f"config file not found: {file}")
     try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError as err:
-        raise ConfigError(f"config file not found: {file}") from err
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"cannot read config file {file}: {err}") from err
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"cannot read config file {file}: not UTF-8 text (byte "
+                          f"{raw[err.start]:#04x} at offset {err.start})") from err
     try:
-        data = _parse_yaml(text)
+        data = parse_yaml(text)
     except yaml.YAMLError as err:
         raise ConfigError(_yaml_error_message(file, err)) from err
     if data is None:
@@ -354,6 +377,8 @@ def load_config(cls: type[T], path: str | os.PathLike[str], overrides: Sequence[
 
 
 def _yaml_error_message(file: Path, err: yaml.YAMLError) -> str:
+    if isinstance(err, YAMLLimitError):
+        return f"config file {file}: {err}"
     mark = getattr(err, "problem_mark", None)
     problem = getattr(err, "problem", None) or str(err).splitlines()[0]
     if mark is None:

@@ -11,7 +11,9 @@ dies (SIGKILL, OOM killer, segfault) is seen at once; it is restarted and its wo
 (the result is the same: its tasks' random streams do not depend on the process), at most
 ``max_restarts`` times per call, then :class:`~fastadapt.errors.WorkerDiedError`. An exception
 inside a worker becomes :class:`~fastadapt.errors.WorkerError` naming the worker, its tasks and
-the original message. Replies carry the call number, so a late reply to an abandoned call is
+the original message; a process that cannot be made (``fork`` failing under a process or
+memory limit) is a :class:`~fastadapt.errors.SamplerError` naming the worker, the workers
+started before it stopped. Replies carry the call number, so a late reply to an abandoned call is
 dropped. ``close()`` (also from ``with`` on an exception or Ctrl-C, and at garbage collection)
 asks workers to exit, then terminates and finally kills the ones still alive: no process is
 left behind.
@@ -20,6 +22,7 @@ left behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import multiprocessing
 import os
 import pickle
@@ -79,18 +82,42 @@ def _worker_main(conn: Connection, payload: bytes) -> None:
             return
 
 
-class _Worker:
-    """A worker process and the parent's end of its pipe."""
+_START_HINTS = {errno.EAGAIN: "a process limit? ", errno.ENOMEM: "a memory limit? "}
 
-    def __init__(self, ctx: BaseContext, payload: bytes, index: int) -> None:
+
+def _start_failure(err: BaseException, index: int, workers: int) -> SamplerError:
+    """The one line for a worker process that could not be made (``fork`` failing under a
+    process or memory limit: ``EAGAIN``, ``ENOMEM``; the fork server ending instead)."""
+    if isinstance(err, OSError):
+        reason = err.strerror or str(err) or type(err).__name__
+        hint = _START_HINTS.get(err.errno or 0, "")
+    else:  # EOFError: the fork server died, as it does when its own fork fails
+        reason, hint = "the fork server could not make its process", _START_HINTS[errno.EAGAIN]
+    return SamplerError(f"cannot start sampler worker {index} of {workers}: {reason} "
+                        f"({hint}lower run.workers)")
+
+
+class _Worker:
+    """A worker process and the parent's end of its pipe.
+
+    Raises:
+        SamplerError: the process cannot be made (:func:`_start_failure`).
+    """
+
+    def __init__(self, ctx: BaseContext, payload: bytes, index: int, workers: int) -> None:
         self.index = index
         self.conn, child = ctx.Pipe(duplex=True)
         self.process: BaseProcess = ctx.Process(  # type: ignore[attr-defined]
             target=_worker_main, args=(child, payload), name=f"fastadapt-sampler-{index}",
             daemon=True,
         )
-        self.process.start()
-        child.close()
+        try:
+            self.process.start()
+        except (OSError, EOFError) as err:
+            self.conn.close()
+            raise _start_failure(err, index, workers) from err
+        finally:
+            child.close()
         self.busy = False
         """A work item was sent and its reply not yet received."""
 
@@ -150,6 +177,8 @@ class ProcessSampler(WorkerPoolSampler):
 
     Raises:
         ConfigError: ``workers < 1``.
+        SamplerError: a worker process cannot be made (a process limit); the workers started
+            before it are stopped.
         WorkerError: a worker could not start (e.g. the family cannot be unpickled there).
     """
 
@@ -184,7 +213,7 @@ class ProcessSampler(WorkerPoolSampler):
 
     def _start(self, index: int) -> _Worker:
         """Start worker ``index`` and wait for its ready message."""
-        worker = _Worker(self._ctx, self._payload, index)
+        worker = _Worker(self._ctx, self._payload, index, self.num_workers)
         try:
             self._receive(worker, _READY_CALL, "starting")
         except BaseException:

@@ -24,6 +24,9 @@ Failures of Ray itself:
 - the local instance's temporary directory, which Ray makes world-writable, is closed to
   other users (``0700``) once Ray runs, removed by ``close()``, and, left behind by a process
   that was killed, removed by the next local instance (its name holds the owner's pid).
+- ``ray.init`` takes over SIGTERM in the driver (a ``sys.exit`` behind a native handler that
+  prints a stack dump): the handler that was there before is put back, so the ``fastadapt``
+  command ends on SIGTERM as on Ctrl-C, closing the actors and the instance.
 """
 
 from __future__ import annotations
@@ -32,8 +35,10 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
 import socket
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -146,6 +151,7 @@ def init_ray(ray: Any, address: str | None, num_cpus: int) -> str | None:
         kwargs.update(num_cpus=num_cpus, _temp_dir=temp_dir, _node_ip_address=_LOOPBACK)
     else:
         check_reachable(ray, address)
+    sigterm = signal.getsignal(signal.SIGTERM)
     try:
         ray.init(address=address, **kwargs)
     except Exception as err:
@@ -153,9 +159,23 @@ def init_ray(ray: Any, address: str | None, num_cpus: int) -> str | None:
             shutil.rmtree(temp_dir, ignore_errors=True)
         where = f"connect to Ray at {address!r}" if address else "start a local Ray instance"
         raise SamplerError(f"cannot {where}: {first_line(err)}") from err
+    finally:
+        _restore_sigterm(sigterm)
     if temp_dir is not None:
         os.chmod(temp_dir, 0o700)  # Ray made it world-writable
     return temp_dir
+
+
+def _restore_sigterm(before: Any) -> None:
+    """Undo what ``ray.init`` does to SIGTERM in the driver: it installs a handler that calls
+    ``sys.exit``, and its core worker then wraps whatever handles SIGTERM in a native one
+    that prints a stack dump first. A Python handler that was there before (the ``fastadapt``
+    command's: end as on Ctrl-C) is put back, else Ray's own, without the native wrapper."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # neither Ray nor we may set handlers there
+    handler = before if callable(before) else signal.getsignal(signal.SIGTERM)
+    if handler is not None:  # None: not set from Python, nothing to put back
+        signal.signal(signal.SIGTERM, handler)
 
 
 class RayWorker:

@@ -40,6 +40,10 @@ class InnerStepConfig(AlgorithmConfig):
         require(0 <= self.gae_lambda <= 1, "gae_lambda",
                 f"must be in [0, 1], got {self.gae_lambda}")
 
+    def episodes_held_per_task(self) -> int:
+        """One batch of ``episodes_per_task`` episodes per task."""
+        return self.episodes_per_task
+
 
 @dataclass(frozen=True)
 class MAMLConfig(InnerStepConfig):
@@ -63,6 +67,11 @@ class MAMLConfig(InnerStepConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         require_at_least_one(self, ("adaptation_steps",))
+
+    def episodes_held_per_task(self) -> int:
+        """The batches of every inner step and the validation batch, kept for the
+        meta-gradient."""
+        return self.episodes_per_task * (self.adaptation_steps + 1)
 
 
 @dataclass(frozen=True)

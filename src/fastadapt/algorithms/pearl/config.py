@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from fastadapt.config import AlgorithmConfig
+from fastadapt.config import AlgorithmConfig, PolicyConfig
 from fastadapt.errors import require, require_at_least_one
 
 Critic = Literal["v_net", "twin_q"]
@@ -132,3 +132,12 @@ class PEARLConfig(AlgorithmConfig):
             require(getattr(self, key) <= self.buffer_transitions, key,
                     f"({getattr(self, key)}) is larger than a task's buffer can hold "
                     f"(buffer_transitions {self.buffer_transitions})")
+
+    def network_widths(self, policy: PolicyConfig) -> dict[str, tuple[int, ...]]:
+        """The actor-critic's and the context encoder's hidden layers."""
+        return {"pearl.hidden_sizes": self.hidden_sizes,
+                "pearl.encoder_hidden_sizes": self.encoder_hidden_sizes}
+
+    def tasks_held(self) -> tuple[str, int]:
+        """Every training task, each with its replay buffers, from the start."""
+        return "pearl.train_tasks", self.train_tasks

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from fastadapt.algorithms.common.ppo import PPOConfig
-from fastadapt.config import AlgorithmConfig
+from fastadapt.config import AlgorithmConfig, PolicyConfig
 from fastadapt.errors import require, require_at_least_one
 from fastadapt.policies.recurrent import Cell
 
@@ -101,3 +101,11 @@ class RL2Config(AlgorithmConfig):
                 f"must be in [0, 1], got {self.gae_lambda}")
         require(self.task_inference_coef >= 0, "task_inference_coef",
                 f"must be >= 0, got {self.task_inference_coef}")
+
+    def network_widths(self, policy: PolicyConfig) -> dict[str, tuple[int, ...]]:
+        """The GRU's width (a lower bound of its ``3 h^2`` weights)."""
+        return {"rl2.hidden_size": (self.hidden_size, self.hidden_size)}
+
+    def episodes_held_per_task(self) -> int:
+        """Every episode of every trial of a task."""
+        return self.trials_per_task * self.episodes_per_trial
