@@ -28,7 +28,8 @@ from fastadapt.algorithms.maml.config import MAMLTRPOConfig
 from fastadapt.algorithms.maml.meta_batch import collect_meta_batch
 from fastadapt.algorithms.maml.trpo import MAMLTRPO
 from fastadapt.algorithms.registry import build_algorithm
-from fastadapt.backends.fast_cpu import configure_process, mlp_forward
+from fastadapt.backends.process_setup import configure_process
+from fastadapt.backends.products import mlp_forward
 from fastadapt.policies.mlp import GaussianMLPPolicy
 from fastadapt.run.config_loading import load_train_config, resolve
 from fastadapt.sampling.vector import VectorSampler

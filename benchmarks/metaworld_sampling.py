@@ -23,7 +23,7 @@ import numpy as np
 from timing import sampling_rates
 
 from fastadapt.algorithms.maml.adapt import expand_to_tasks
-from fastadapt.backends.fast_cpu import configure_process
+from fastadapt.backends.process_setup import configure_process
 from fastadapt.envs.metaworld import MetaWorldFamily
 from fastadapt.policies.mlp import GaussianMLPPolicy
 from fastadapt.sampling import make_sampler

@@ -20,7 +20,7 @@ import numpy as np
 from timing import sampling_rates
 
 from fastadapt.algorithms.maml.adapt import expand_to_tasks
-from fastadapt.backends.fast_cpu import configure_process
+from fastadapt.backends.process_setup import configure_process
 from fastadapt.envs.locomotion import HalfCheetahVel
 from fastadapt.envs.mujoco_batched import gymnasium_asset, load_model
 from fastadapt.policies.mlp import GaussianMLPPolicy

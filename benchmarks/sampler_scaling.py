@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from fastadapt.algorithms.maml.adapt import expand_to_tasks
-from fastadapt.backends.fast_cpu import configure_process
+from fastadapt.backends.process_setup import configure_process
 from fastadapt.envs.registry import make_family
 from fastadapt.policies.mlp import make_policy
 from fastadapt.sampling import SeededSampler, make_sampler

@@ -11,7 +11,12 @@ import torch
 from torch import Tensor
 
 from fastadapt.envs.bandit import BernoulliBandit
-from fastadapt.policies.recurrent import HEAD_INIT_SCALE, RecurrentPolicy, make_recurrent_policy
+from fastadapt.policies.recurrent import (
+    HEAD_INIT_SCALE,
+    RecurrentPolicy,
+    RecurrentPolicySpec,
+    make_recurrent_policy,
+)
 from fastadapt.types import Params, Trials
 
 
@@ -58,8 +63,8 @@ class TwoPulls(NamedTuple):
 def two_pulls(means: list[tuple[float, float]], critic_features: int = 0) -> TwoPulls:
     """Enumerate the trajectories of the bandits ``means`` (seeded policy)."""
     torch.manual_seed(3)
-    policy = make_recurrent_policy(1, BernoulliBandit(2, 1).action_space, hidden_size=4,
-                                   init_std=0.5, critic_features=critic_features)
+    policy = make_recurrent_policy(1, BernoulliBandit(2, 1).action_space,
+        RecurrentPolicySpec(hidden_size=4, init_std=0.5, critic_features=critic_features))
     params = policy.params()
     params["head.weight"] /= HEAD_INIT_SCALE  # a policy far from uniform: larger scores
     params = {name: p.requires_grad_(True) for name, p in params.items()}

@@ -30,7 +30,7 @@ from fastadapt.errors import FastAdaptError
 from fastadapt.policies.mlp import GaussianMLPPolicy
 from fastadapt.run.checkpoint import load_tensors, save_tensors
 from fastadapt.sampling import make_sampler
-from fastadapt.sampling.process import ProcessSampler
+from fastadapt.sampling.process_sampler import ProcessSampler
 
 Argv = Callable[[Path, Path], list[str]]
 Prepare = Callable[[Path, Path], None]

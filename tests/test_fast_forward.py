@@ -14,12 +14,8 @@ import torch
 from torch.testing import assert_close
 
 from fastadapt.algorithms.maml.adapt import expand_to_tasks, per_task_output
-from fastadapt.backends.fast_cpu import (
-    MLPProducts,
-    SamplingForward,
-    mlp_forward,
-    weight_gradient,
-)
+from fastadapt.backends.products import MLPProducts, mlp_forward, weight_gradient
+from fastadapt.backends.sampling_forward import SamplingForward
 from fastadapt.envs.navigation import Navigation2D, NavigationTask
 from fastadapt.policies.mlp import Activation, CategoricalMLPPolicy, GaussianMLPPolicy, Policy
 from fastadapt.sampling.vector import VectorSampler

@@ -182,8 +182,22 @@ def test_a_config_larger_than_any_config_is_refused_unread(tmp_path: Path) -> No
 
 def test_a_fifo_run_config_is_one_line(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _replace(run / "config.yaml", "fifo")
+    assert main(["evaluate", str(run)]) == 2
+    assert "config.yaml: it is a FIFO, not a regular file" in one_line_error(capsys)
+    (run / "facts.json").unlink()  # a run written before facts.json: plot reads its config
     assert main(["plot", str(run)]) == 2
     assert "config.yaml: it is a FIFO, not a regular file" in one_line_error(capsys)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dir", "garbage"])
+def test_run_facts_that_are_not_facts_are_one_line(
+        kind: str, run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    if kind == "garbage":
+        (run / "facts.json").write_text('{"algorithm": "", "horizon": -1}')
+    else:
+        _replace(run / "facts.json", kind)
+    assert main(["plot", str(run)]) == 2
+    assert "facts.json" in one_line_error(capsys)
 
 
 @pytest.mark.parametrize("kind", ["fifo", "dir"])

@@ -29,7 +29,7 @@ from fastadapt.envs.locomotion import (
 from fastadapt.envs.mujoco_batched import BatchedMujoco, load_model
 from fastadapt.errors import ConfigError, TaskError
 from fastadapt.policies.mlp import GaussianMLPPolicy
-from fastadapt.policies.recurrent import GaussianRecurrentPolicy
+from fastadapt.policies.recurrent import GaussianRecurrentPolicy, RecurrentPolicySpec
 from fastadapt.sampling.success import SuccessRecorder
 from fastadapt.sampling.vector import VectorSampler
 
@@ -229,7 +229,7 @@ def test_blow_ups_reach_the_trajectories_and_the_training_metrics(tmp_path: Path
 
 def test_rl2_trials_count_blow_ups_per_episode(tmp_path: Path) -> None:
     family = _BlowUpCheetah()
-    policy = GaussianRecurrentPolicy(17, 6, hidden_size=8)
+    policy = GaussianRecurrentPolicy(17, 6, RecurrentPolicySpec(hidden_size=8))
     params = {n: p.detach() for n, p in policy.named_parameters()}
     tasks = [VelocityTask(0.5), VelocityTask(1.5)]
     with VectorSampler(family, policy, horizon=6, seed=0) as sampler:

@@ -196,8 +196,15 @@ def test_worker_chunks_carry_successes_and_merge_to_the_vector_batch(reach: Any)
     """What process and Ray workers run (run_item on task chunks, then merge)."""
     from fastadapt.algorithms.maml.adapt import expand_to_tasks
     from fastadapt.policies.mlp import GaussianMLPPolicy
+    from fastadapt.sampling.rollout import StreamKey
     from fastadapt.sampling.vector import VectorSampler
-    from fastadapt.sampling.work import EpisodeRequest, WorkItem, merge, pack_params, run_item
+    from fastadapt.sampling.worker_pool import (
+        EpisodeRequest,
+        WorkItem,
+        merge,
+        pack_params,
+        run_item,
+    )
 
     policy = GaussianMLPPolicy(39, 4, (8,), "tanh")
     params = expand_to_tasks({n: p.detach() for n, p in policy.named_parameters()}, 3)
@@ -208,7 +215,7 @@ def test_worker_chunks_carry_successes_and_merge_to_the_vector_batch(reach: Any)
     request = EpisodeRequest(2)
     merged = merge([
         run_item(reach, policy, 12, WorkItem(pack_params(params, c), tasks[c.start:c.stop],
-                                             request, 7, 0, c.start))
+                                             request, StreamKey(7, 0, c.start)))
         for c in chunks
     ], request)
     for field, a, b in zip(Trajectories._fields, expected, merged, strict=True):

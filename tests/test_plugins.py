@@ -105,7 +105,7 @@ def test_entry_points_are_found_without_any_setting(tmp_path: Path,
      "plugin 'no_such_plugin' cannot be imported: ModuleNotFoundError: No module named "
      "'no_such_plugin'"),
     (["--set=algorithm=reptil"], "unknown algorithm 'reptil'; did you mean reptile?"),
-    (["--set=env.name=GoalLin"], "unknown env 'GoalLin'; did you mean GoalLine?"),
+    (["--set=env.name=GoalLin"], "unknown env 'GoalLin'; did you mean GoalLine"),
     (["--set=env.name=Nowhere"], "a plugin adds one: an entry point in the group "
                                  "'fastadapt.families', or register_family"),
     (["--set=maml-trpo.inner_lr=0.1"],

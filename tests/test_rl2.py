@@ -13,7 +13,13 @@ from fastadapt.algorithms.common.ppo import PPOConfig
 from fastadapt.algorithms.rl2.config import RL2Config
 from fastadapt.algorithms.rl2.update import RL2PPO
 from fastadapt.envs.navigation import BatchedNavigation, Navigation2D, NavigationTask
-from fastadapt.policies.recurrent import Cell, RecurrentPolicy, Unroll, make_recurrent_policy
+from fastadapt.policies.recurrent import (
+    Cell,
+    RecurrentPolicy,
+    RecurrentPolicySpec,
+    Unroll,
+    make_recurrent_policy,
+)
 from fastadapt.sampling.vector import VectorSampler
 from fastadapt.types import Params, Trials
 
@@ -50,8 +56,8 @@ def _sample(family: Any, calls: int = 1, time_input: bool = False, cell: Cell = 
             ) -> tuple[RecurrentPolicy, list[Trials]]:
     """``calls`` successive samples of 3 tasks x 2 trials with one sampler."""
     torch.manual_seed(0)
-    policy = make_recurrent_policy(2, family.action_space, hidden_size=8, init_std=0.5,
-                                   time_input=time_input, cell=cell)
+    policy = make_recurrent_policy(2, family.action_space,
+        RecurrentPolicySpec(hidden_size=8, init_std=0.5, time_input=time_input, cell=cell))
     sampler = VectorSampler(family, policy, HORIZON, seed=0)
     tasks = family.sample_tasks(np.random.default_rng(0), 3)
     return policy, [sampler.sample_trials(policy.params(), tasks, 2, EPISODES)
@@ -128,8 +134,8 @@ def _torch_cell(params: Params, trunk: str, input_size: int, kind: type[CellT]) 
 @pytest.mark.parametrize("separate", [False, True])
 def test_unroll_equals_gru_cell_stepped_by_hand_skipping_masked_steps(separate: bool) -> None:
     torch.manual_seed(0)
-    policy = make_recurrent_policy(3, Navigation2D().action_space, hidden_size=8, init_std=1.0,
-                                   separate_value_gru=separate)
+    policy = make_recurrent_policy(3, Navigation2D().action_space,
+        RecurrentPolicySpec(hidden_size=8, init_std=1.0, separate_value_gru=separate))
     params = policy.params()
     trunks = ["gru", "value_gru"] if separate else ["gru"]
     cells = [_torch_cell(params, trunk, policy.input_size, torch.nn.GRUCell)
@@ -201,8 +207,8 @@ def _assert_same_gradients(params: Params, unroll: Unroll, reference: tuple[Tens
 def test_lstm_unroll_equals_lstm_cell_stepped_by_hand_keeping_c_on_masked_steps(
         separate: bool) -> None:
     torch.manual_seed(0)
-    policy = make_recurrent_policy(3, Navigation2D().action_space, hidden_size=8, init_std=1.0,
-                                   separate_value_gru=separate, cell="lstm")
+    policy = make_recurrent_policy(3, Navigation2D().action_space,
+        RecurrentPolicySpec(hidden_size=8, init_std=1.0, separate_value_gru=separate, cell="lstm"))
     params = {name: p.requires_grad_(True) for name, p in policy.params().items()}
     trunks = ["lstm", "value_lstm"] if separate else ["lstm"]
     assert all(params[f"{t}_input.bias"][8:16].mean() > 0.5 for t in trunks)  # forget bias +1
@@ -256,8 +262,9 @@ def _relu_gru_stepped_by_hand(params: Params, trunk: str, inputs: Tensor, masks:
 @pytest.mark.parametrize("separate", [False, True])
 def test_relu_gru_unroll_equals_its_equations_stepped_by_hand(separate: bool) -> None:
     torch.manual_seed(0)
-    policy = make_recurrent_policy(3, Navigation2D().action_space, hidden_size=8, init_std=1.0,
-                                   separate_value_gru=separate, cell="relu_gru")
+    policy = make_recurrent_policy(3, Navigation2D().action_space,
+        RecurrentPolicySpec(hidden_size=8, init_std=1.0, separate_value_gru=separate,
+                            cell="relu_gru"))
     params = {name: p.requires_grad_(True) for name, p in policy.params().items()}
     trunks = ["relu_gru", "value_relu_gru"] if separate else ["relu_gru"]
     inputs = torch.randn(4, 7, policy.input_size)
@@ -282,8 +289,8 @@ def test_relu_gru_state_counts_where_the_tanh_gru_saturates() -> None:
     # ReLU: h' = (h + 1) / 2 + h / 2 = h + 1/2, a count; tanh: h' = (tanh(h + 1) + h) / 2 < 1
     counts = {}
     for cell in ("relu_gru", "gru"):
-        policy = make_recurrent_policy(3, Navigation2D().action_space, hidden_size=8,
-                                       init_std=1.0, cell=cell)
+        policy = make_recurrent_policy(3, Navigation2D().action_space,
+            RecurrentPolicySpec(hidden_size=8, init_std=1.0, cell=cell))
         params = {name: torch.zeros_like(p) for name, p in policy.params().items()}
         params[f"{cell}_input.bias"][0] = 50.0  # reset gate of unit 0 open
         params[f"{cell}_input.bias"][16] = 1.0  # candidate of unit 0: act(1 + h)
@@ -300,8 +307,8 @@ def test_relu_gru_state_counts_where_the_tanh_gru_saturates() -> None:
 def test_unroll_without_all_states_returns_the_last_state_and_the_same_outputs(
         cell: Cell, separate: bool) -> None:
     torch.manual_seed(0)
-    policy = make_recurrent_policy(3, Navigation2D().action_space, hidden_size=8, init_std=1.0,
-                                   separate_value_gru=separate, cell=cell)
+    policy = make_recurrent_policy(3, Navigation2D().action_space,
+        RecurrentPolicySpec(hidden_size=8, init_std=1.0, separate_value_gru=separate, cell=cell))
     inputs, masks = torch.randn(4, 7, policy.input_size), (torch.rand(4, 7) > 0.3).float()
     full = policy.unroll(policy.params(), inputs, masks, policy.initial_hidden(4))
     last = policy.unroll(policy.params(), inputs, masks, policy.initial_hidden(4),
@@ -313,8 +320,8 @@ def test_unroll_without_all_states_returns_the_last_state_and_the_same_outputs(
 
 def test_separate_value_gru_keeps_the_value_regression_off_the_policy_features() -> None:
     torch.manual_seed(0)
-    policy = make_recurrent_policy(3, Navigation2D().action_space, hidden_size=8, init_std=1.0,
-                                   separate_value_gru=True)
+    policy = make_recurrent_policy(3, Navigation2D().action_space,
+        RecurrentPolicySpec(hidden_size=8, init_std=1.0, separate_value_gru=True))
     params = {n: p.requires_grad_(True) for n, p in policy.params().items()}
     inputs, masks = torch.randn(4, 7, policy.input_size), torch.ones(4, 7)
     unroll = policy.unroll(params, inputs, masks, policy.initial_hidden(4))
@@ -358,7 +365,7 @@ def test_entropy_weight_of_the_schedule_is_the_one_the_update_uses() -> None:
         update = RL2PPO(policy, policy.params(), config, seed=0)
         assert update.step(trials, fraction_done)["entropy_coef"] == pytest.approx(
             ppo.entropy_coef_at(fraction_done))
-        updated.append(update.current_params())
+        updated.append({name: p.detach().clone() for name, p in update.params.items()})
     for name, value in updated[0].items():
         torch.testing.assert_close(value, updated[1][name], rtol=0, atol=0)
     assert any(not torch.equal(value, updated[2][name]) for name, value in updated[0].items())

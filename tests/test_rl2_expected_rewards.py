@@ -16,7 +16,7 @@ from fastadapt.algorithms.rl2.update import trial_batch
 from fastadapt.envs.bandit import BanditTask, BernoulliBandit
 from fastadapt.envs.navigation import Navigation2D
 from fastadapt.errors import ConfigError
-from fastadapt.policies.recurrent import make_recurrent_policy
+from fastadapt.policies.recurrent import RecurrentPolicySpec, make_recurrent_policy
 from fastadapt.run.config_loading import load_train_config
 from fastadapt.run.trainer import train
 from fastadapt.sampling.vector import VectorSampler
@@ -28,7 +28,8 @@ MEANS = (0.9, 0.2, 0.6)
 def _bandit_trials(pulls: int = 5) -> Trials:
     torch.manual_seed(0)
     family = BernoulliBandit(num_arms=3, num_pulls=1)
-    policy = make_recurrent_policy(1, family.action_space, hidden_size=8, init_std=0.5)
+    policy = make_recurrent_policy(1, family.action_space,
+        RecurrentPolicySpec(hidden_size=8, init_std=0.5))
     sampler = VectorSampler(family, policy, horizon=1, seed=0)
     tasks = [BanditTask(MEANS), BanditTask((0.1, 0.5, 0.3))]
     return sampler.sample_trials(policy.params(), tasks, 4, episodes_per_trial=pulls)
@@ -64,7 +65,8 @@ def test_families_without_expected_rewards_are_refused_by_name(tmp_path: Path) -
     assert not (tmp_path / "run").exists()  # refused before the run directory is made
     # trials without expected rewards reach the update only through the library API
     family = Navigation2D()
-    policy = make_recurrent_policy(2, family.action_space, hidden_size=8, init_std=0.5)
+    policy = make_recurrent_policy(2, family.action_space,
+        RecurrentPolicySpec(hidden_size=8, init_std=0.5))
     sampler = VectorSampler(family, policy, horizon=3, seed=0)
     trials = sampler.sample_trials(policy.params(),
                                    family.sample_tasks(np.random.default_rng(0), 2), 2, 2)

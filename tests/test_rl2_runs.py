@@ -202,7 +202,7 @@ METAWORLD_REACH = "rl2/metaworld-ml1-reach"
         (["--set", "rl2.ppo.epochs=many"], "'rl2.ppo.epochs' must be an int"),
         (["--set", "rl2.ppo.entropy=0.1"], "did you mean 'rl2.ppo.entropy_coef'"),
         (["--set", "algorithm=rl3"], "unknown algorithm 'rl3'; did you mean rl2? "
-                                     "(known: finetune, "),  # plugins may follow
+                                     "(known: "),  # plugins may come before and after
         ([NAVIGATION, "--set", "rl2.transition_input=true"],
          "rl2.transition_input needs discrete actions; Navigation2D has Box"),
         pytest.param([METAWORLD_REACH, "--set", "rl2.task_critic=true"],

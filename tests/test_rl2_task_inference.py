@@ -13,7 +13,7 @@ from fastadapt.algorithms.rl2.losses import recurrent_ppo_loss, task_inference_l
 from fastadapt.algorithms.rl2.update import RL2PPO, trial_batch
 from fastadapt.envs.bandit import BanditTask, BernoulliBandit
 from fastadapt.errors import ConfigError
-from fastadapt.policies.recurrent import RecurrentPolicy, make_recurrent_policy
+from fastadapt.policies.recurrent import RecurrentPolicy, RecurrentPolicySpec, make_recurrent_policy
 from fastadapt.run.config_loading import train_config_from_dict
 from fastadapt.sampling.vector import VectorSampler
 from fastadapt.types import Trials
@@ -25,8 +25,8 @@ TRIALS = 3  # per task: T != B, so a mix-up of the two axes shows
 def _sampled(belief_features: int = 3) -> tuple[RecurrentPolicy, Trials]:
     torch.manual_seed(0)
     family = BernoulliBandit(num_arms=3, num_pulls=1)
-    policy = make_recurrent_policy(1, family.action_space, hidden_size=8, init_std=1.0,
-                                   belief_features=belief_features)
+    policy = make_recurrent_policy(1, family.action_space,
+        RecurrentPolicySpec(hidden_size=8, init_std=1.0, belief_features=belief_features))
     sampler = VectorSampler(family, policy, 1, seed=0)
     return policy, sampler.sample_trials(policy.params(), TASKS, TRIALS, 4)
 

@@ -12,15 +12,15 @@ from torch.nn import functional as F
 from fastadapt.envs.bandit import BanditTask, BernoulliBandit
 from fastadapt.envs.navigation import Navigation2D
 from fastadapt.envs.tabular_mdp import TabularMDP
-from fastadapt.policies.recurrent import make_recurrent_policy
+from fastadapt.policies.recurrent import RecurrentPolicySpec, make_recurrent_policy
 from fastadapt.sampling.vector import VectorSampler
 
 S, A, STEPS, EPISODES = 3, 2, 4, 3
 
 
 def test_encode_puts_one_and_the_reward_in_the_slots_of_the_previous_pair() -> None:
-    policy = make_recurrent_policy(S, TabularMDP(S, A).action_space, hidden_size=4,
-                                   init_std=1.0, transition_input=True)
+    policy = make_recurrent_policy(S, TabularMDP(S, A).action_space,
+        RecurrentPolicySpec(hidden_size=4, init_std=1.0, transition_input=True))
     assert policy.transition_features == 2 * (S + 1) * A
     obs = torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
     prev_obs = torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 0.0]])  # row 1: a trial's first step
@@ -40,8 +40,8 @@ def test_encode_puts_one_and_the_reward_in_the_slots_of_the_previous_pair() -> N
 def test_sampled_trials_sum_to_the_visit_counts_and_reward_totals_of_every_pair() -> None:
     torch.manual_seed(0)
     family = TabularMDP(S, A, episode_steps=STEPS)
-    policy = make_recurrent_policy(S, family.action_space, hidden_size=8, init_std=1.0,
-                                   transition_input=True)
+    policy = make_recurrent_policy(S, family.action_space,
+        RecurrentPolicySpec(hidden_size=8, init_std=1.0, transition_input=True))
     sampler = VectorSampler(family, policy, STEPS, seed=0)
     tasks = family.sample_tasks(np.random.default_rng(0), 2)
     trials = sampler.sample_trials(policy.params(), tasks, 3, EPISODES)
@@ -70,8 +70,8 @@ def test_sampled_trials_sum_to_the_visit_counts_and_reward_totals_of_every_pair(
 def test_bandit_columns_are_the_pulled_arm_and_its_reward() -> None:
     torch.manual_seed(0)
     family = BernoulliBandit(num_arms=3, num_pulls=1)
-    policy = make_recurrent_policy(1, family.action_space, hidden_size=8, init_std=1.0,
-                                   transition_input=True)
+    policy = make_recurrent_policy(1, family.action_space,
+        RecurrentPolicySpec(hidden_size=8, init_std=1.0, transition_input=True))
     trials = VectorSampler(family, policy, 1, seed=0).sample_trials(
         policy.params(), [BanditTask((0.9, 0.2, 0.6))], 4, 6)
     columns = trials.inputs[0, :, 1:, 1 + 3 + 2:]  # [B, L - 1, 2 (1 + 1) 3]
@@ -85,4 +85,5 @@ def test_bandit_columns_are_the_pulled_arm_and_its_reward() -> None:
 def test_library_refuses_continuous_actions_by_name() -> None:
     # the CLI's one-line error: tests/test_rl2_runs.py::test_bad_rl2_config_is_one_line_error
     with pytest.raises(ValueError, match="needs a Discrete action space"):
-        make_recurrent_policy(2, Navigation2D().action_space, 8, 1.0, transition_input=True)
+        make_recurrent_policy(2, Navigation2D().action_space,
+            RecurrentPolicySpec(hidden_size=8, init_std=1.0, transition_input=True))

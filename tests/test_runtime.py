@@ -1,4 +1,4 @@
-"""Tests of fastadapt.backends.fast_cpu's process settings: glibc keeps freed tensors' memory
+"""Tests of fastadapt.backends.process_setup's process settings: glibc keeps freed tensors' memory
 instead of unmapping it."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 _CHILD = """
 import json, resource, sys
 import torch
-from fastadapt.backends.fast_cpu import configure_process
+from fastadapt.backends.process_setup import configure_process
 configure_process(1, keep_freed_memory=sys.argv[1] == "keep")
 def faults():
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -50,6 +50,6 @@ def test_retained_memory_is_reused_without_page_faults() -> None:
 
 
 def test_retain_freed_memory_reports_whether_it_applied() -> None:
-    from fastadapt.backends.fast_cpu import retain_freed_memory
+    from fastadapt.backends.process_setup import retain_freed_memory
 
     assert retain_freed_memory() is sys.platform.startswith("linux")

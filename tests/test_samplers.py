@@ -31,13 +31,14 @@ from fastadapt.envs.base import TaskFamily
 from fastadapt.envs.registry import make_family
 from fastadapt.errors import ConfigError, SamplerError, WorkerDiedError, WorkerError
 from fastadapt.policies.mlp import CategoricalMLPPolicy, GaussianMLPPolicy, Policy, make_policy
-from fastadapt.policies.recurrent import Cell, make_recurrent_policy
+from fastadapt.policies.recurrent import Cell, RecurrentPolicySpec, make_recurrent_policy
 from fastadapt.run.checkpoint import load_tensors
 from fastadapt.sampling import SeededSampler, make_sampler
-from fastadapt.sampling.process import ProcessSampler
+from fastadapt.sampling.process_sampler import ProcessSampler
 from fastadapt.sampling.ray_sampler import START_SECONDS
+from fastadapt.sampling.rollout import StreamKey
 from fastadapt.sampling.vector import VectorSampler
-from fastadapt.sampling.work import (
+from fastadapt.sampling.worker_pool import (
     TrialRequest,
     WorkItem,
     merge,
@@ -144,14 +145,16 @@ def test_worker_samplers_give_the_vector_trials(name: str, cell: Cell) -> None:
     family = make_family(name, **({"num_arms": 3, "num_pulls": 1} if name == "Bandit" else {}))
     torch.manual_seed(0)
     policy = make_recurrent_policy(int(np.prod(family.observation_space.shape)),
-                                   family.action_space, 8, 0.5, cell=cell)
+                                   family.action_space,
+                                   RecurrentPolicySpec(hidden_size=8, init_std=0.5, cell=cell))
     params, tasks = policy.params(), family.sample_tasks(np.random.default_rng(4), 5)
     with VectorSampler(family, policy, 3, SEED) as sampler:
         expected = sampler.sample_trials(params, tasks, 2, 4)
     with ProcessSampler(family, policy, 3, SEED, workers=2) as sampler:
         got = sampler.sample_trials(params, tasks, 2, 4)
     request = TrialRequest(2, 4)
-    items = [WorkItem(pack_shared(params), tasks[c.start : c.stop], request, SEED, 0, c.start)
+    items = [WorkItem(pack_shared(params), tasks[c.start : c.stop], request,
+                      StreamKey(SEED, 0, c.start))
              for c in split_tasks(len(tasks), 2)]  # what Ray actors run, here in this process
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in every worker

@@ -25,11 +25,11 @@ from cli_errors import one_line_error
 from tiny_runs import assert_group_gone
 
 from fastadapt.cli import main
-from fastadapt.evaluation.sweep import run_status
 from fastadapt.run.checkpoint import latest_checkpoint
 from fastadapt.run.config_loading import packaged_config_path
 from fastadapt.run.lock import RunLock
-from fastadapt.sampling.processes import alive
+from fastadapt.sampling.process_tree import alive
+from fastadapt.sweeps import run_status
 
 CONFIG = "maml-trpo/2d-navigation"
 TRAIN_TINY = ["--quiet", "--set=maml-trpo.tasks_per_iteration=4",

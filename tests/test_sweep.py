@@ -12,7 +12,8 @@ from cli_errors import one_line_error
 
 from fastadapt.cli import main
 from fastadapt.errors import ConfigError, SweepError
-from fastadapt.evaluation.sweep import (
+from fastadapt.run.rundir import load_run_config
+from fastadapt.sweeps import (
     check_same_config,
     import_tune,
     plan,
@@ -20,7 +21,6 @@ from fastadapt.evaluation.sweep import (
     run_status,
     sweep,
 )
-from fastadapt.run.rundir import load_run_config
 
 CONFIG = "maml-trpo/2d-navigation"
 TINY = ("maml-trpo.tasks_per_iteration=2", "maml-trpo.episodes_per_task=2", "env.horizon=5",
@@ -143,7 +143,7 @@ def test_missing_ray_tune_or_rliable_says_which_extra_to_install(
 
 
 def test_run_names_never_start_with_a_dash_and_keep_a_files_own_name(tmp_path: Path) -> None:
-    from fastadapt.evaluation.sweep import sweep_stem
+    from fastadapt.sweeps import sweep_stem
 
     config = tmp_path / "my-nav.yaml"
     config.write_text("algorithm: maml-trpo\n")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO, cast
 
 from fastadapt.errors import ConfigError, FastAdaptError, OutputError, Terminated
+from fastadapt.plugins import load_plugins
 from fastadapt.quoting import shorten_text
 from fastadapt.run.console import (
     GuardedOutput,
@@ -111,17 +112,19 @@ def _warn_about_metrics(run_dirs: list[Path]) -> None:
 def _plot(args: argparse.Namespace) -> None:
     from fastadapt.plots import plot_run
 
+    load_plugins(args.plugin)  # once: runs without facts.json are read through them
     run_dir = Path(args.run_dir)
-    print(f"report: {plot_run(run_dir, args.plugin)}")
+    print(f"report: {plot_run(run_dir)}")
     _warn_about_metrics([run_dir])
 
 
 def _compare(args: argparse.Namespace) -> None:
     from fastadapt.plots import compare_efficiency, compare_runs
 
+    load_plugins(args.plugin)
     run_dirs = [Path(run) for run in args.run_dirs]
     compare = compare_efficiency if args.x == "env-steps" else compare_runs
-    figure, table = compare(run_dirs, Path(args.output), args.plugin)
+    figure, table = compare(run_dirs, Path(args.output), args.label)
     print(table)
     print(f"figure: {figure}")
     _warn_about_metrics(run_dirs)
@@ -143,7 +146,7 @@ def _grid(values: list[str]) -> dict[str, list[str]]:
 
 
 def _sweep(args: argparse.Namespace) -> None:
-    from fastadapt.evaluation.sweep import run_status, sweep
+    from fastadapt.sweeps import run_status, sweep
 
     run_dirs = sweep(args.config, args.seeds, Path(args.root), args.set, _grid(args.grid),
                      args.plugin, args.workers)
@@ -155,9 +158,10 @@ def _sweep(args: argparse.Namespace) -> None:
 def _report(args: argparse.Namespace) -> None:
     from fastadapt.plots import report_runs
 
+    load_plugins(args.plugin)
     run_dirs = [Path(run) for run in args.run_dirs]
     point = None if args.total else args.point
-    figure, table = report_runs(run_dirs, Path(args.output), args.plugin, point)
+    figure, table = report_runs(run_dirs, Path(args.output), point)
     print(table)
     print(f"figure: {figure}")
 
@@ -293,7 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(commands, "compare", "adaptation curves of evaluated runs in one PNG and a "
                  "markdown table", common)
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
-                   help="evaluated runs; runs of one algorithm and env are pooled")
+                   help="evaluated runs; seeds (configs alike but for run.*, evaluate.*) and "
+                        "a sweep's NAME-seedK are pooled, other rows labelled by what differs")
+    p.add_argument("--label", action="append", default=[], metavar="NAME",
+                   help="the row of each RUN_DIR, in order (runs of one NAME are pooled)")
     p.add_argument("--output", default="compare.png", help="PNG to write (default compare.png)")
     p.add_argument("--x", choices=("episodes", "env-steps"), default="episodes",
                    help="episodes: adaptation curves by episodes of experience on the new "
@@ -316,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
                  "with bootstrap CIs, P(X > Y), performance profiles; rliable)", common)
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
                    help="evaluated runs; a sweep's seeds (NAME-seedK) are pooled per NAME, "
-                        "other runs per algorithm")
+                        "other runs per algorithm and the settings that differ (as compare)")
     p.add_argument("--output", default="report.png", help="PNG to write (default report.png)")
     score = p.add_mutually_exclusive_group()
     score.add_argument("--point", type=_integer, default=-1,

@@ -117,7 +117,7 @@ class RunConfig:
     """torch intra-op threads (the machine's cores; 1 when several processes share them)."""
     retain_freed_memory: bool = True
     """Keep freed memory in the process instead of unmapping large blocks on every free
-    (glibc only; see :mod:`fastadapt.backends.fast_cpu`)."""
+    (glibc only; see :mod:`fastadapt.backends.process_setup`)."""
     checkpoint_every: int = 10
     """Iterations between checkpoints (the last iteration is always saved)."""
     keep_checkpoints: int = 3

@@ -8,9 +8,12 @@ non-finite handling and the final policy file.
 1. **Build** from ``(family, config, device)``: the policy module the sampler steps
    (:attr:`Algorithm.policy`), its parameters on ``device``, optimizer state.
 2. **Train one iteration** given a sampler and the iteration's tasks
-   (:meth:`Algorithm.train_iteration`): collect, update, return :class:`Iteration`.
+   (:meth:`Algorithm.train_iteration`): collect, update, return :class:`Iteration` (whose
+   ``nonfinite`` says the update met a NaN/inf and was not applied).
 3. **Hold its state** for checkpoints (:meth:`Algorithm.state_dict`) and its policy for the
-   final file (:meth:`Algorithm.parameters`, :meth:`Algorithm.policy_extras`).
+   final file (:meth:`Algorithm.parameters`, :meth:`Algorithm.policy_extras`). The built-in
+   algorithms keep their update and its state in one object, ``self.learner`` (MAML's outer
+   step, RL²'s PPO, PEARL's SAC networks), with its own ``state_dict`` / ``load_state_dict``.
 4. **Meta-test** on held-out tasks (:meth:`Algorithm.meta_test`): an adaptation curve
    (:class:`MetaTestCurves`), by gradient steps (the MAML family, the transfer baselines) or by
    episodes within a trial (RL²).
@@ -59,14 +62,18 @@ class Iteration(NamedTuple):
         env_steps: environment steps it took.
         returns: mean episode return along the adaptation, before to after (MAML: after
             ``0..K`` inner steps; RL²: episodes ``1..n`` of a trial; at least one entry).
-        metrics: scalars for ``metrics.jsonl``; ``nonfinite`` is 1.0 when the update met a
-            NaN/inf loss or gradient and was not applied (the trainer counts those), ``kl``
-            is shown by the progress bar.
+        metrics: the algorithm's scalars for ``metrics.jsonl`` (``kl`` is shown by the
+            progress bar).
+        nonfinite: the update met a NaN/inf loss or gradient and was not applied (RL²: in
+            some minibatch, skipped). The trainer stops a run after
+            ``run.max_nonfinite_iterations`` such iterations in a row, and writes the flag
+            to ``metrics.jsonl`` as ``nonfinite`` (1.0 or 0.0), after ``metrics``.
     """
 
     env_steps: int
     returns: list[float]
     metrics: dict[str, float]
+    nonfinite: bool
 
 
 class MetaTestProtocol(NamedTuple):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,11 +30,12 @@ import numpy as np
 
 from fastadapt.errors import CheckpointError, ConfigError, SweepError
 from fastadapt.evaluation.evaluation_file import read_evaluation
+from fastadapt.evaluation.grouping import group_label, row_labels
 from fastadapt.files import check_distinct
-from fastadapt.run.names import run_group
-from fastadapt.run.rundir import EVALUATION_FILE, load_run_config
+from fastadapt.run.facts import read_facts
+from fastadapt.run.rundir import EVALUATION_FILE
 
-__all__ = ["Aggregate", "AlgorithmScores", "aggregate", "load_scores",
+__all__ = ["Aggregate", "AlgorithmScores", "aggregate", "group_label", "load_scores",
            "performance_profiles", "probability_of_improvement", "seeded_global_rng"]
 
 BOOTSTRAP_REPS = 2000
@@ -98,23 +99,21 @@ def _quiet_arch() -> Iterator[None]:
         yield
 
 
-def group_label(run: Path, algorithm: str) -> str:
-    """Runs are pooled by label: a sweep's run ``<name>-seed<k>`` under ``<name>`` (its
-    config and grid point), any other run under its algorithm."""
-    return run_group(run) or algorithm
-
-
-def load_scores(run_dirs: list[Path], plugins: Iterable[str] = (), point: int | None = -1
-                ) -> list[AlgorithmScores]:
+def load_scores(run_dirs: list[Path], point: int | None = -1) -> list[AlgorithmScores]:
     """The runs' per-task returns at ``point`` of the adaptation curve (default: the last;
-    ``None``: their sum over the curve), grouped by :func:`group_label` in first-seen order.
+    ``None``: their sum over the curve), grouped in first-seen order by
+    :func:`~fastadapt.evaluation.grouping.row_labels` (a sweep's seeds by its name, other
+    runs by algorithm and the settings that differ).
 
     Raises:
         CheckpointError: runs without ``evaluation.json`` (all named), or with one that cannot
             be read or is not what an evaluation holds.
         ConfigError: runs of different task families, or with different held-out task
             counts, or curves without ``point`` (named); a run given twice (by one path or
-            two: a symlink, a trailing slash), which would count its scores twice.
+            two: a symlink, a trailing slash), which would count its scores twice; a
+            ``config.yaml`` that cannot be read.
+        PluginError: an evaluation of an older release, without its algorithm, of a run
+            without ``facts.json`` whose algorithm is a plugin's not imported.
     """
     check_distinct(run_dirs)
     missing = [str(run) for run in run_dirs if not os.path.lexists(run / EVALUATION_FILE)]
@@ -124,10 +123,11 @@ def load_scores(run_dirs: list[Path], plugins: Iterable[str] = (), point: int | 
     groups: dict[str, AlgorithmScores] = {}
     rows: dict[str, list[np.ndarray]] = {}
     envs: dict[str, list[str]] = {}
-    for run in run_dirs:
-        evaluation = read_evaluation(run)
-        algorithm = evaluation.get("algorithm") or load_run_config(run, plugins=plugins).algorithm
-        label = group_label(run, algorithm)
+    evaluations = [read_evaluation(run) for run in run_dirs]
+    algorithms = [evaluation.get("algorithm") or read_facts(run).algorithm
+                  for run, evaluation in zip(run_dirs, evaluations, strict=True)]
+    labels = row_labels(run_dirs, algorithms)
+    for run, evaluation, label in zip(run_dirs, evaluations, labels, strict=True):
         envs.setdefault(evaluation["env"], []).append(str(run))
         curves = np.asarray(evaluation["per_task_returns"], dtype=np.float64)
         if point is None:

@@ -15,11 +15,10 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from fastadapt.algorithms.registry import algorithm_class
 from fastadapt.errors import StorageError
 from fastadapt.evaluation.evaluation_file import read_evaluation
 from fastadapt.files import atomic_write
-from fastadapt.run.rundir import load_run_config
+from fastadapt.run.facts import read_facts
 
 __all__ = ["load_evaluation", "plt", "save_figure", "write_figure"]
 
@@ -56,19 +55,19 @@ def write_figure(fig: Figure, ax: Axes, output: Path, what: str) -> Path:
     return output
 
 
-def load_evaluation(run_dir: Path, plugins: Iterable[str] = (), needs: Iterable[str] = ()
-                    ) -> dict[str, Any]:
+def load_evaluation(run_dir: Path, needs: Iterable[str] = ()) -> dict[str, Any]:
     """A run's ``evaluation.json``, checked for the keys ``needs`` (see
-    :func:`~fastadapt.evaluation.evaluation_file.read_evaluation`), with the ``algorithm`` and
-    ``adapts_by`` that older releases did not record.
+    :func:`~fastadapt.evaluation.evaluation_file.read_evaluation`), with the ``algorithm``
+    that older releases did not record (from the run's facts:
+    :func:`~fastadapt.run.facts.read_facts`).
 
     Raises:
         CheckpointError: it is missing, unreadable or not a valid evaluation (one line saying
-            to evaluate the run again).
+            to evaluate the run again); or, for an older evaluation, as
+            :func:`~fastadapt.run.facts.read_facts`.
+        ConfigError, PluginError: as :func:`~fastadapt.run.facts.read_facts`.
     """
     evaluation = read_evaluation(run_dir, needs)
     if "algorithm" not in evaluation:  # written before evaluations recorded it
-        evaluation["algorithm"] = load_run_config(run_dir, plugins=plugins).algorithm
-    if "adapts_by" not in evaluation:  # written by fastadapt 0.1.0
-        evaluation["adapts_by"] = algorithm_class(evaluation["algorithm"]).adapts_by
+        evaluation["algorithm"] = read_facts(run_dir).algorithm
     return evaluation

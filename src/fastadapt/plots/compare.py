@@ -3,29 +3,34 @@ and (``--x env-steps``) return per env step against meta-training env steps."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from fastadapt.algorithms.registry import algorithm_class
 from fastadapt.errors import CheckpointError, ConfigError
 from fastadapt.evaluation.evaluation_file import CURVE_NEEDS
+from fastadapt.evaluation.grouping import row_labels
 from fastadapt.evaluation.statistics import mean_ci95
 from fastadapt.files import check_distinct
 from fastadapt.plots.common import load_evaluation, plt, write_figure
+from fastadapt.run.facts import read_facts
 from fastadapt.run.logging import read_metrics
-from fastadapt.run.rundir import load_run_config
 
 COMPARE_FILE = "compare.png"
 
 
 @dataclass
 class CurveGroup:
-    """The evaluations of runs with the same algorithm, env and protocol, pooled.
+    """The evaluations of the runs of one row (the seeds of one method, or the runs the user
+    labelled alike: :func:`~fastadapt.evaluation.grouping.row_labels`) evaluated with one
+    protocol, pooled.
 
     Attributes:
+        algorithm: the algorithm (of the row's first run).
+        name: the row's label (the algorithm, a sweep's name, the algorithm with the settings
+            that differ, or the user's ``--label``).
         per_task: returns ``[R * N, K + 1]``: every run's per-task returns, stacked.
         experience: episodes of experience on the task before each point ``[K + 1]``
             (MAML and fine-tuning: ``k * episodes_per_task``; RL²: ``k``).
@@ -38,6 +43,7 @@ class CurveGroup:
     per_task: np.ndarray
     seconds: list[float]
     """Each run's median seconds per training iteration (``metrics.jsonl``; NaN if absent)."""
+    name: str = ""
 
     @property
     def seconds_per_iteration(self) -> float:
@@ -46,9 +52,9 @@ class CurveGroup:
 
     @property
     def label(self) -> str:
-        """``algorithm`` (and the number of runs pooled when more than one)."""
-        runs = len(self.runs)
-        return self.algorithm if runs == 1 else f"{self.algorithm} ({runs} runs)"
+        """The row's name (and the number of runs pooled when more than one)."""
+        runs, name = len(self.runs), self.name or self.algorithm
+        return name if runs == 1 else f"{name} ({runs} runs)"
 
     def mean_ci(self) -> tuple[np.ndarray, np.ndarray]:
         """Mean and normal 95% half-width over the pooled (run, task) pairs, ``[K + 1]`` each."""
@@ -56,29 +62,37 @@ class CurveGroup:
         return np.asarray(mean), np.asarray(ci)
 
 
-def group_runs(run_dirs: list[Path], plugins: Iterable[str] = ()) -> list[CurveGroup]:
-    """Read the runs' ``evaluation.json`` and pool those with the same algorithm, env, number
-    of points and episodes per point (e.g. the seeds of one benchmark entry), in first-seen
-    order.
+def group_runs(run_dirs: list[Path], labels: Sequence[str] = ()) -> list[CurveGroup]:
+    """Read the runs' ``evaluation.json`` and pool those of one row (see
+    :func:`~fastadapt.evaluation.grouping.row_labels`: the seeds of one method, or the runs
+    ``labels`` names alike) with the same number of points and episodes per point, in
+    first-seen order.
+
+    Args:
+        run_dirs: the evaluated runs.
+        labels: the rows' names, one per run in order (``compare --label``); none: by the
+            runs' configs.
 
     Raises:
         CheckpointError: a run has no ``evaluation.json``, or one that cannot be read or is
             not what an evaluation holds.
         ConfigError: the runs were evaluated on different task families, or a run is given
-            twice (by one path or two: a symlink, a trailing slash).
+            twice (by one path or two: a symlink, a trailing slash); ``labels`` not one per
+            run; a run's ``config.yaml`` cannot be read.
     """
     check_distinct(run_dirs)
-    evaluations = [load_evaluation(run_dir, plugins, CURVE_NEEDS) for run_dir in run_dirs]
+    evaluations = [load_evaluation(run_dir, CURVE_NEEDS) for run_dir in run_dirs]
     envs = {evaluation["env"] for evaluation in evaluations}
     if len(envs) > 1:
         listed = ", ".join(f"{run} ({evaluation['env']})"
                            for run, evaluation in zip(run_dirs, evaluations, strict=True))
         raise ConfigError(f"compare needs runs of one task family, got {listed}")
+    names = row_labels(run_dirs, [evaluation["algorithm"] for evaluation in evaluations], labels)
     groups: dict[tuple[str, str, int, int], CurveGroup] = {}
-    for run_dir, evaluation in zip(run_dirs, evaluations, strict=True):
+    for run_dir, evaluation, name in zip(run_dirs, evaluations, names, strict=True):
         per_step = int(evaluation.get("episodes_per_step", evaluation["episodes_per_task"]))
         points = len(evaluation["returns_mean"])
-        key = (evaluation["algorithm"], evaluation["env"], points, per_step)
+        key = (name, evaluation["env"], points, per_step)
         per_task = np.asarray(evaluation["per_task_returns"], dtype=np.float64)
         seconds = _median_iteration_seconds(run_dir)
         if key in groups:
@@ -88,8 +102,8 @@ def group_runs(run_dirs: list[Path], plugins: Iterable[str] = ()) -> list[CurveG
             group.seconds.append(seconds)
         else:
             experience = [k * per_step for k in range(points)]
-            groups[key] = CurveGroup(key[0], key[1], [str(run_dir)], experience, per_task,
-                                     [seconds])
+            groups[key] = CurveGroup(evaluation["algorithm"], key[1], [str(run_dir)],
+                                     experience, per_task, [seconds], name)
     return list(groups.values())
 
 
@@ -99,7 +113,8 @@ def _median_iteration_seconds(run_dir: Path) -> float:
 
 
 def comparison_table(groups: list[CurveGroup]) -> str:
-    """A markdown table: algorithm, env, runs, return before adaptation, after the last point
+    """A markdown table: the row's name (column ``algorithm``), env, runs, return before
+    adaptation, after the last point
     and after the first step (RL²: episode) when they differ (mean ± 95% CI over run x task
     pairs), the episodes of experience the last point took, and the median seconds per
     training iteration (mean over runs)."""
@@ -112,7 +127,7 @@ def comparison_table(groups: list[CurveGroup]) -> str:
         mean, ci = group.mean_ci()
         first = f"{mean[1]:.2f} ± {ci[1]:.2f}" if len(mean) > 1 else "-"
         lines.append(
-            f"| {group.algorithm} | {group.env} | {len(group.runs)} "
+            f"| {group.name or group.algorithm} | {group.env} | {len(group.runs)} "
             f"| {mean[0]:.2f} ± {ci[0]:.2f} | {mean[-1]:.2f} ± {ci[-1]:.2f} | {first} "
             f"| {group.experience[-1]} | {group.seconds_per_iteration:.2f} |"
         )
@@ -132,7 +147,7 @@ def plot_comparison(groups: list[CurveGroup], output: Path) -> Path:
     return write_figure(fig, ax, output, "comparison figure")
 
 
-def compare_runs(run_dirs: list[Path], output: Path, plugins: Iterable[str] = ()
+def compare_runs(run_dirs: list[Path], output: Path, labels: Sequence[str] = ()
                  ) -> tuple[Path, str]:
     """``fastadapt compare``: write the figure to ``output``; return it and the table.
 
@@ -141,7 +156,7 @@ def compare_runs(run_dirs: list[Path], output: Path, plugins: Iterable[str] = ()
         StorageError: ``output`` cannot be written, or is not a regular file (a device, a
             FIFO, a directory: left as it is).
     """
-    groups = group_runs(run_dirs, plugins)
+    groups = group_runs(run_dirs, labels)
     return plot_comparison(groups, output), comparison_table(groups)
 
 
@@ -178,27 +193,27 @@ class RunBudget:
     gradient_steps: int | None
     seconds: float
     test_success: tuple[list[float], list[float]] | None = None
+    label: str = ""
+    """The run's name in the table and figure (``compare --label``; default its algorithm)."""
 
 
-def run_budget(run_dir: Path, plugins: Iterable[str] = ()) -> RunBudget:
-    """A run's budget and results from its ``metrics.jsonl``, ``evaluation.json`` and config.
+def run_budget(run_dir: Path) -> RunBudget:
+    """A run's budget and results from its ``metrics.jsonl``, ``evaluation.json`` and facts
+    (:func:`~fastadapt.run.facts.read_facts`).
 
     Raises:
-        CheckpointError: no metrics, or no evaluation yet, or one that is not valid.
+        CheckpointError: no metrics, or no evaluation yet, or one that is not valid; as
+            :func:`~fastadapt.run.facts.read_facts`.
+        ConfigError, PluginError: as :func:`~fastadapt.run.facts.read_facts`.
     """
-    config = load_run_config(run_dir, plugins=plugins)
-    evaluation = load_evaluation(run_dir, plugins, ("returns_mean", "returns_ci95"))
+    facts = read_facts(run_dir)
+    evaluation = load_evaluation(run_dir, ("returns_mean", "returns_ci95"))
     metrics = [m for m in read_metrics(run_dir) if "env_steps" in m and "return_after" in m]
     if not metrics:
         raise CheckpointError(f"{run_dir} has no metrics.jsonl records to compare")
-    horizon = config.env.horizon
-    if horizon is None:
-        from fastadapt.envs.registry import make_family
-
-        horizon = make_family(config.env.name, **config.env.kwargs).horizon
-    updates = algorithm_class(config.algorithm).updates_per_iteration(config.section)
+    horizon, updates = facts.horizon, facts.updates_per_iteration
     return RunBudget(
-        run=str(run_dir), algorithm=config.algorithm, env=evaluation["env"], horizon=horizon,
+        run=str(run_dir), algorithm=facts.algorithm, env=evaluation["env"], horizon=horizon,
         env_steps=[int(m["env_steps"]) for m in metrics],
         train_per_step=[float(m["return_after"]) / horizon for m in metrics],
         test_per_step=[float(r) / horizon for r in evaluation["returns_mean"]],
@@ -221,7 +236,7 @@ def efficiency_table(budgets: list[RunBudget]) -> str:
              "|---|---|---|---|---|---|---|---|---|" + ("---|" if success else "")]
     for b in budgets:
         grads = "-" if b.gradient_steps is None else f"{b.gradient_steps:,}"
-        row = (f"| {b.algorithm} | {Path(b.run).name} | {b.env} | {b.horizon} "
+        row = (f"| {b.label or b.algorithm} | {Path(b.run).name} | {b.env} | {b.horizon} "
                f"| {b.env_steps[-1]:,} | {grads} "
                f"| {b.seconds / 3600:.2f} | {b.test_per_step[0]:.3f} ± {b.test_ci[0]:.3f} "
                f"| {b.test_per_step[-1]:.3f} ± {b.test_ci[-1]:.3f} |")
@@ -237,10 +252,11 @@ def plot_efficiency(budgets: list[RunBudget], output: Path) -> Path:
     average) and its meta-test result after adaptation (95% CI) at its final env steps."""
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    repeated = len({b.algorithm for b in budgets}) < len(budgets)
+    repeated = len({b.label or b.algorithm for b in budgets}) < len(budgets)
     for i, b in enumerate(budgets):
         color = colors[i % len(colors)]
-        name = f"{b.algorithm} ({Path(b.run).name})" if repeated else b.algorithm
+        name = b.label or b.algorithm
+        name = f"{name} ({Path(b.run).name})" if repeated else name
         window = min(EFFICIENCY_SMOOTHING, len(b.train_per_step))
         smooth = np.convolve(b.train_per_step, np.ones(window) / window, mode="valid")
         ax.plot(b.env_steps[window - 1:], smooth, color=color, alpha=0.6,
@@ -255,18 +271,22 @@ def plot_efficiency(budgets: list[RunBudget], output: Path) -> Path:
     return write_figure(fig, ax, output, "sample-efficiency figure")
 
 
-def compare_efficiency(run_dirs: list[Path], output: Path, plugins: Iterable[str] = ()
+def compare_efficiency(run_dirs: list[Path], output: Path, labels: Sequence[str] = ()
                        ) -> tuple[Path, str]:
     """``fastadapt compare --x env-steps``: write the figure to ``output``; return it and the
-    table.
+    table (one row per run, named by ``labels``, one per run in order, or its algorithm).
 
     Raises:
         CheckpointError: a run has no metrics or no valid ``evaluation.json``.
         ConfigError: the runs were evaluated on different task families, or a run is given
-            twice.
+            twice; ``labels`` not one per run.
     """
     check_distinct(run_dirs)
-    budgets = [run_budget(run_dir, plugins) for run_dir in run_dirs]
+    budgets = [run_budget(run_dir) for run_dir in run_dirs]
+    if labels:
+        for budget, label in zip(budgets, row_labels(run_dirs, [b.algorithm for b in budgets],
+                                                     labels), strict=True):
+            budget.label = label
     envs = {b.env for b in budgets}
     if len(envs) > 1:
         raise ConfigError(f"compare needs runs of one task family, got {sorted(envs)}")

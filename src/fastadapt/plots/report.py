@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -56,8 +55,8 @@ def plot_report(groups: list[AlgorithmScores], result: Aggregate, output: Path) 
     return write_figure(fig, right, output, "report figure")
 
 
-def report_runs(run_dirs: list[Path], output: Path, plugins: Iterable[str] = (),
-                point: int | None = -1) -> tuple[Path, str]:
+def report_runs(run_dirs: list[Path], output: Path, point: int | None = -1
+                ) -> tuple[Path, str]:
     """``fastadapt report``: write the figure to ``output``; return it and the table.
 
     Raises:
@@ -68,6 +67,6 @@ def report_runs(run_dirs: list[Path], output: Path, plugins: Iterable[str] = (),
         SweepError: rliable is not installed.
         StorageError: ``output`` cannot be written, or is not a regular file (left as it is).
     """
-    groups = load_scores(run_dirs, plugins, point)
+    groups = load_scores(run_dirs, point)
     result = aggregate(groups)
     return plot_report(groups, result, output), report_table(groups, result)

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from matplotlib.axes import Axes
 
-from fastadapt.algorithms.base import AdaptsBy
-from fastadapt.algorithms.registry import algorithm_class
 from fastadapt.errors import CheckpointError
-from fastadapt.evaluation.evaluation_file import PLOT_NEEDS
-from fastadapt.plots.common import load_evaluation, plt, save_figure
+from fastadapt.evaluation.evaluation_file import PLOT_NEEDS, read_evaluation
+from fastadapt.plots.common import plt, save_figure
+from fastadapt.run.facts import AdaptsBy, read_facts
 from fastadapt.run.logging import read_metrics
-from fastadapt.run.rundir import EVALUATION_FILE, REPORT_FILE, load_run_config
+from fastadapt.run.rundir import EVALUATION_FILE, REPORT_FILE
 
 
 def _learning_curve(ax: Axes, metrics: list[dict[str, Any]], adapts_by: AdaptsBy) -> None:
@@ -60,25 +58,28 @@ def _trajectories(ax: Axes, evaluation: dict[str, Any]) -> None:
     ax.legend()
 
 
-def plot_run(run_dir: Path, plugins: Iterable[str] = ()) -> Path:
+def plot_run(run_dir: Path) -> Path:
     """Draw ``run_dir/report.png`` from ``metrics.jsonl`` and ``evaluation.json`` (if any).
 
     Raises:
         CheckpointError: not a run directory, or no metrics yet; its ``metrics.jsonl`` or
             ``evaluation.json`` cannot be read or is not what a run writes (one line).
         StorageError: ``report.png`` cannot be written, or is not a regular file.
-        ConfigError, PluginError: its algorithm is unknown (a plugin not installed).
+        ConfigError, PluginError: a run without ``facts.json`` (an older release's) whose
+            algorithm or family is unknown (a plugin not imported).
     """
     metrics = read_metrics(run_dir)
     if not metrics:
         raise CheckpointError(f"{run_dir} has no metrics.jsonl to plot (is it a run directory?)")
-    adapts_by = algorithm_class(load_run_config(run_dir, plugins=plugins).algorithm).adapts_by
+    facts = read_facts(run_dir)
     eval_path = run_dir / EVALUATION_FILE
-    evaluation = (load_evaluation(run_dir, plugins, PLOT_NEEDS)
+    evaluation = (read_evaluation(run_dir, PLOT_NEEDS)
                   if os.path.lexists(eval_path) else None)
+    if evaluation is not None:  # fastadapt 0.1.0 did not record it
+        evaluation.setdefault("adapts_by", facts.adapts_by)
     panels = 1 + (evaluation is not None) + bool(evaluation and "trajectories" in evaluation)
     fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.5), squeeze=False)
-    _learning_curve(axes[0, 0], metrics, adapts_by)
+    _learning_curve(axes[0, 0], metrics, facts.adapts_by)
     if evaluation is not None:
         _adaptation_curve(axes[0, 1], evaluation)
         if "trajectories" in evaluation:

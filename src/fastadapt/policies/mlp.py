@@ -26,7 +26,7 @@ Activation = Literal["tanh", "relu"]
 def tanh(x: Tensor) -> Tensor:
     """``tanh(x)`` computed as ``2 sigmoid(2x) - 1``: the same function (within 2e-7 in
     float32, 4e-16 in float64), cheaper than ``torch.tanh`` on AVX2 CPUs. The module,
-    :func:`~fastadapt.backends.fast_cpu.mlp_forward` and the cached products
+    :func:`~fastadapt.backends.products.mlp_forward` and the cached products
     (which evaluate the same expression in place, ``2z`` from doubled weights) agree exactly;
     the sampler's prepared forward folds it into its weights (equal up to rounding)."""
     return torch.sigmoid(2 * x) * 2 - 1

@@ -17,14 +17,8 @@ cell can only approximate. Not in Duan et al. 2016. The hidden
 state ``h`` is carried across the episodes of one trial (one task) and starts at zero for every
 trial, so the activations are the "fast" learner's memory.
 
-GRU update (Cho et al. 2014; the gate layout of ``torch.nn.GRUCell``)::
-
-    r = sigmoid(W_ir x + b_ir + W_hr h + b_hr)
-    z = sigmoid(W_iz x + b_iz + W_hz h + b_hz)
-    n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
-    h' = (1 - z) * n + z * h
-
-``h'`` feeds a distribution head (``out [..., D]``, see :mod:`fastadapt.policies.distributions`)
+``h'`` (the trunk's state after the step; the cells, :mod:`fastadapt.policies.recurrent_cells`)
+feeds a distribution head (``out [..., D]``, see :mod:`fastadapt.policies.distributions`)
 and a value head ``V(h')`` (or, with ``separate_value_gru``, ``V`` reads a second GRU of its
 own over the same inputs, as Duan et al. 2016's RNN baseline). With ``critic_features = F > 0``
 the value head also reads the training task's features ``f`` (``[N, F]``, the same at every
@@ -33,39 +27,8 @@ knows the task, which the policy never sees (``rl2.task_critic``). With
 ``belief_features = F > 0`` a linear belief head reads ``h'`` and predicts those features,
 ``b(h') [..., F]``, for an auxiliary task-inference loss (``rl2.task_inference_coef``), the
 only reader of its output. A step whose mask is 0 (after its episode terminated) leaves the
-GRU's ``h`` unchanged (the LSTM's ``c``, see below), and the sampler and the PPO update
-compute the same states. The recurrence runs in
-``torch.gru`` (the kernel of ``torch.nn.GRU``, much faster on a CPU than a Python loop over
-steps); a masked step gets an extra input that saturates its update gate
-(:data:`FREEZE_LOGIT`), which is how the kernel keeps ``h`` unchanged. Tests compare it with
-``torch.nn.GRUCell`` stepped by hand.
-
-With ``cell="relu_gru"`` the candidate is ``n = relu(.)`` instead of ``tanh(.)``, the GRU of
-Duan et al.'s final bandit runs (rllab's ``GRULayer`` with ``hidden_nonlinearity=relu``,
-``launchers/102016/1019/mab_9.py`` in florensacc/rllab-curriculum). Its state is unbounded
-above: with ``n = h + 1`` on the units that count an event, ``h' = h + (1 - z)`` adds instead
-of saturating, so a count of pulls or successes can grow across a long trial where ``tanh``
-squashes it into ``(-1, 1)``. No fused kernel computes it: the steps run in a Python loop
-(the input projection of all steps is one matrix product); a masked step keeps ``h``
-exactly.
-
-With ``cell="lstm"`` the trunk is an LSTM (Hochreiter & Schmidhuber 1997; the gate layout of
-``torch.nn.LSTMCell``, Wang et al. 2016's cell), whose additive cell state can count (Weiss et
-al. 2018: an LSTM keeps exact counts where a GRU's convex update cannot, and counts of what
-each action returned are what a Bayes-optimal bandit or MDP player needs)::
-
-    i, f, g, o = sigmoid(.), sigmoid(.), tanh(.), sigmoid(.)   of W_i x + b_i + W_h h + b_h
-    c' = f * c + i * g
-    h' = o * tanh(c')
-
-The carried state is then ``[h, c]`` (``2S`` per trunk); the forget gate's bias starts at +1
-(Jozefowicz et al. 2015). A masked step saturates ``i`` shut and ``f``, ``o`` open, so ``c``
-is kept exactly and ``h' = tanh(c)`` (only what the previous output gate masked out of ``h``
-is lost; an LSTM kernel cannot keep ``h`` itself: ``o`` would have to repeat its previous
-value). ``torch.lstm`` returns ``h`` at every step but ``c`` only at the last, so when every
-step's state is asked for (``all_states``), ``c`` is recomputed from the gates (two matrix
-products, then an elementwise loop over steps). Tests compare it with ``torch.nn.LSTMCell``
-stepped by hand, values and gradients.
+GRU's ``h`` unchanged (the LSTM's ``c``), and the sampler and the PPO update compute the same
+states. The choices are one :class:`RecurrentPolicySpec`.
 
 Shapes: ``N`` sequences (flattened tasks x trials), ``L`` steps, ``I`` input size, ``S`` GRU
 or LSTM units, ``D`` distribution parameters.
@@ -74,7 +37,8 @@ or LSTM units, ``D`` distribution parameters.
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, NamedTuple, get_args
+from dataclasses import dataclass
+from typing import Any, NamedTuple, get_args
 
 import gymnasium as gym
 import torch
@@ -82,21 +46,47 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from fastadapt.policies.distributions import CategoricalLogits, DiagonalGaussian
+from fastadapt.policies.recurrent_cells import CELLS, FORGET_BIAS, Cell
 from fastadapt.types import Params
 
-FREEZE_LOGIT = 1e4
-"""Added to the update gate's pre-activation on masked steps: ``z = sigmoid(.)`` is then 1.0
-exactly (float32 and float64), so ``h' = n + z (h - n) = h`` up to one rounding (the kernel's
-form of the update) and no gradient flows through the gate."""
-FORGET_BIAS = 1.0
-"""Added to the LSTM forget gate's initial bias (Jozefowicz et al. 2015): memory kept by
-default at the start of training."""
+__all__ = [
+    "HEAD_INIT_SCALE",
+    "CategoricalRecurrentPolicy",
+    "Cell",
+    "GaussianRecurrentPolicy",
+    "RecurrentPolicy",
+    "RecurrentPolicySpec",
+    "Unroll",
+    "make_recurrent_policy",
+]
+
 HEAD_INIT_SCALE = 0.01
 """The distribution head's initial weights are scaled by this: a near-uniform first policy."""
 
 
-Cell = Literal["gru", "lstm", "relu_gru"]
-"""The recurrent cell of the trunk(s)."""
+@dataclass(frozen=True)
+class RecurrentPolicySpec:
+    """The architecture of a recurrent policy (the observation and action sizes come from the
+    task family; see the module docstring)."""
+
+    hidden_size: int = 64
+    """``S``: units of each trunk."""
+    cell: Cell = "gru"
+    """The trunk's cell (:mod:`fastadapt.policies.recurrent_cells`)."""
+    separate_value_gru: bool = False
+    """The value head reads a second trunk of its own over the same inputs."""
+    time_input: bool = False
+    """Also read ``t / L``, the fraction of the trial's steps already taken."""
+    transition_input: bool = False
+    """Also read the previous transition's columns (discrete actions only)."""
+    critic_features: int = 0
+    """Width ``F`` of the task features the value head reads (0: it reads ``h`` only)."""
+    belief_features: int = 0
+    """Width ``F`` of the task features the belief head predicts (0: no belief head)."""
+    init_std: float = 1.0
+    """Initial ``sigma`` of a Gaussian policy's actions."""
+    min_std: float = 1e-6
+    """Lower bound on a Gaussian policy's ``sigma``."""
 
 
 class Unroll(NamedTuple):
@@ -129,21 +119,21 @@ class _RecurrentCore(nn.Module):
     ``{trunk}_hidden.*`` with ``trunk`` in ``gru``, ``value_gru`` (or ``lstm``, ``value_lstm``).
     """
 
-    def __init__(self, obs_dim: int, action_features: int, head_dim: int, hidden_size: int,
-                 separate_value_gru: bool = False, time_input: bool = False,
-                 cell: Cell = "gru", transition_input: bool = False,
-                 critic_features: int = 0, belief_features: int = 0) -> None:
+    def __init__(self, obs_dim: int, action_features: int, head_dim: int,
+                 spec: RecurrentPolicySpec) -> None:
         super().__init__()
+        hidden_size, cell, transition_input = spec.hidden_size, spec.cell, spec.transition_input
+        critic_features, belief_features = spec.critic_features, spec.belief_features
         if cell not in get_args(Cell):
             raise ValueError(f"cell must be one of {get_args(Cell)}, got {cell!r}")
         self.obs_dim, self.action_features, self.hidden_size = obs_dim, action_features, hidden_size
-        self.time_input, self.cell, self.transition_input = time_input, cell, transition_input
+        self.time_input, self.cell, self.transition_input = spec.time_input, cell, transition_input
         self.transition_features = 2 * (obs_dim + 1) * action_features if transition_input else 0
         """Width of the ``transition_input`` columns (0 without it)."""
-        self.input_size = (obs_dim + action_features + 2 + int(time_input)
+        self.input_size = (obs_dim + action_features + 2 + int(spec.time_input)
                            + self.transition_features)
-        self.separate_value_gru = separate_value_gru
-        self.trunks = (cell, f"value_{cell}") if separate_value_gru else (cell,)
+        self.separate_value_gru = spec.separate_value_gru
+        self.trunks = (cell, f"value_{cell}") if spec.separate_value_gru else (cell,)
         self.trunk_state_size = hidden_size * (2 if cell == "lstm" else 1)
         """Width of one trunk's state: ``h`` (GRU, ``S``) or ``[h, c]`` (LSTM, ``2S``)."""
         self.state_size = len(self.trunks) * self.trunk_state_size
@@ -272,7 +262,7 @@ class _RecurrentCore(nn.Module):
         frozen = (masks <= 0).to(inputs.dtype).unsqueeze(-1)  # [N, L, 1]
         inputs = torch.cat([inputs, frozen], dim=-1)
         width, size = self.trunk_state_size, self.hidden_size
-        run = {"gru": self._gru, "lstm": self._lstm, "relu_gru": self._relu_gru}[self.cell]
+        run = CELLS[self.cell]
         trunk_states = [run(params, trunk, inputs, hidden[:, k * width : (k + 1) * width],
                             all_states) for k, trunk in enumerate(self.trunks)]
         policy_h, value_h = (trunk_states[0][0][..., :size], trunk_states[-1][0][..., :size])
@@ -282,105 +272,45 @@ class _RecurrentCore(nn.Module):
                      if beliefs and self.belief_features else None)
         return Unroll(self._distribution_out(params, policy_h), values, states, predicted)
 
-    def _gru(self, params: Params, trunk: str, inputs: Tensor, hidden: Tensor,
-             all_states: bool) -> tuple[Tensor, Tensor]:
-        """One GRU's outputs ``h`` ``[N, L, S]`` over ``inputs [N, L, I + 1]`` (last: frozen
-        flag), and its states: ``h`` again, or ``h`` after the last step ``[N, 1, S]``."""
-        size = self.hidden_size
-        gate = torch.zeros(3 * size, 1, dtype=inputs.dtype, device=inputs.device)
-        gate[size : 2 * size] = FREEZE_LOGIT  # the update gate's rows
-        weights = [torch.cat([params[f"{trunk}_input.weight"], gate], dim=1),
-                   params[f"{trunk}_hidden.weight"], params[f"{trunk}_input.bias"],
-                   params[f"{trunk}_hidden.bias"]]
-        stacked, _ = torch.gru(inputs, hidden[None], weights, True, 1, 0.0, True, False, True)
-        return stacked, stacked if all_states else stacked[:, -1:]
-
-    def _relu_gru(self, params: Params, trunk: str, inputs: Tensor, hidden: Tensor,
-                  all_states: bool) -> tuple[Tensor, Tensor]:
-        """:meth:`_gru` with a ReLU candidate ``n = relu(W_in x + b_in + r * (W_hn h + b_hn))``
-        (same gate layout), stepped in Python; a frozen step keeps ``h`` exactly."""
-        size = self.hidden_size
-        frozen = inputs[..., -1:] > 0  # [N, L, 1]
-        any_frozen = bool(frozen.any())
-        x_gates = F.linear(inputs[..., :-1], params[f"{trunk}_input.weight"],
-                           params[f"{trunk}_input.bias"])  # [N, L, 3S], all steps at once
-        w_hidden, b_hidden = params[f"{trunk}_hidden.weight"], params[f"{trunk}_hidden.bias"]
-        h, outputs = hidden, []
-        # unbind, not x_gates[:, t]: a slice's backward writes a zero [N, L, 3S] gradient per step
-        for x_t, frozen_t in zip(x_gates.unbind(1), frozen.unbind(1), strict=True):
-            h_gates = torch.addmm(b_hidden, h, w_hidden.t())
-            reset, update = torch.sigmoid(x_t[:, : 2 * size]
-                                          + h_gates[:, : 2 * size]).chunk(2, dim=-1)
-            candidate = torch.relu(torch.addcmul(x_t[:, 2 * size :], reset,
-                                                 h_gates[:, 2 * size :]))
-            stepped = torch.addcmul(candidate, update, h - candidate)  # n + z (h - n)
-            h = torch.where(frozen_t, h, stepped) if any_frozen else stepped
-            outputs.append(h)
-        stacked = torch.stack(outputs, dim=1)
-        return stacked, stacked if all_states else stacked[:, -1:]
-
-    def _lstm(self, params: Params, trunk: str, inputs: Tensor, state: Tensor,
-              all_states: bool) -> tuple[Tensor, Tensor]:
-        """One LSTM's outputs ``h`` ``[N, L, S]`` over ``inputs [N, L, I + 1]`` (last: frozen
-        flag) from ``state [N, 2S]``, and its states ``[h, c]``: ``[N, L, 2S]``, or after the
-        last step only ``[N, 1, 2S]``."""
-        size = self.hidden_size
-        gate = torch.zeros(4 * size, 1, dtype=inputs.dtype, device=inputs.device)
-        gate[:size] = -FREEZE_LOGIT  # input gate shut
-        gate[size : 2 * size] = FREEZE_LOGIT  # forget gate open
-        gate[3 * size :] = FREEZE_LOGIT  # output gate open
-        w_input = torch.cat([params[f"{trunk}_input.weight"], gate], dim=1)
-        w_hidden = params[f"{trunk}_hidden.weight"]
-        b_input, b_hidden = params[f"{trunk}_input.bias"], params[f"{trunk}_hidden.bias"]
-        h0, c0 = state[:, :size], state[:, size:]
-        outputs, _, c_last = torch.lstm(inputs, (h0[None], c0[None]),
-                                        [w_input, w_hidden, b_input, b_hidden],
-                                        True, 1, 0.0, True, False, True)
-        if inputs.shape[1] == 1 or not all_states:
-            return outputs, torch.cat([outputs[:, -1:], c_last[0][:, None]], dim=-1)
-        # c at every step: c_t = f_t c_{t-1} + i_t g_t, gates from x_t and h_{t-1}
-        h_before = torch.cat([h0[:, None], outputs[:, :-1]], dim=1)
-        pre = F.linear(inputs, w_input, b_input) + F.linear(h_before, w_hidden, b_hidden)
-        forget = torch.sigmoid(pre[..., size : 2 * size])
-        written = torch.sigmoid(pre[..., :size]) * torch.tanh(pre[..., 2 * size : 3 * size])
-        cells, c = [], c0
-        for t in range(inputs.shape[1]):
-            c = forget[:, t] * c + written[:, t]
-            cells.append(c)
-        return outputs, torch.cat([outputs, torch.stack(cells, dim=1)], dim=-1)
-
     def params(self) -> Params:
         """The module's own parameters as a detached ``Params`` dict (a fresh initialisation)."""
         return {name: p.detach().clone() for name, p in self.named_parameters()}
 
 
 class CategoricalRecurrentPolicy(CategoricalLogits, _RecurrentCore):
-    """Recurrent policy over ``K`` discrete actions; ``out`` are the logits ``[..., K]``."""
+    """Recurrent policy over ``K`` discrete actions; ``out`` are the logits ``[..., K]``.
 
-    def __init__(self, obs_dim: int, num_actions: int, hidden_size: int = 64,
-                 separate_value_gru: bool = False, time_input: bool = False,
-                 cell: Cell = "gru", transition_input: bool = False,
-                 critic_features: int = 0, belief_features: int = 0) -> None:
-        super().__init__(obs_dim, num_actions, num_actions, hidden_size, separate_value_gru,
-                         time_input, cell, transition_input, critic_features, belief_features)
+    Args:
+        obs_dim: observation size ``O``.
+        num_actions: ``K``.
+        spec: the architecture (``init_std`` and ``min_std`` unused).
+    """
+
+    def __init__(self, obs_dim: int, num_actions: int, spec: RecurrentPolicySpec) -> None:
+        super().__init__(obs_dim, num_actions, num_actions, spec)
         self.num_actions = num_actions
 
 
 class GaussianRecurrentPolicy(DiagonalGaussian, _RecurrentCore):
     """Recurrent policy with a diagonal Gaussian head and state-independent ``log sigma``;
-    ``out = [mu, log sigma]`` ``[..., 2A]``."""
+    ``out = [mu, log sigma]`` ``[..., 2A]``.
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden_size: int = 64,
-                 init_std: float = 1.0, min_std: float = 1e-6,
-                 separate_value_gru: bool = False, time_input: bool = False,
-                 cell: Cell = "gru", critic_features: int = 0,
-                 belief_features: int = 0) -> None:
-        super().__init__(obs_dim, action_dim, action_dim, hidden_size, separate_value_gru,
-                         time_input, cell, critic_features=critic_features,
-                         belief_features=belief_features)
+    Args:
+        obs_dim: observation size ``O``.
+        action_dim: ``A``.
+        spec: the architecture.
+
+    Raises:
+        ValueError: ``spec.transition_input`` (discrete actions only).
+    """
+
+    def __init__(self, obs_dim: int, action_dim: int, spec: RecurrentPolicySpec) -> None:
+        if spec.transition_input:
+            raise ValueError("transition_input needs a Discrete action space")
+        super().__init__(obs_dim, action_dim, action_dim, spec)
         self.action_dim = action_dim
-        self.log_std = nn.Parameter(torch.full((action_dim,), math.log(init_std)))
-        self.min_log_std = math.log(min_std)
+        self.log_std = nn.Parameter(torch.full((action_dim,), math.log(spec.init_std)))
+        self.min_log_std = math.log(spec.min_std)
 
     def _distribution_out(self, params: Params, hidden: Tensor) -> Tensor:
         mean = F.linear(hidden, params["head.weight"], params["head.bias"])
@@ -391,25 +321,18 @@ class GaussianRecurrentPolicy(DiagonalGaussian, _RecurrentCore):
 RecurrentPolicy = CategoricalRecurrentPolicy | GaussianRecurrentPolicy
 
 
-def make_recurrent_policy(obs_dim: int, action_space: gym.spaces.Space[Any], hidden_size: int,
-                          init_std: float, separate_value_gru: bool = False,
-                          time_input: bool = False, cell: Cell = "gru",
-                          transition_input: bool = False, critic_features: int = 0,
-                          belief_features: int = 0) -> RecurrentPolicy:
-    """A categorical recurrent policy for a ``Discrete`` action space, Gaussian for a ``Box``
-    (``transition_input``: discrete actions only; ``critic_features`` / ``belief_features``:
-    the width of the task features the value head reads / the belief head predicts, 0 for
-    none)."""
+def make_recurrent_policy(obs_dim: int, action_space: gym.spaces.Space[Any],
+                          spec: RecurrentPolicySpec) -> RecurrentPolicy:
+    """A categorical recurrent policy for a ``Discrete`` action space, Gaussian for a ``Box``.
+
+    Raises:
+        ValueError: ``spec.transition_input`` with an action space that is not ``Discrete``.
+        TypeError: another action space.
+    """
     if isinstance(action_space, gym.spaces.Discrete):
-        return CategoricalRecurrentPolicy(obs_dim, int(action_space.n), hidden_size,
-                                          separate_value_gru, time_input, cell, transition_input,
-                                          critic_features, belief_features)
-    if transition_input:
+        return CategoricalRecurrentPolicy(obs_dim, int(action_space.n), spec)
+    if spec.transition_input:
         raise ValueError(f"transition_input needs a Discrete action space, got {action_space!r}")
     if isinstance(action_space, gym.spaces.Box):
-        return GaussianRecurrentPolicy(obs_dim, int(action_space.shape[0]), hidden_size,
-                                       init_std, separate_value_gru=separate_value_gru,
-                                       time_input=time_input, cell=cell,
-                                       critic_features=critic_features,
-                                       belief_features=belief_features)
+        return GaussianRecurrentPolicy(obs_dim, int(action_space.shape[0]), spec)
     raise TypeError(f"unsupported action space {action_space!r}")

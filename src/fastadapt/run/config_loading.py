@@ -224,6 +224,6 @@ def describe_packaged_configs() -> list[dict[str, str]]:
                         if line.startswith("#")), "")
         env = data.get("env", {}).get("name", EnvConfig.name) if isinstance(
             data.get("env"), dict) else EnvConfig.name
-        rows.append({"name": name, "algorithm": str(data.get("algorithm", "maml-trpo")),
+        rows.append({"name": name, "algorithm": str(data.get("algorithm", TrainConfig.algorithm)),
                      "env": str(env), "purpose": purpose})
     return rows

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from fastadapt.algorithms.base import Algorithm
 from fastadapt.algorithms.registry import build_algorithm
-from fastadapt.backends.fast_cpu import configure_process
+from fastadapt.backends.process_setup import configure_process
 from fastadapt.config import TrainConfig
 from fastadapt.errors import CheckpointError
 from fastadapt.run.device import resolve_device

@@ -25,6 +25,7 @@ from fastadapt.config import RunConfig, TrainConfig
 from fastadapt.errors import CheckpointError, NonFiniteError, SamplerError, StorageError
 from fastadapt.run.checkpoint import latest_checkpoint, remove_leftovers
 from fastadapt.run.config_loading import resolve, train_config_to_dict
+from fastadapt.run.facts import write_facts
 from fastadapt.run.loading import build_run_algorithm, load_final_policy, load_policy
 from fastadapt.run.lock import RunLock
 from fastadapt.run.logging import MetricsLogger, truncate_metrics
@@ -69,8 +70,9 @@ def warm_start(algorithm: Algorithm[Any], run: RunConfig) -> None:
         raise CheckpointError(f"run.init_from: {err}") from err
 
 
-class _Progress:
-    """What changes during a run besides the algorithm: counters and random streams."""
+class _RunState:
+    """What changes during a run besides the algorithm: counters and random streams (what a
+    checkpoint's ``meta`` holds; the progress bar is :class:`TrainProgress`)."""
 
     def __init__(self, seed: int) -> None:
         self.iteration = 0
@@ -92,7 +94,8 @@ class _Progress:
 def iteration_record(iteration: int, seconds: float, env_steps: int, result: Iteration
                      ) -> dict[str, Any]:
     """One line of ``metrics.jsonl``: ``returns`` are the mean episode returns along the
-    adaptation (MAML: after 0..K inner steps; RL²: episodes 1..N of a trial)."""
+    adaptation (MAML: after 0..K inner steps; RL²: episodes 1..N of a trial), then the
+    algorithm's metrics and ``nonfinite`` (1.0: the update was not applied)."""
     return {
         "iteration": iteration,
         "seconds": seconds,
@@ -102,6 +105,7 @@ def iteration_record(iteration: int, seconds: float, env_steps: int, result: Ite
         "return_after": result.returns[-1],
         "returns": result.returns,
         **result.metrics,
+        "nonfinite": float(result.nonfinite),
     }
 
 
@@ -131,7 +135,7 @@ class Trainer:
         self.config, self.run_dir, self.show_progress = config, run_dir, show_progress
         self.algorithm = build_run_algorithm(config)
         self.iterations = self.algorithm.iterations(run.iterations)
-        self.state = _Progress(run.seed)
+        self.state = _RunState(run.seed)
         self.resume = resume
         self.lock = RunLock(run_dir, "fastadapt train" + " --resume" * resume)
         self.changes: list[Any] = []
@@ -203,10 +207,12 @@ class Trainer:
         checkpoint removed and the temporary files of a killed write cleaned up."""
         if not self.resume:
             prepare_run_dir(self.config, self.run_dir, self.lock)
+            write_facts(self.run_dir, self.config, self.algorithm)
             return
         for directory in (self.run_dir, self.run_dir / CHECKPOINTS):
             remove_leftovers(directory)
         save_run_config(self.config, self.run_dir, self.changes)
+        write_facts(self.run_dir, self.config, self.algorithm)
         truncate_metrics(self.run_dir, self.state.iteration)
 
     def _save(self, sampler: SeededSampler) -> Path:
@@ -273,12 +279,12 @@ class Trainer:
             result = algorithm.train_iteration(sampler, tasks, state.iteration / run.iterations)
             state.iteration += 1
             state.env_steps += result.env_steps
+            nonfinite_streak = nonfinite_streak + 1 if result.nonfinite else 0
             record = iteration_record(state.iteration, time.perf_counter() - start,
                                       state.env_steps, result)
             del result  # an iteration's caches must not outlive it into the next
             logger.log(record)
             progress.update(record)
-            nonfinite_streak = nonfinite_streak + 1 if record.get("nonfinite") else 0
             if nonfinite_streak >= run.max_nonfinite_iterations:
                 marker = self._save(sampler)
                 raise NonFiniteError(

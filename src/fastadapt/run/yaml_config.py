@@ -101,8 +101,7 @@ def _join(where: str, name: str) -> str:
 
 
 def _show(value: object) -> str:
-    """``'abc' (str)``: a value (shortened, :func:`~fastadapt.quoting.shorten`) and its type,
-    for error messages."""
+    """``'abc' (str)``: a value (shortened, :func:`~fastadapt.quoting.shorten`) and its type."""
     return f"{shorten(value)} ({type(value).__name__})"
 
 

@@ -2,8 +2,8 @@
 
 - ``vector`` (:class:`~fastadapt.sampling.vector.VectorSampler`): in-process, every task and
   episode stepped as one array op; the default.
-- ``process`` (:class:`~fastadapt.sampling.process.ProcessSampler`): tasks split across worker
-  processes.
+- ``process`` (:class:`~fastadapt.sampling.process_sampler.ProcessSampler`): tasks split across
+  worker processes.
 - ``ray`` (:class:`~fastadapt.sampling.ray_sampler.RaySampler`): tasks split across Ray actors
   (``pip install 'fastadapt[ray]'``).
 
@@ -51,7 +51,7 @@ def make_sampler(
     if workers < 1:
         raise ConfigError(f"sampler workers must be >= 1, got {workers}")
     if kind == "process":
-        from fastadapt.sampling.process import ProcessSampler
+        from fastadapt.sampling.process_sampler import ProcessSampler
 
         return ProcessSampler(family, policy, horizon, seed, workers)
     if kind == "ray":

@@ -8,8 +8,8 @@ it joins that cluster and only kills its own actors. A Ray instance already init
 process is reused and left running.
 
 Each actor holds the family and the policy, runs one torch thread and answers a
-:class:`~fastadapt.sampling.work.WorkItem` per call with numpy arrays, exactly as the process
-sampler's workers do, so the batches equal the in-process sampler's. An actor that dies
+:class:`~fastadapt.sampling.worker_pool.WorkItem` per call with numpy arrays, exactly as the
+process sampler's workers do, so the batches equal the in-process sampler's. An actor that dies
 (``RayActorError``) is replaced and its item re-run, at most ``max_restarts`` times per call,
 then :class:`~fastadapt.errors.WorkerDiedError`; an exception inside an actor becomes
 :class:`~fastadapt.errors.WorkerError` with the original message.
@@ -48,8 +48,8 @@ import torch
 from fastadapt.envs.base import TaskFamily
 from fastadapt.errors import SamplerError, WorkerDiedError, WorkerError
 from fastadapt.sampling.base import SamplingPolicy
-from fastadapt.sampling.processes import alive, descendants, kill_all
-from fastadapt.sampling.work import (
+from fastadapt.sampling.process_tree import alive, descendants, kill_all
+from fastadapt.sampling.worker_pool import (
     ArrayBatch,
     WorkerPoolSampler,
     WorkItem,

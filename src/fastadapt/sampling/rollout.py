@@ -1,7 +1,8 @@
 """The one rollout routine every sampler runs, and the per-task random streams it draws from.
 
 Random streams. Call ``c`` (0, 1, 2, ... counted by the sampler) of a sampler seeded ``s``
-gives task ``i`` (its index in the ``tasks`` list passed to ``sample``) two numpy generators:
+gives task ``i`` (its index in the ``tasks`` list passed to ``sample``) two numpy generators
+(a rollout gets ``s``, ``c`` and the index of its first task as one :class:`StreamKey`):
 
 - actions: ``default_rng(SeedSequence(s, spawn_key=(c, i, 0)))``; all the call's action noise
   of the task, ``[H, E, A]`` standard normals (Gaussian) or ``[H, E]`` uniforms (categorical,
@@ -14,20 +15,21 @@ never on which other tasks are stepped with it: the in-process sampler and worke
 Ray actors holding any split of the tasks return the same batch, bit for bit, and a sampler's
 whole random state is the pair ``(s, c)`` (what a checkpoint stores). Bit for bit holds for
 the MLP policies, whose prepared step keeps its ``exp`` and ``sigmoid`` off ATen's scalar
-remainder loops (:func:`~fastadapt.backends.fast_cpu.split_invariant_`); another policy, run
+remainder loops (:func:`~fastadapt.backends.sampling_forward.split_invariant_`); another policy, run
 through ``vmap``, may round a transcendental op differently by an ulp with the batch size.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from fastadapt.backends.fast_cpu import SamplingForward, supports_fast_products
+from fastadapt.backends.products import supports_fast_products
+from fastadapt.backends.sampling_forward import SamplingForward
 from fastadapt.envs.base import TaskFamily
 from fastadapt.policies.functional import per_task_output
 from fastadapt.sampling.base import EpisodePolicy
@@ -37,27 +39,41 @@ ACTION_STREAM, ENV_STREAM = 0, 1
 """Last spawn-key entry of a task's action-noise and env streams."""
 
 
-def task_generators(
-    seed: int, call: int, task_indices: Sequence[int], stream: int
-) -> list[np.random.Generator]:
-    """One generator per task: ``default_rng(SeedSequence(seed, spawn_key=(call, i, stream)))``.
+class StreamKey(NamedTuple):
+    """What keys the random streams of the tasks one rollout steps (see the module docstring).
+
+    Attributes:
+        seed: the sampler's seed ``s`` (``>= 0``).
+        call: the sampler's call counter ``c``.
+        first_task: global index ``i`` of the rollout's first task (a worker holding tasks
+            ``j..k`` of the call passes ``j``).
+    """
+
+    seed: int
+    call: int
+    first_task: int = 0
+
+
+def task_generators(key: StreamKey, num_tasks: int, stream: int) -> list[np.random.Generator]:
+    """One generator per task: ``default_rng(SeedSequence(s, spawn_key=(c, i, stream)))`` for
+    the ``num_tasks`` global task indices ``i`` from ``key.first_task`` on.
 
     Args:
-        seed: the sampler's seed (``>= 0``).
-        call: the sampler's call counter.
-        task_indices: global task indices ``i`` (positions in the batch's task list).
+        key: the seed ``s``, call ``c`` and first task index.
+        num_tasks: how many tasks, in order.
         stream: :data:`ACTION_STREAM` or :data:`ENV_STREAM`.
     """
+    first = key.first_task
     return [
-        np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(call, i, stream)))
-        for i in task_indices
+        np.random.default_rng(np.random.SeedSequence(key.seed, spawn_key=(key.call, i, stream)))
+        for i in range(first, first + num_tasks)
     ]
 
 
 def step_actions(policy: EpisodePolicy, params: Params) -> Callable[[Tensor, Tensor], Tensor]:
     """``(obs [T, E, O], noise) -> actions`` of per-task ``params``, fixed for a rollout.
 
-    MLP policies run a :class:`~fastadapt.backends.fast_cpu.SamplingForward` prepared once
+    MLP policies run a :class:`~fastadapt.backends.sampling_forward.SamplingForward` prepared once
     (Gaussian: ``mu + sigma * noise`` in one op); other policies ``vmap`` the module and
     ``policy.sample``.
     """
@@ -77,9 +93,7 @@ def rollout(
     params: Params,
     tasks: list[Any],
     episodes_per_task: int,
-    seed: int,
-    call: int,
-    first_task: int = 0,
+    key: StreamKey,
 ) -> Trajectories:
     """Roll out ``E`` episodes of ``H`` steps for each of ``T`` tasks, all stepped together.
 
@@ -90,8 +104,8 @@ def rollout(
         params: per-task parameters ``[T, ...]``.
         tasks: the ``T`` tasks.
         episodes_per_task: ``E``.
-        seed, call: the sampler's seed and call counter (see the module docstring).
-        first_task: global index of ``tasks[0]`` (a worker holding tasks ``j..k`` passes ``j``).
+        key: the sampler's seed, its call counter and the global index of ``tasks[0]``
+            (see the module docstring).
 
     Returns:
         :class:`Trajectories` ``[T, E, H, ...]``; steps after an episode terminated are masked
@@ -102,11 +116,10 @@ def rollout(
         and ``final_observations`` always.
     """
     num_tasks, episodes = len(tasks), episodes_per_task
-    indices = range(first_task, first_task + num_tasks)
-    action_rngs = task_generators(seed, call, indices, ACTION_STREAM)
+    action_rngs = task_generators(key, num_tasks, ACTION_STREAM)
     noise_per_task = [policy.draw_noise(g, (horizon, episodes)) for g in action_rngs]
     noise = torch.from_numpy(np.stack(noise_per_task, axis=1))  # [H, T, E, ...]
-    env = family.make_batched(tasks, episodes, task_generators(seed, call, indices, ENV_STREAM))
+    env = family.make_batched(tasks, episodes, task_generators(key, num_tasks, ENV_STREAM))
     first_obs = env.reset()
     # step-major numpy buffers while stepping (a numpy slice copy per step is cheaper than a
     # torch indexed write); masks and masked rewards are computed once at the end

@@ -26,7 +26,7 @@ from torch import Tensor
 from fastadapt.envs.base import TaskFamily
 from fastadapt.envs.wrappers import task_features
 from fastadapt.policies.recurrent import RecurrentPolicy
-from fastadapt.sampling.rollout import ACTION_STREAM, ENV_STREAM, task_generators
+from fastadapt.sampling.rollout import ACTION_STREAM, ENV_STREAM, StreamKey, task_generators
 from fastadapt.types import Params, Trials
 
 
@@ -49,9 +49,7 @@ def trial_rollout(
     tasks: list[Any],
     trials_per_task: int,
     episodes_per_trial: int,
-    seed: int,
-    call: int,
-    first_task: int = 0,
+    key: StreamKey,
 ) -> Trials:
     """Roll out ``B`` trials of ``n`` episodes of ``H`` steps for each of ``T`` tasks.
 
@@ -63,8 +61,8 @@ def trial_rollout(
         tasks: the ``T`` tasks.
         trials_per_task: ``B``.
         episodes_per_trial: ``n``.
-        seed, call: the sampler's seed and call counter (see the module docstring).
-        first_task: global index of ``tasks[0]`` (a worker holding tasks ``j..k`` passes ``j``).
+        key: the sampler's seed, its call counter and the global index of ``tasks[0]``
+            (see the module docstring).
 
     Returns:
         :class:`~fastadapt.types.Trials` ``[T, B, L, ...]``; ``successes`` is filled when the
@@ -78,12 +76,11 @@ def trial_rollout(
     shape = (len(tasks), trials_per_task)
     n = shape[0] * shape[1]
     length = episodes_per_trial * horizon
-    indices = range(first_task, first_task + len(tasks))
     noise_per_task = [policy.draw_noise(g, (length, trials_per_task))
-                      for g in task_generators(seed, call, indices, ACTION_STREAM)]
+                      for g in task_generators(key, len(tasks), ACTION_STREAM)]
     noise = torch.from_numpy(np.stack(noise_per_task, axis=1))  # [L, T, B, ...]
     env = family.make_batched(tasks, trials_per_task,
-                              task_generators(seed, call, indices, ENV_STREAM))
+                              task_generators(key, len(tasks), ENV_STREAM))
     hidden = policy.initial_hidden(n)
     prev_actions = torch.zeros(n, policy.action_features)
     prev_rewards, first = torch.zeros(n), torch.zeros(n)

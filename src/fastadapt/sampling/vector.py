@@ -14,7 +14,7 @@ from typing import Any
 from fastadapt.envs.base import TaskFamily
 from fastadapt.policies.recurrent import RecurrentPolicy
 from fastadapt.sampling.base import SamplingPolicy, SeededSampler
-from fastadapt.sampling.rollout import rollout
+from fastadapt.sampling.rollout import StreamKey, rollout
 from fastadapt.sampling.trials import trial_rollout
 from fastadapt.types import Params, Trajectories, Trials
 
@@ -51,10 +51,8 @@ class VectorSampler(SeededSampler):
         if isinstance(self.policy, RecurrentPolicy):
             raise TypeError("sample needs an MLP policy; a recurrent one samples trials")
         call = self.next_call(params, tasks)
-        return rollout(
-            self.family, self.policy, self.horizon, params, tasks, episodes_per_task,
-            self.seed, call,
-        )
+        return rollout(self.family, self.policy, self.horizon, params, tasks, episodes_per_task,
+                       StreamKey(self.seed, call))
 
     def sample_trials(self, params: Params, tasks: list[Any], trials_per_task: int,
                       episodes_per_trial: int) -> Trials:
@@ -68,7 +66,5 @@ class VectorSampler(SeededSampler):
         if not isinstance(self.policy, RecurrentPolicy):
             raise TypeError("sample_trials needs a recurrent policy; an MLP one samples episodes")
         call = self.next_call(params, tasks, per_task=False)
-        return trial_rollout(
-            self.family, self.policy, self.horizon, params, tasks, trials_per_task,
-            episodes_per_trial, self.seed, call,
-        )
+        return trial_rollout(self.family, self.policy, self.horizon, params, tasks,
+                             trials_per_task, episodes_per_trial, StreamKey(self.seed, call))

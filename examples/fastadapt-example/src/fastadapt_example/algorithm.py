@@ -10,7 +10,8 @@ An algorithm is a :class:`fastadapt.Algorithm` with a config section (a frozen d
 deriving from :class:`fastadapt.AlgorithmConfig`, here through the inner step's settings of
 the MAML family, whose ``section`` is its YAML key); it builds its policy from ``(family,
 config, device)``, trains one iteration given a sampler, and meta-tests. The trainer does the
-rest (run directory, checkpoints, resume, logs).
+rest (run directory, checkpoints, resume, logs). The MAML pieces it uses come from
+:mod:`fastadapt.algorithms.toolkit`, the building blocks fastadapt keeps stable for plugins.
 """
 
 from __future__ import annotations
@@ -22,11 +23,16 @@ import numpy as np
 import torch
 
 import fastadapt
-from fastadapt.algorithms.maml.adapt import adapt_steps, expand_to_tasks
-from fastadapt.algorithms.maml.config import InnerStepConfig, MAMLConfig
-from fastadapt.algorithms.maml.meta_batch import collect_meta_batch
-from fastadapt.errors import require
-from fastadapt.policies.mlp import make_policy
+from fastadapt.algorithms.toolkit import (
+    InnerStepConfig,
+    MAMLConfig,
+    Policy,
+    adapt_steps,
+    collect_meta_batch,
+    expand_to_tasks,
+    make_policy,
+    require,
+)
 
 
 @dataclass(frozen=True)
@@ -64,9 +70,9 @@ class Reptile(fastadapt.Algorithm[ReptileConfig]):
                  device: torch.device) -> None:
         super().__init__(family, config, device)
         torch.manual_seed(config.run.seed)
-        self.policy = make_policy(int(np.prod(family.observation_space.shape)),
-                                  family.action_space, config.policy.hidden_sizes,
-                                  config.policy.activation, config.policy.init_std)
+        self.policy: Policy = make_policy(int(np.prod(family.observation_space.shape)),
+                                          family.action_space, config.policy.hidden_sizes,
+                                          config.policy.activation, config.policy.init_std)
         self.theta = self.initial_parameters()
 
     def parameters(self) -> dict[str, torch.Tensor]:
@@ -88,7 +94,7 @@ class Reptile(fastadapt.Algorithm[ReptileConfig]):
                           for name, value in self.theta.items()}
         norm = float(torch.cat([s.reshape(-1) for s in step.values()]).norm())
         return fastadapt.Iteration(batch.env_steps, batch.returns,
-                                   {"step_norm": norm, "kl": 0.0, "nonfinite": float(not finite)})
+                                   {"step_norm": norm, "kl": 0.0}, nonfinite=not finite)
 
     def meta_test(self, sampler: Any, tasks: list[Any], protocol: fastadapt.MetaTestProtocol
                   ) -> fastadapt.MetaTestCurves:

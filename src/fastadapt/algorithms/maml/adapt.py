@@ -2,7 +2,7 @@
 
 This is the one MAML inner loop (``torch.func.grad`` mapped over tasks with ``vmap``; the fast
 CPU backend computes the same gradients for MLP policies without ``vmap``, see
-:func:`~fastadapt.backends.fast_cpu.policy_gradients`). Parameters are explicit ``Params`` dicts;
+:func:`~fastadapt.backends.products.policy_gradients`). Parameters are explicit ``Params`` dicts;
 per-task parameters carry a leading ``[T]`` axis. The inner update is one policy-gradient step
 per task (Finn et al. 2017, eq. 1):
 
@@ -23,7 +23,7 @@ from torch import Tensor
 from torch.func import grad, jvp, vjp, vmap
 
 from fastadapt.algorithms.maml.estimators import Estimator, inner_surrogate
-from fastadapt.backends.fast_cpu import policy_gradients, supports_fast_products
+from fastadapt.backends.products import policy_gradients, supports_fast_products
 from fastadapt.policies.functional import per_task_output, policy_output
 from fastadapt.policies.mlp import Policy
 from fastadapt.types import Batch, Params

@@ -50,10 +50,12 @@ INNER_LR_GROUP = "inner_lr/"
 
 
 class OuterStep(Protocol):
-    """The outer update of a meta-iteration, and the state it carries between them."""
+    """The learner of a gradient-adapted algorithm: the outer update of a meta-iteration, and
+    the state it carries between them."""
 
     def step(self, theta: Params, meta_batch: MetaBatch) -> tuple[Params, dict[str, float]]:
-        """New meta-parameters and scalar metrics from one meta-batch."""
+        """New meta-parameters and scalar metrics from one meta-batch; the metrics hold
+        ``nonfinite`` (1.0: a NaN/inf loss or gradient, ``theta`` returned unchanged)."""
         ...
 
     def inner_lr(self) -> float | Params:
@@ -78,8 +80,8 @@ class GradientAdapted(Algorithm[C]):
     """An MLP policy adapted at meta-test by MAML's inner policy-gradient steps.
 
     Subclasses give the sampling and adaptation settings (:meth:`adaptation`), the inner steps
-    of a training iteration (:attr:`training_inner_steps`) and the outer step
-    (:meth:`build_outer`).
+    of a training iteration (:attr:`training_inner_steps`) and the learner, their outer step
+    (:meth:`build_learner`).
     """
 
     training_inner_steps: ClassVar[int | None] = None
@@ -96,19 +98,20 @@ class GradientAdapted(Algorithm[C]):
                                           policy.hidden_sizes, policy.activation,
                                           policy.init_std)
         self.theta = self.initial_parameters()
-        self.outer = self.build_outer()
+        self.learner = self.build_learner()
+        """The outer update and its state (optimizer moments, ...)."""
 
     def adaptation(self) -> MAMLConfig:
         """How episodes are sampled and adapted."""
         raise NotImplementedError
 
-    def build_outer(self) -> OuterStep:
+    def build_learner(self) -> OuterStep:
         """The outer update, starting from :attr:`theta`."""
         raise NotImplementedError
 
     def inner_lr(self) -> float | Params:
         """The inner step size(s) of sampling and meta-test (Meta-SGD: learned)."""
-        return self.outer.inner_lr()
+        return self.learner.inner_lr()
 
     def parameters(self) -> Params:
         return self.theta
@@ -117,10 +120,10 @@ class GradientAdapted(Algorithm[C]):
         self.theta = params
 
     def state_dict(self) -> dict[str, Tensor]:
-        return self.outer.state_dict()
+        return self.learner.state_dict()
 
     def load_state_dict(self, tensors: dict[str, Tensor]) -> None:
-        self.outer.load_state_dict(tensors)
+        self.learner.load_state_dict(tensors)
 
     def train_iteration(self, sampler: Sampler, tasks: list[Any], fraction_done: float
                         ) -> Iteration:
@@ -128,11 +131,12 @@ class GradientAdapted(Algorithm[C]):
         meta_batch = collect_meta_batch(
             recorder, self.policy, self.theta, tasks, self.adaptation(),
             self.training_inner_steps, self.inner_lr(),
-            inner_loop=self.outer.inner_loop(self.theta, len(tasks)),
+            inner_loop=self.learner.inner_loop(self.theta, len(tasks)),
         )
-        self.theta, metrics = self.outer.step(self.theta, meta_batch)
+        self.theta, metrics = self.learner.step(self.theta, meta_batch)
+        nonfinite = bool(metrics.pop("nonfinite"))
         return Iteration(meta_batch.env_steps, meta_batch.returns,
-                         {**metrics, **recorder.before_after()})
+                         {**metrics, **recorder.before_after()}, nonfinite)
 
     def meta_test(self, sampler: Sampler, tasks: list[Any], protocol: MetaTestProtocol
                   ) -> MetaTestCurves:
@@ -187,7 +191,7 @@ class MAMLTRPOAlgorithm(MAMLAlgorithm[MAMLTRPOConfig]):
         """One natural-gradient step per meta-batch."""
         return 1
 
-    def build_outer(self) -> OuterStep:
+    def build_learner(self) -> OuterStep:
         return MAMLTRPO(self.policy, self.settings, self.settings.trpo)
 
 
@@ -200,9 +204,8 @@ class GradientMAMLAlgorithm(MAMLAlgorithm[V]):
         assert isinstance(section, MAMLVPGConfig)
         return section.outer_epochs
 
-    def build_outer(self) -> OuterStep:
-        self.gradient = GradientMAML(self.policy, self.theta, self.settings)
-        return self.gradient
+    def build_learner(self) -> OuterStep:
+        return GradientMAML(self.policy, self.theta, self.settings)
 
 
 class MAMLVPG(GradientMAMLAlgorithm[MAMLVPGConfig]):
@@ -236,5 +239,6 @@ class MetaSGD(GradientMAMLAlgorithm[MetaSGDConfig]):
         return {INNER_LR_GROUP + name: lr for name, lr in rates.items()}
 
     def load_policy_extras(self, tensors: dict[str, Tensor]) -> None:
-        self.gradient.load_inner_lrs({name: tensors[INNER_LR_GROUP + name].to(self.device)
-                                      for name in self.theta})
+        assert isinstance(self.learner, GradientMAML)
+        self.learner.load_inner_lrs({name: tensors[INNER_LR_GROUP + name].to(self.device)
+                                     for name in self.theta})

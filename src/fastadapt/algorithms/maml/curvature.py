@@ -33,7 +33,7 @@ from fastadapt.algorithms.maml.adapt import (
     inner_gradients,
 )
 from fastadapt.algorithms.maml.estimators import Estimator
-from fastadapt.backends.fast_cpu import (
+from fastadapt.backends.products import (
     HessianProducts,
     MLPProducts,
     inner_loss_output_gradient,
@@ -68,7 +68,7 @@ def inner_loss_hessian(policy: Policy, params: Params, batch: Batch, estimator: 
     """``u -> H_i u_i``: the Hessian of each task's inner loss at its ``params [T, ...]``.
 
     MLP policies with the ``maml`` estimator use the cached R-operator products of
-    :mod:`fastadapt.backends.fast_cpu`; anything else a kept double-backward graph of
+    :mod:`fastadapt.backends.products`; anything else a kept double-backward graph of
     :func:`inner_gradients` (``estimator`` picks the surrogate, see
     :mod:`fastadapt.algorithms.maml.estimators`).
     """

@@ -26,7 +26,7 @@ from fastadapt.algorithms.maml.config import MAMLConfig
 from fastadapt.algorithms.maml.curvature import InnerLoopJacobian, KLHessian, subsample_episodes
 from fastadapt.algorithms.maml.losses import mean_kl, surrogate_loss
 from fastadapt.algorithms.maml.meta_batch import MetaBatch, same_rate
-from fastadapt.backends.fast_cpu import MLPProducts, mlp_forward, supports_fast_products
+from fastadapt.backends.products import MLPProducts, mlp_forward, supports_fast_products
 from fastadapt.policies.functional import per_task_output
 from fastadapt.policies.mlp import Policy
 from fastadapt.types import Batch, Params

@@ -276,12 +276,13 @@ class PEARL(Algorithm[PEARLConfig]):
                    for phase in phases]
         collected = [*batches, *prior, *informed]
         metrics = self.learner.train(self.replay, self.encoder_buffer, pearl.gradient_steps)
+        nonfinite = bool(metrics.pop("nonfinite"))
         metrics.update(phase_outcomes(phases, collected))
         metrics["buffer_mb"] = (self.replay.nbytes + self.encoder_buffer.nbytes) / 2**20
         metrics["replay_transitions"] = float(self.replay.sizes.sum())
         metrics["dropped_transitions"] = float(self.dropped)
         env_steps = sum(b.num_env_steps for b in collected)
-        return Iteration(env_steps, returns or [float("nan")], metrics)
+        return Iteration(env_steps, returns or [float("nan")], metrics, nonfinite)
 
     # ------------------------------------------------------------------ meta-test
 

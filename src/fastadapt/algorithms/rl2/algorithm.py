@@ -31,7 +31,11 @@ from fastadapt.config import AlgorithmConfig, PolicyConfig, TrainConfig
 from fastadapt.envs.base import TaskFamily
 from fastadapt.envs.wrappers import task_feature_size
 from fastadapt.errors import ConfigError
-from fastadapt.policies.recurrent import RecurrentPolicy, make_recurrent_policy
+from fastadapt.policies.recurrent import (
+    RecurrentPolicy,
+    RecurrentPolicySpec,
+    make_recurrent_policy,
+)
 from fastadapt.sampling.base import Sampler
 from fastadapt.sampling.success import outcome_metrics
 from fastadapt.types import Params, Trials
@@ -112,33 +116,37 @@ class RL2(Algorithm[RL2Config]):
                            if rl2.task_inference_coef > 0 else 0)
         torch.manual_seed(config.run.seed)
         obs_dim = int(np.prod(family.observation_space.shape))
-        self.policy: RecurrentPolicy = make_recurrent_policy(
-            obs_dim, family.action_space, rl2.hidden_size, config.policy.init_std,
-            rl2.separate_value_gru, rl2.time_input, rl2.cell, rl2.transition_input,
-            critic_features, belief_features)
-        self.update = RL2PPO(self.policy, self.initial_parameters(), rl2, config.run.seed)
+        spec = RecurrentPolicySpec(
+            hidden_size=rl2.hidden_size, cell=rl2.cell, separate_value_gru=rl2.separate_value_gru,
+            time_input=rl2.time_input, transition_input=rl2.transition_input,
+            critic_features=critic_features, belief_features=belief_features,
+            init_std=config.policy.init_std)
+        self.policy: RecurrentPolicy = make_recurrent_policy(obs_dim, family.action_space, spec)
+        self.learner = RL2PPO(self.policy, self.initial_parameters(), rl2, config.run.seed)
+        """The PPO update: the parameters, Adam's state and the shuffling generator."""
 
     def parameters(self) -> Params:
-        return {name: p.detach() for name, p in self.update.params.items()}
+        return {name: p.detach() for name, p in self.learner.params.items()}
 
     def load_parameters(self, params: Params) -> None:
-        self.update.load_params(params)
+        self.learner.load_params(params)
 
     def state_dict(self) -> dict[str, Tensor]:
-        return self.update.state_tensors()
+        return self.learner.state_dict()
 
     def load_state_dict(self, tensors: dict[str, Tensor]) -> None:
-        self.update.load_state_tensors(tensors)
+        self.learner.load_state_dict(tensors)
 
     def train_iteration(self, sampler: Sampler, tasks: list[Any], fraction_done: float
                         ) -> Iteration:
         rl2 = self.settings
         trials = sampler.sample_trials(on_cpu(self.parameters()), tasks, rl2.trials_per_task,
                                        rl2.episodes_per_trial)
-        metrics = {**self.update.step(trials, fraction_done),
-                   **trial_outcomes(trials, rl2.episodes_per_trial)}
+        metrics = self.learner.step(trials, fraction_done)
+        nonfinite = bool(metrics.pop("nonfinite"))
         return Iteration(trials.num_env_steps,
-                         mean_episode_returns(trials, rl2.episodes_per_trial), metrics)
+                         mean_episode_returns(trials, rl2.episodes_per_trial),
+                         {**metrics, **trial_outcomes(trials, rl2.episodes_per_trial)}, nonfinite)
 
     def default_adaptation_steps(self) -> int:
         """The meta-test's points are a trial's episodes: ``rl2.episodes_per_trial - 1``

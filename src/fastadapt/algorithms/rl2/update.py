@@ -123,17 +123,13 @@ class RL2PPO:
         return {**result, "learning_rate": learning_rate, "entropy_coef": ppo.entropy_coef,
                 "nonfinite": nonfinite}
 
-    def current_params(self) -> Params:
-        """Detached copies of the parameters."""
-        return {n: p.detach().clone() for n, p in self.params.items()}
-
-    def state_tensors(self) -> dict[str, Tensor]:
+    def state_dict(self) -> dict[str, Tensor]:
         """Adam's moments and step counts and the shuffling generator, for a checkpoint."""
         return {f"{_ADAM_PREFIX}generator": self.generator.get_state(),
                 **adam_state_tensors(self.optimizer, list(self.params))}
 
-    def load_state_tensors(self, tensors: dict[str, Tensor]) -> None:
-        """Restore what :meth:`state_tensors` saved (parameters are set separately).
+    def load_state_dict(self, tensors: dict[str, Tensor]) -> None:
+        """Restore what :meth:`state_dict` saved (parameters are set separately).
 
         Raises:
             KeyError: the shuffling generator's state is missing.

@@ -1,1 +1,2 @@
-"""Transfer baselines: pretrain + fine-tune, random init, oracle (:mod:`.algorithm`)."""
+"""Transfer baselines: pretrain + fine-tune, random init, oracle (:mod:`.algorithm`), and
+their ``finetune:`` section (:mod:`.config`)."""

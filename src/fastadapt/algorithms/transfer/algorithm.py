@@ -19,45 +19,24 @@ All three read the ``finetune:`` section.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from fastadapt.algorithms.common.trpo import TRPOConfig
 from fastadapt.algorithms.maml.algorithm import GradientAdapted, OuterStep
-from fastadapt.algorithms.maml.config import InnerStepConfig, MAMLConfig
+from fastadapt.algorithms.maml.config import MAMLConfig
 from fastadapt.algorithms.maml.meta_batch import MetaBatch
 from fastadapt.algorithms.maml.trpo import MAMLTRPO
+from fastadapt.algorithms.transfer.config import FinetuneConfig
 from fastadapt.config import AlgorithmConfig, TrainConfig
 from fastadapt.envs.base import TaskFamily
 from fastadapt.envs.wrappers import OracleFamily
 from fastadapt.errors import ConfigError
 from fastadapt.types import Params
 
-
-@dataclass(frozen=True)
-class FinetuneConfig(InnerStepConfig):
-    """Pretraining (multi-task TRPO, settings in ``trpo:``; ``episodes_per_task`` per task and
-    pretraining iteration) and meta-test fine-tuning (``inner_lr``: MAML's inner step)."""
-
-    section: ClassVar[str] = "finetune"
-    trpo: TRPOConfig = field(default_factory=TRPOConfig)
-    """The pretraining optimizer (MAML-TRPO's step with zero inner steps)."""
-
-    def adaptation_config(self) -> MAMLConfig:
-        """The sampling and fine-tuning settings in the form the MAML machinery takes
-        (first-order: fine-tuning never differentiates through its own steps)."""
-        return MAMLConfig(
-            tasks_per_iteration=self.tasks_per_iteration,
-            episodes_per_task=self.episodes_per_task,
-            adaptation_steps=1,
-            inner_lr=self.inner_lr,
-            first_order=True,
-            gamma=self.gamma,
-            gae_lambda=self.gae_lambda,
-        )
+# FinetuneConfig lives in transfer/config.py; re-exported here, where it was first defined.
+__all__ = ["Finetune", "FinetuneConfig", "NoUpdate", "Oracle", "RandomInit"]
 
 
 class NoUpdate:
@@ -101,7 +80,7 @@ class Finetune(GradientAdapted[FinetuneConfig]):
     def adaptation(self) -> MAMLConfig:
         return self.settings.adaptation_config()
 
-    def build_outer(self) -> OuterStep:
+    def build_learner(self) -> OuterStep:
         return MAMLTRPO(self.policy, self.adaptation(), self.settings.trpo)
 
 
@@ -124,7 +103,7 @@ class RandomInit(Finetune):
     def iterations(self, requested: int) -> int:
         return 1
 
-    def build_outer(self) -> OuterStep:
+    def build_learner(self) -> OuterStep:
         return NoUpdate(self.settings)
 
 

@@ -1,10 +1,12 @@
-"""Work items of the worker-based samplers: tasks split across workers, numpy in and out.
+"""The pool of the worker-based samplers (:class:`WorkerPoolSampler`, the base of the process and
+Ray samplers) and its work items: tasks split across workers, numpy in and out.
 
 A ``sample`` (or ``sample_trials``) call of a sampler with ``W`` workers splits its ``T`` tasks
 into at most ``W`` contiguous chunks; each worker gets one :class:`WorkItem` (its tasks, their
-parameters as numpy arrays, what to roll out, the seed, the call counter and the global index
-of its first task), runs :func:`~fastadapt.sampling.rollout.rollout` (or
-:func:`~fastadapt.sampling.trials.trial_rollout`) on it and answers with the result's fields as
+parameters as numpy arrays, what to roll out, and the key of their random streams: the seed,
+the call counter and the global index of its first task), runs
+:func:`~fastadapt.sampling.rollout.rollout` (or :func:`~fastadapt.sampling.trials.trial_rollout`)
+on it and answers with the result's fields as
 numpy arrays (:data:`ArrayBatch`): one message each way per call, nothing per step. Parameters
 that are the same for every task (``theta`` before adaptation: a stride-0 view; a recurrent
 policy's shared parameters) travel once, not ``T`` times. Since every task draws from its own
@@ -22,7 +24,7 @@ import torch
 from fastadapt.envs.base import TaskFamily
 from fastadapt.errors import ConfigError, SamplerError
 from fastadapt.sampling.base import SeededSampler
-from fastadapt.sampling.rollout import rollout
+from fastadapt.sampling.rollout import StreamKey, rollout
 from fastadapt.sampling.trials import trial_rollout
 from fastadapt.types import Params, Trajectories, Trials
 
@@ -61,22 +63,19 @@ class WorkItem(NamedTuple):
         params: the chunk's parameters, packed.
         tasks: the chunk's tasks.
         request: what to roll out.
-        seed: the sampler's seed.
-        call: the sampler's call counter for this call.
-        first_task: global index of ``tasks[0]`` in the call's task list.
+        key: the sampler's seed, the call's counter and the global index of ``tasks[0]`` in
+            the call's task list (what keys the tasks' random streams).
     """
 
     params: PackedParams
     tasks: list[Any]
     request: Request
-    seed: int
-    call: int
-    first_task: int
+    key: StreamKey
 
     def describe(self) -> str:
         """``tasks 3-5 of call 7``, for error messages."""
-        last = self.first_task + len(self.tasks) - 1
-        return f"tasks {self.first_task}-{last} of sample call {self.call}"
+        first, call = self.key.first_task, self.key.call
+        return f"tasks {first}-{first + len(self.tasks) - 1} of sample call {call}"
 
 
 def split_tasks(num_tasks: int, workers: int) -> list[range]:
@@ -122,13 +121,12 @@ def run_item(family: TaskFamily[Any], policy: Any, horizon: int, item: WorkItem)
     if isinstance(request, TrialRequest):
         result = trial_rollout(
             family, policy, horizon, unpack_params(item.params, None), item.tasks,
-            request.trials_per_task, request.episodes_per_trial, item.seed, item.call,
-            item.first_task,
+            request.trials_per_task, request.episodes_per_trial, item.key,
         )
     else:
         result = rollout(
             family, policy, horizon, unpack_params(item.params, len(item.tasks)), item.tasks,
-            request.episodes_per_task, item.seed, item.call, item.first_task,
+            request.episodes_per_task, item.key,
         )
     return tuple(None if field is None else field.numpy() for field in result)
 
@@ -187,7 +185,8 @@ class WorkerPoolSampler(SeededSampler):
         call = self.next_call(params, tasks, per_task=not trials)
         items = [
             WorkItem(pack_shared(params) if trials else pack_params(params, chunk),
-                     tasks[chunk.start : chunk.stop], request, self.seed, call, chunk.start)
+                     tasks[chunk.start : chunk.stop], request,
+                     StreamKey(self.seed, call, chunk.start))
             for chunk in split_tasks(len(tasks), self.num_workers)
         ]
         return merge(self._run(items, call), request)

@@ -1,5 +1,7 @@
 """Multi-seed sweeps: ``N`` seeds (and a grid of overrides) of one config as ordinary run
-directories, trained and evaluated as Ray Tune trials (``fastadapt sweep``).
+directories, trained and evaluated as Ray Tune trials (``fastadapt sweep``). Orchestration,
+beside the CLI: it drives the trainer (:mod:`fastadapt.run.trainer`) and the meta-test
+(:mod:`fastadapt.evaluation.protocol`).
 
 ``sweep("maml-trpo/2d-navigation", seeds=5, grid={"maml-trpo.inner_lr": ["0.05", "0.1"]},
 root="runs/sweep")`` makes one run directory per (grid point, seed) under ``root``, named
@@ -34,13 +36,14 @@ from typing import Any, Literal, NamedTuple
 from fastadapt.config import TrainConfig
 from fastadapt.errors import ConfigError, FastAdaptError, StorageError, SweepError
 from fastadapt.evaluation.evaluation_file import read_evaluation
+from fastadapt.evaluation.grouping import flatten
 from fastadapt.evaluation.protocol import evaluate_run
 from fastadapt.run.config_loading import load_train_config, resolve, train_config_to_dict
 from fastadapt.run.lock import RunLock
 from fastadapt.run.names import seed_run_name
 from fastadapt.run.rundir import CONFIG_FILE, EVALUATION_FILE, POLICY_FILE, load_run_config
 from fastadapt.run.trainer import train
-from fastadapt.sampling.work import first_line
+from fastadapt.sampling.worker_pool import first_line
 
 __all__ = ["SweepRun", "plan", "run_status", "sweep"]
 
@@ -113,16 +116,6 @@ def run_status(run_dir: Path) -> Status:
     return "new"
 
 
-def _flat(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, Mapping):
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def check_same_config(run: SweepRun, run_dir: Path, plugins: Iterable[str]) -> None:
     """A run directory the sweep would skip or continue must hold this run's config
     (``run.iterations`` aside: a sweep may be extended).
@@ -133,8 +126,8 @@ def check_same_config(run: SweepRun, run_dir: Path, plugins: Iterable[str]) -> N
     """
     if run_status(run_dir) == "new":
         return
-    planned = _flat(train_config_to_dict(run.config))
-    saved = _flat(train_config_to_dict(load_run_config(run_dir, plugins=plugins)))
+    planned = flatten(train_config_to_dict(run.config))
+    saved = flatten(train_config_to_dict(load_run_config(run_dir, plugins=plugins)))
     differ = sorted(key for key in planned.keys() | saved.keys()
                     if key != "run.iterations" and planned.get(key) != saved.get(key))
     if differ:

@@ -1,5 +1,6 @@
-"""The fast CPU backend: exact MLP products from cached passes, a prepared sampling forward,
-and the allocator setting that keeps their large activations cheap.
+"""Exact products of per-task MLP policies from one cached forward pass: Jacobian, gradient and
+Hessian products by the R-operator of Pearlmutter (1994, "Fast exact multiplication by the
+Hessian").
 
 Everything here computes what the plain ``torch.func`` path computes (that path,
 :mod:`fastadapt.algorithms.maml.adapt`, stays the reference; tests check this module against it
@@ -11,14 +12,10 @@ and against finite differences):
   through the inner step's Hessian (:mod:`fastadapt.algorithms.maml.curvature`); generic
   autograd redoes the whole double-backward graph for every product, while here the
   activations and their first and second derivatives are computed once per batch and every
-  product is the R-operator pass of Pearlmutter (1994, "Fast exact multiplication by the
-  Hessian"): about six batched matmuls per Hessian-vector product, four per Gauss-Newton one.
-- :class:`SamplingForward`: the policy's forward pass prepared once per rollout for the
-  sampler's many small steps, with each task's outputs independent of the other tasks in the
-  batch and of the thread count, bit for bit (:func:`split_invariant_`).
-- :func:`retain_freed_memory` / :func:`configure_process`: glibc's allocator set to keep
-  freed memory in the process, so the hundreds of large temporary tensors of an exact TRPO
-  step do not each fault in fresh pages.
+  product is an R-operator pass: about six batched matmuls per Hessian-vector product, four
+  per Gauss-Newton one.
+- :func:`mlp_forward`: the distribution parameters of per-task MLP parameters with batched
+  matmuls.
 
 Covers :class:`~fastadapt.policies.mlp.GaussianMLPPolicy` and
 :class:`~fastadapt.policies.mlp.CategoricalMLPPolicy` (:func:`supports_fast_products`);
@@ -29,11 +26,6 @@ Shapes: per-task parameters ``[T, ...]``; inputs ``[T, N, I]`` with ``N`` flatte
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import math
-import sys
-from collections.abc import Callable
 from typing import TypeGuard
 
 import torch
@@ -48,7 +40,9 @@ def supports_fast_products(policy: object) -> TypeGuard[Policy]:
     return isinstance(policy, GaussianMLPPolicy | CategoricalMLPPolicy)
 
 
-def _layers(policy: Policy) -> tuple[list[tuple[str, str]], str]:
+def mlp_layers(policy: Policy) -> tuple[list[tuple[str, str]], str]:
+    """The ``(weight, bias)`` parameter names of each linear layer of ``policy``'s network, in
+    order, and its hidden activation (``"tanh"`` or ``"relu"``)."""
     net = policy.mean if isinstance(policy, GaussianMLPPolicy) else policy.logits
     prefix = "mean." if isinstance(policy, GaussianMLPPolicy) else "logits."
     names = [
@@ -66,7 +60,7 @@ def mlp_forward(policy: Policy, params: Params, obs: Tensor) -> Tensor:
     Same values as ``per_task_output`` with batched matmuls instead of ``vmap`` (whose
     per-call overhead dominates the small batches of a sampler's step).
     """
-    layers, activation = _layers(policy)
+    layers, activation = mlp_layers(policy)
     a = obs.reshape(obs.shape[0], -1, obs.shape[-1])
     for i, (w, b) in enumerate(layers):
         a = torch.baddbmm(params[b].unsqueeze(1), a, params[w].transpose(1, 2))
@@ -90,116 +84,6 @@ def weight_gradient(delta: Tensor, inputs: Tensor) -> Tensor:
     return torch.bmm(delta.transpose(1, 2), inputs)
 
 
-VECTOR_STEP = 64
-"""Elements: a multiple of the step of ATen's vectorised CPU loops (two vector registers, 32
-float32 with AVX-512)."""
-SERIAL_SLICE = 16384
-"""Elements per elementwise call: under ATen's parallel grain (32768), so one thread runs it."""
-
-
-def split_invariant_(op_: Callable[[Tensor], Tensor], flat: Tensor) -> None:
-    """Apply the in-place elementwise ``op_`` (``Tensor.sigmoid_``, ``Tensor.exp_``) to the 1-D
-    ``flat`` (length a multiple of :data:`VECTOR_STEP`) so that every element takes ATen's
-    vectorised path.
-
-    ATen runs a contiguous elementwise op in steps of two vectors and the remainder (and each
-    thread's remainder) with the scalar function, whose ``exp`` rounds differently from the
-    vectorised one by an ulp. Which elements fall in a remainder depends on the tensor's length,
-    so a task's actions would depend on how many tasks share the batch: a worker holding 2 of
-    5 tasks would not reproduce the in-process batch bit for bit. Padded to
-    :data:`VECTOR_STEP` and cut into single-thread slices, no element has a remainder.
-    """
-    if flat.numel() <= SERIAL_SLICE or torch.get_num_threads() == 1:
-        op_(flat)
-        return
-    for start in range(0, flat.numel(), SERIAL_SLICE):
-        op_(flat[start : start + SERIAL_SLICE])
-
-
-def padded(shape: tuple[int, ...], dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """A zeroed 1-D buffer padded to a multiple of :data:`VECTOR_STEP` and its first
-    ``prod(shape)`` elements viewed as ``shape`` (for :func:`split_invariant_`)."""
-    size = math.prod(shape)
-    flat = torch.zeros(-(-size // VECTOR_STEP) * VECTOR_STEP, dtype=dtype)
-    return flat, flat[:size].view(shape)
-
-
-class SamplingForward:
-    """``mlp_forward`` prepared for a sampler's many small steps with fixed per-task params.
-
-    A rollout calls the policy once per env step on ``[T, E, O]`` observations (a few hundred
-    rows), where per-op overhead, not arithmetic, sets the cost. Once per rollout this
-    transposes the weights, computes ``sigma = exp(log_std)``, and folds the affine maps of
-    ``tanh(z) = 2 sigmoid(2z) - 1`` into the weights (with ``s = sigmoid(2z)``:
-    ``W tanh(z) + b = (2W) s + (b - W 1)``), so each hidden layer is one ``baddbmm`` into a
-    reused buffer and one in-place ``sigmoid``, and a Gaussian action ``mu + sigma * noise`` is
-    the output layer's ``baddbmm`` onto ``b + sigma * noise``. Same function as
-    :func:`mlp_forward` up to float32 rounding (~2e-6 on the outputs).
-
-    Each task's outputs are independent of the other tasks in the batch, bit for bit (the
-    ``exp`` and ``sigmoid`` run through :func:`split_invariant_`), and of the thread count:
-    what lets worker samplers return the in-process batch exactly.
-
-    Args:
-        policy: a policy :func:`supports_fast_products` accepts.
-        params: per-task parameters ``[T, ...]`` (read once; later changes are not seen).
-    """
-
-    def __init__(self, policy: Policy, params: Params) -> None:
-        layers, activation = _layers(policy)
-        self._sigmoid = activation == "tanh"
-        self._affine: list[tuple[Tensor, Tensor]] = []  # (bias [T, 1, out], weight [T, in, out])
-        self._buffers: dict[tuple[int, ...], list[tuple[Tensor, Tensor]]] = {}
-        last = len(layers) - 1
-        for i, (w, b) in enumerate(layers):
-            weight = params[w].detach().transpose(1, 2)
-            bias = params[b].detach().unsqueeze(1)
-            if self._sigmoid:
-                if i > 0:  # the input is s = sigmoid(2 z_prev): W h = 2 W s - W 1
-                    bias = bias - weight.sum(1, keepdim=True)
-                    weight = 2 * weight
-                if i < last:  # this layer's pre-activation enters as 2 z
-                    bias, weight = 2 * bias, 2 * weight
-            # hidden layers: contiguous [in, out]; the narrow output layer stays a transposed
-            # view (the faster form for a product with few output columns)
-            self._affine.append((bias, weight if i == last else weight.contiguous()))
-        self.std: Tensor | None = None
-        if isinstance(policy, GaussianMLPPolicy):
-            log_std = params["log_std"].detach().clamp(min=policy.min_log_std)
-            flat, std = padded(tuple(log_std.shape), log_std.dtype)
-            std.copy_(log_std)
-            split_invariant_(Tensor.exp_, flat)
-            self.std = std.unsqueeze(1)
-
-    def _hidden(self, obs: Tensor) -> Tensor:
-        """Last hidden layer ``[T, E, W]``; a view of a buffer the next call overwrites."""
-        key = tuple(obs.shape[:-1])
-        if key not in self._buffers:
-            self._buffers[key] = [padded((*key, w.shape[-1]), obs.dtype)
-                                  for _, w in self._affine[:-1]]
-        a = obs
-        for (bias, weight), (flat, out) in zip(self._affine[:-1], self._buffers[key],
-                                               strict=True):
-            a = torch.baddbmm(bias, a, weight, out=out)
-            if self._sigmoid:
-                split_invariant_(Tensor.sigmoid_, flat)
-            else:
-                a.relu_()  # exact: no rounding to depend on the batch
-        return a
-
-    def __call__(self, obs: Tensor) -> Tensor:
-        """Network outputs (Gaussian means or logits) ``[T, E, D]`` at ``obs [T, E, O]``."""
-        bias, weight = self._affine[-1]
-        return torch.baddbmm(bias, self._hidden(obs), weight)
-
-    def gaussian_actions(self, obs: Tensor, noise: Tensor) -> Tensor:
-        """``mu(obs) + sigma * noise`` ``[T, E, A]`` (Gaussian policies) for ``noise [T, E, A]``."""
-        if self.std is None:
-            raise TypeError("gaussian_actions needs a GaussianMLPPolicy")
-        bias, weight = self._affine[-1]
-        return torch.baddbmm(torch.addcmul(bias, noise, self.std), self._hidden(obs), weight)
-
-
 class MLPProducts:
     """Linearisation of a per-task MLP policy at fixed inputs.
 
@@ -217,7 +101,7 @@ class MLPProducts:
     def __init__(self, policy: Policy, params: Params, obs: Tensor,
                  second_order: bool = True) -> None:
         self.params = {n: p.detach() for n, p in params.items()}
-        self.layers, activation = _layers(policy)
+        self.layers, activation = mlp_layers(policy)
         num_tasks = obs.shape[0]
         x = obs.detach().reshape(num_tasks, -1, obs.shape[-1])
         self.inputs: list[Tensor] = [x]  # input of each linear layer
@@ -398,60 +282,3 @@ class HessianProducts:
                 )
                 delta_z = self._delta_z[i - 1]
         return mlp.in_order(result)
-
-
-# --------------------------------------------------------------------------- the allocator
-# Meta-RL updates allocate and free the same large activations many times per iteration (one
-# [20, 2000, 64] float32 tensor is 10 MB; an exact TRPO step makes hundreds). glibc serves blocks
-# above its mmap threshold with fresh mmap pages and unmaps them on free, so every allocation
-# pays page faults and the zeroing of new pages in the kernel. retain_freed_memory serves such
-# blocks from the heap and keeps freed memory in the process, as jemalloc or tcmalloc would; the
-# price is that the process keeps its peak heap until it exits.
-
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD_BYTES = 1 << 30
-"""Blocks below this come from the heap (glibc >= 2.35 accepts it; older glibc caps the
-threshold at 32 MB, which :func:`retain_freed_memory` falls back to)."""
-MMAP_THRESHOLD_FALLBACK_BYTES = 32 << 20
-TRIM_THRESHOLD_BYTES = 1 << 30
-"""Free memory at the top of the heap kept before glibc returns any to the OS."""
-
-
-def retain_freed_memory() -> bool:
-    """Serve blocks below 1 GB (32 MB on older glibc) from glibc's heap and keep freed memory
-    in the process.
-
-    Setting these ``mallopt`` parameters also turns off glibc's dynamic threshold (which
-    otherwise follows the last freed block, so whether an allocation faults in fresh pages
-    depends on the order of earlier ones). A no-op returning ``False`` where the C library
-    is not glibc (macOS, musl, Windows).
-
-    Returns:
-        Whether both settings were applied.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    mmap_set: bool = any(mallopt(_M_MMAP_THRESHOLD, size) == 1
-                         for size in (MMAP_THRESHOLD_BYTES, MMAP_THRESHOLD_FALLBACK_BYTES))
-    trim_set: bool = mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1
-    return mmap_set and trim_set
-
-
-def configure_process(num_threads: int, keep_freed_memory: bool = True) -> None:
-    """Set torch's intra-op threads and, optionally, :func:`retain_freed_memory`.
-
-    Args:
-        num_threads: torch intra-op threads (the machine's cores; 1 when several processes
-            share them).
-        keep_freed_memory: apply :func:`retain_freed_memory` (``run.retain_freed_memory``).
-    """
-    torch.set_num_threads(num_threads)
-    if keep_freed_memory:
-        retain_freed_memory()

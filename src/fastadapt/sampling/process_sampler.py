@@ -3,8 +3,9 @@
 Each worker is a process of the ``forkserver`` start method (``spawn`` where there is none; a
 forked copy of a threaded parent is never used) running :func:`_worker_main`: one torch thread,
 SIGINT ignored (Ctrl-C is the parent's to handle), the family and policy unpickled once at
-start. Per call the parent sends each busy worker one :class:`~fastadapt.sampling.work.WorkItem`
-(parameters as numpy arrays) and receives its episodes as numpy arrays: no per-step messages.
+start. Per call the parent sends each busy worker one
+:class:`~fastadapt.sampling.worker_pool.WorkItem` (parameters as numpy arrays) and receives its
+episodes as numpy arrays: no per-step messages.
 
 Failures. The parent waits on the workers' pipes *and* process sentinels, so a worker that
 dies (SIGKILL, OOM killer, segfault) is seen at once; it is restarted and its work item re-run
@@ -39,7 +40,7 @@ import torch
 from fastadapt.envs.base import TaskFamily
 from fastadapt.errors import SamplerError, WorkerDiedError, WorkerError
 from fastadapt.sampling.base import SamplingPolicy
-from fastadapt.sampling.work import (
+from fastadapt.sampling.worker_pool import (
     ArrayBatch,
     WorkerPoolSampler,
     WorkItem,
@@ -200,7 +201,7 @@ class ProcessSampler(WorkerPoolSampler):
         method = start_method or default_start_method()
         self._ctx = multiprocessing.get_context(method)
         if method == "forkserver":
-            self._ctx.set_forkserver_preload(["fastadapt.sampling.process"])
+            self._ctx.set_forkserver_preload(["fastadapt.sampling.process_sampler"])
         self._payload = pickle.dumps((family, policy, horizon))
         self._workers: list[_Worker] = []
         self._finalizer = weakref.finalize(self, _stop_all, self._workers)
