@@ -110,6 +110,9 @@ def test_two_resumes_with_different_settings_do_not_interleave(
         assert main(["train", "--resume", str(run), "--iterations", "5", "--quiet",
                      "--set", "maml-trpo.inner_lr=0.05"]) == 2
         assert f"in use by pid {first.pid} (fastadapt train --resume)" in one_line_error(capsys)
+        deadline = time.monotonic() + 120  # let the first one train on a little
+        while len(read_metrics(run)) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
     finally:
         first.send_signal(signal.SIGKILL)  # kill -9: the kernel releases the lock
         first.wait(30)
@@ -262,8 +265,38 @@ def test_resume_says_where_it_continues_and_when_there_is_nothing_to_do(
 ) -> None:
     before = _snapshot(run)
     assert main(["train", "--resume", str(run), "--quiet"]) == 0
-    assert "has run all its 2 iterations: nothing to train (pass --iterations N with N > 2" \
-        in capsys.readouterr().out
+    assert "has run 2 iterations (run.iterations 2): nothing to train (pass --iterations N " \
+        "with N > 2" in capsys.readouterr().out
     assert _snapshot(run) == before
     assert main(["train", "--resume", str(run), "--iterations", "3", "--quiet"]) == 0
     assert f"resuming {run} at iteration 2 of 3" in capsys.readouterr().out
+
+
+def test_a_plugin_added_on_resume_is_a_change_of_the_run(
+    run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = _refused(["train", "--resume", str(run), "--iterations", "3", "--quiet",
+                     "--plugin", "fastadapt_example"], run, capsys)
+    assert f"plugins defines the run in {run}" in line
+
+
+@pytest.mark.parametrize("name", ["iter_000002.json", "iter_000003.json",
+                                  "iter_000001.safetensors"])
+def test_a_directory_named_like_a_checkpoint_is_refused_before_anything_changes(
+    name: str, run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    entry = run / "checkpoints" / name
+    if entry.exists():
+        entry.unlink()
+    entry.mkdir()
+    line = _refused(["train", "--resume", str(run), "--iterations", "4", "--quiet"], run, capsys)
+    assert f"{entry} is not a regular file" in line and "move it away" in line
+
+
+def test_changes_that_are_not_records_are_one_line(
+    run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = run / "config.yaml"
+    config.write_text(config.read_text() + "changes: [1, x, null]\n")
+    line = _refused(["train", "--resume", str(run), "--iterations", "3", "--quiet"], run, capsys)
+    assert "'changes' must be a list of records (iteration, key, from, to)" in line

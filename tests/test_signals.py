@@ -61,11 +61,6 @@ def _wait_for(condition: Any, what: str, process: subprocess.Popen[Any], log: Pa
         time.sleep(0.05)
 
 
-def _records(run: Path) -> int:
-    path = run / "metrics.jsonl"
-    return len(path.read_text().splitlines()) if path.exists() else 0
-
-
 def _gone(processes: list[psutil.Process]) -> bool:
     return not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in processes)
 
@@ -85,7 +80,8 @@ def test_sigterm_ends_a_training_like_ctrl_c_and_resume_goes_on(
                        "--sampler", sampler, "--workers", "2", *TRAIN_TINY),
             stdout=subprocess.DEVNULL, stderr=stderr)
     try:
-        _wait_for(lambda: _records(run) >= 1, "the first record", process, log)
+        _wait_for(lambda: latest_checkpoint(run / "checkpoints") is not None,
+                  "the first checkpoint", process, log)  # its record comes just before it
         started = psutil.Process(process.pid).children(recursive=True)
         process.send_signal(signal.SIGTERM)  # as `kill PID`, systemd or a batch scheduler do
         process.wait(timeout=60)

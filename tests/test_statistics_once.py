@@ -10,6 +10,7 @@ call and put it back, so two calls give the same CIs and the caller's state is u
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -91,6 +92,21 @@ def test_a_run_given_twice_is_refused(
     assert not output.exists()
 
 
+@pytest.mark.parametrize("command", COMMANDS, ids=list(COMMANDS))
+def test_a_hard_link_copy_of_a_run_is_refused(
+        command: str, runs: list[Path], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    copy = tmp_path / "copy-seed9"
+    copy.mkdir()
+    for entry in runs[0].iterdir():  # cp -al: a new directory, the same files
+        os.link(entry, copy / entry.name)
+    output = tmp_path / "out.png"
+    assert main([*COMMANDS[command], *map(str, runs), str(copy), "--output", str(output)]) == 2
+    line = one_line_error(capsys)
+    assert f"runs {runs[0]} and {copy} hold the same evaluation.json (a hard-link copy" in line
+    assert not output.exists()
+
+
 def test_the_libraries_refuse_a_run_given_twice(runs: list[Path]) -> None:
     link = _symlink(runs[1])
     for read in (load_scores, group_runs):
@@ -130,3 +146,9 @@ def test_report_prints_the_same_table_twice(
         assert main(["report", *map(str, runs), "--output", str(tmp_path / "r.png")]) == 0
         tables.append(capsys.readouterr().out)
     assert tables[0] == tables[1]
+
+
+def test_the_bootstrap_does_not_depend_on_the_order_of_the_runs(runs: list[Path]) -> None:
+    forward = aggregate(load_scores(runs), reps=200, seed=3)
+    backward = aggregate(load_scores(runs[::-1]), reps=200, seed=3)
+    assert forward.intervals == backward.intervals  # per group, whatever order it came in

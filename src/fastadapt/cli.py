@@ -15,16 +15,19 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TextIO, cast
+from typing import Any, TextIO, cast
 
 from fastadapt.errors import ConfigError, FastAdaptError, OutputError, Terminated
 from fastadapt.plugins import load_plugins
-from fastadapt.quoting import shorten_text
 from fastadapt.run.console import (
+    ArgumentParser,
     GuardedOutput,
     discard_stdout,
     sigterm_as_interrupt,
     sigterm_received,
+)
+from fastadapt.run.console import (
+    integer_option as count,
 )
 
 
@@ -41,13 +44,20 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 def _train(args: argparse.Namespace) -> None:
     from fastadapt.plots import plot_run
     from fastadapt.run.config_loading import load_train_config
+    from fastadapt.run.lock import RunLock
     from fastadapt.run.rundir import load_run_config
     from fastadapt.run.trainer import Trainer
 
     overrides = _overrides(args)
+    lock = None
     if args.resume is not None:
         run_dir = Path(args.resume)
-        config = load_run_config(run_dir, overrides, args.plugin)
+        lock = RunLock(run_dir, "fastadapt train --resume").acquire()  # before reading it
+        try:
+            config = load_run_config(run_dir, overrides, args.plugin)
+        except BaseException:
+            lock.release()  # not a run: no lock file left in it
+            raise
     elif args.config is None:
         raise ConfigError("give a CONFIG to train (a YAML file or a packaged config such as "
                           "maml-trpo/2d-navigation), or --resume RUN_DIR")
@@ -56,13 +66,13 @@ def _train(args: argparse.Namespace) -> None:
         stem = f"{config.algorithm}-{Path(args.config).stem}"
         run_dir = Path(args.run_dir or f"runs/{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
         args.run_dir = str(run_dir)  # for the line of an interrupt
-    trainer = Trainer(config, run_dir, args.resume is not None, not args.quiet)
+    trainer = Trainer(config, run_dir, args.resume is not None, not args.quiet, lock)
     if args.resume is not None:
         done, total = trainer.iteration, trainer.iterations
         if done >= total:
             trainer.close()
-            print(f"{run_dir} has run all its {total} iterations: nothing to train (pass "
-                  f"--iterations N with N > {done} to train further)")
+            print(f"{run_dir} has run {done} iterations (run.iterations {total}): nothing to "
+                  f"train (pass --iterations N with N > {done} to train further)")
             return
         print(f"resuming {run_dir} at iteration {done} of {total}", flush=True)
     policy_path = trainer.run(
@@ -190,7 +200,6 @@ def _print_rows(rows: list[dict[str, str]], title: str, output: str) -> None:
 
 def _envs(args: argparse.Namespace) -> None:
     from fastadapt.envs.registry import describe_families
-    from fastadapt.plugins import load_plugins
 
     load_plugins(args.plugin)
     _print_rows(describe_families(), "task families", args.format)
@@ -198,7 +207,6 @@ def _envs(args: argparse.Namespace) -> None:
 
 def _algorithms(args: argparse.Namespace) -> None:
     from fastadapt.algorithms.registry import describe_algorithms
-    from fastadapt.plugins import load_plugins
 
     load_plugins(args.plugin)
     _print_rows(describe_algorithms(), "algorithms", args.format)
@@ -223,8 +231,8 @@ def _add_train(commands: Any, common: argparse.ArgumentParser) -> None:
                    help="a YAML config, or a packaged one by name (fastadapt configs)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, dots for nesting (maml-trpo.inner_lr=0.05)")
-    p.add_argument("--iterations", type=_integer, help="meta-iterations (run.iterations)")
-    p.add_argument("--seed", type=_integer, help="run.seed")
+    p.add_argument("--iterations", type=count, help="meta-iterations (run.iterations)")
+    p.add_argument("--seed", type=count, help="run.seed")
     # Checked by the config (one-line errors), not by argparse:
     p.add_argument("--sampler", metavar="{vector,process,ray}",
                    help="run.sampler: in-process (default), worker processes or Ray actors")
@@ -241,13 +249,13 @@ def _add_train(commands: Any, common: argparse.ArgumentParser) -> None:
 def _add_evaluate(commands: Any, common: argparse.ArgumentParser) -> None:
     p = _command(commands, "evaluate", "meta-test a run on held-out tasks", common)
     p.add_argument("run_dir")
-    p.add_argument("--tasks", type=_integer, help="held-out tasks (default: config, 40)")
-    p.add_argument("--adaptation-steps", type=_integer, help="inner steps K (returns after 0..K)")
-    p.add_argument("--episodes", type=_integer, help="episodes per task and step")
-    p.add_argument("--eval-episodes", type=_integer,
+    p.add_argument("--tasks", type=count, help="held-out tasks (default: config, 40)")
+    p.add_argument("--adaptation-steps", type=count, help="inner steps K (returns after 0..K)")
+    p.add_argument("--episodes", type=count, help="episodes per task and step")
+    p.add_argument("--eval-episodes", type=count,
                    help="episodes per task sampled with the finally adapted policy (default: "
                         "--episodes; Meta-World's protocol: 3 after 10-episode steps)")
-    p.add_argument("--seed", type=_integer, default=0, help="seed of the evaluation rollouts")
+    p.add_argument("--seed", type=count, default=0, help="seed of the evaluation rollouts")
     p.add_argument("--sampler", metavar="{vector,process,ray}",
                    help="who steps the envs (default: the run's run.sampler; same result)")
     p.add_argument("--workers", metavar="N",
@@ -255,35 +263,12 @@ def _add_evaluate(commands: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=_evaluate)
 
 
-class _Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line, as every other error of the command."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"fastadapt: error: {shorten_text(message, 200)} (see {self.prog} "
-                     "--help)\n")
-
-
-def _integer(text: str) -> int:
-    """An integer option: ``40``, or ``1e3`` (an integral float, as configs take it)."""
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid int value: {shorten_text(text)!r}") from None
-    if not value.is_integer():
-        raise argparse.ArgumentTypeError(f"invalid int value: {shorten_text(text)!r}")
-    return int(value)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``fastadapt`` command."""
-    common = _Parser(add_help=False)
+    common = ArgumentParser(add_help=False)
     common.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                         help="import MODULE first (it registers families or algorithms)")
-    parser = _Parser(prog="fastadapt", description=(
+    parser = ArgumentParser(prog="fastadapt", description=(
         "Meta-reinforcement learning: train an agent on a distribution of tasks, meta-test "
         "it on held-out tasks, and plot, compare and aggregate runs. Errors are one line "
         "(exit code 2); Ctrl-C exits with 130 and SIGTERM with 143, checkpoints kept."))
@@ -310,13 +295,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(commands, "sweep", "train and evaluate N seeds (and a grid of overrides) of "
                  "a config as Ray Tune trials; resumes", common)
     p.add_argument("config", help="a YAML config, or a packaged one by name")
-    p.add_argument("--seeds", type=_integer, required=True, help="seeds 1..N of every grid point")
+    p.add_argument("--seeds", type=count, required=True, help="seeds 1..N of every grid point")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key in every run")
     p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
                    help="one run per value (several --grid: every combination)")
     p.add_argument("--root", required=True, help="directory of the sweep's run directories")
-    p.add_argument("--workers", type=_integer,
+    p.add_argument("--workers", type=count,
                    help="runs at a time (default: the CPUs of the machine or cluster)")
     p.set_defaults(func=_sweep)
     p = _command(commands, "report", "aggregate evaluated runs over seeds (mean, median, IQM "
@@ -326,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "other runs per algorithm and the settings that differ (as compare)")
     p.add_argument("--output", default="report.png", help="PNG to write (default report.png)")
     score = p.add_mutually_exclusive_group()
-    score.add_argument("--point", type=_integer, default=-1,
+    score.add_argument("--point", type=count, default=-1,
                        help="the adaptation curve's point to score: k inner steps, or episode "
                             "k+1 of a trial (default -1: the last)")
     score.add_argument("--total", action="store_true",
@@ -347,8 +332,10 @@ def _interrupted(args: argparse.Namespace, interrupt: KeyboardInterrupt) -> int:
     """The line for Ctrl-C (exit code 130) or SIGTERM (143), and how to continue."""
     terminated = isinstance(interrupt, Terminated) or sigterm_received()
     how = "terminated" if terminated else "interrupted"
-    if args.command == "train":
-        run = args.resume or args.run_dir or "RUN_DIR"
+    run = args.command == "train" and (args.resume or args.run_dir)
+    if run and not (Path(run) / "config.yaml").is_file():  # stopped before the run was made
+        how += f"; no run was made in {run}: start it again"
+    elif run:
         how += (f"; checkpoints written so far are kept: continue with fastadapt train "
                 f"--resume {run}")
     elif args.command == "sweep":

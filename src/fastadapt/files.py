@@ -158,18 +158,20 @@ def read_json(path: Path, what: str, max_bytes: int | None = JSON_MAX_BYTES, *,
     raise error(f"{what} {path}: {problem}" + (f"; {hint}" if hint else ""))
 
 
-def check_distinct(paths: Iterable[Path], what: str = "run") -> None:
+def check_distinct(paths: Iterable[Path], what: str = "run", member: str | None = None) -> None:
     """Refuse a file or directory given twice, under one name or two (a symlink, a trailing
     slash, ``./``): same device and inode, or the same real path where it does not exist.
+    With ``member`` (``"evaluation.json"``), directories whose member is one file (a hard-link
+    copy, ``cp -al``) are refused too.
 
     Raises:
         ConfigError: ``run X is given twice (as A and B); give each run once``.
     """
-    seen: dict[tuple[int, int] | str, Path] = {}
+    seen: dict[Any, Path] = {}
     for path in paths:
         try:
             info = os.stat(path)
-            identity: tuple[int, int] | str = (info.st_dev, info.st_ino)
+            identity: Any = (info.st_dev, info.st_ino)
         except OSError:
             identity = os.path.realpath(path)
         if identity in seen:
@@ -177,6 +179,24 @@ def check_distinct(paths: Iterable[Path], what: str = "run") -> None:
             raise ConfigError(f"{what} {os.path.realpath(path)} is given twice{names}; give "
                               f"each {what} once")
         seen[identity] = path
+        for key in _member_identities(path, member):
+            if key in seen:
+                raise ConfigError(f"{what}s {seen[key]} and {path} hold the same {member} (a "
+                                  f"hard-link copy of one {what}); give each {what} once")
+            seen[key] = path
+
+
+def _member_identities(path: Path, member: str | None) -> list[Any]:
+    """The device and inode of ``path/member`` (none where it cannot be read: its reader
+    says why). Equal bytes are not refused: two runs whose policies act alike meet the same
+    evaluation streams and can write the same file."""
+    if member is None:
+        return []
+    try:
+        info = os.stat(Path(path) / member)
+    except OSError:
+        return []
+    return [("inode", info.st_dev, info.st_ino)]
 
 
 # --------------------------------------------------------------------------- writing

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,7 +116,7 @@ def load_scores(run_dirs: list[Path], point: int | None = -1) -> list[AlgorithmS
         PluginError: an evaluation of an older release, without its algorithm, of a run
             without ``facts.json`` whose algorithm is a plugin's not imported.
     """
-    check_distinct(run_dirs)
+    check_distinct(run_dirs, member=EVALUATION_FILE)
     missing = [str(run) for run in run_dirs if not os.path.lexists(run / EVALUATION_FILE)]
     if missing:
         raise CheckpointError(f"report needs evaluated runs; not evaluated: {', '.join(missing)}"
@@ -147,8 +148,10 @@ def load_scores(run_dirs: list[Path], point: int | None = -1) -> list[AlgorithmS
     if len(sizes) > 1:
         raise ConfigError(f"report needs runs evaluated on the same held-out tasks, got "
                           f"{sorted(sizes)} tasks")
-    for label, group in groups.items():
-        group.scores = np.stack(rows[label])
+    for label, group in groups.items():  # runs in path order: the bootstrap's draws do not
+        order = sorted(range(len(group.runs)), key=lambda i: group.runs[i])  # depend on
+        group.runs = [group.runs[i] for i in order]  # the order they were given in
+        group.scores = np.stack([rows[label][i] for i in order])
     return list(groups.values())
 
 
@@ -160,6 +163,22 @@ def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> float:
     task, which dominates a bootstrap's time)."""
     pairs = x[:, None, :] - y[None, :, :]
     return float(np.mean((pairs > 0).mean(axis=(0, 1)) + 0.5 * (pairs == 0).mean(axis=(0, 1))))
+
+
+def _interval_estimates(library: Any, scores: dict[str, Any], function: Any, reps: int,
+                        seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """rliable's point estimates and stratified bootstrap CIs, each key's drawn from its own
+    stream (``seed`` and the key's CRC-32), so a group's CI does not depend on which groups
+    came before it."""
+    points: dict[str, Any] = {}
+    cis: dict[str, Any] = {}
+    for key, value in scores.items():
+        key_seed = (seed + zlib.crc32(key.encode("utf-8"))) % 2**32
+        with _quiet_arch(), seeded_global_rng(key_seed):
+            point, ci = library.get_interval_estimates(
+                {key: value}, function, reps=reps, random_state=np.random.RandomState(key_seed))
+        points[key], cis[key] = point[key], ci[key]
+    return points, cis
 
 
 def aggregate(groups: list[AlgorithmScores], reps: int = BOOTSTRAP_REPS, seed: int = 0
@@ -179,9 +198,7 @@ def aggregate(groups: list[AlgorithmScores], reps: int = BOOTSTRAP_REPS, seed: i
                          metrics.aggregate_iqm(scores)])
 
     names = ("mean", "median", "iqm")
-    with _quiet_arch(), seeded_global_rng(seed):
-        points, cis = library.get_interval_estimates(
-            score_dict, estimators, reps=reps, random_state=np.random.RandomState(seed))
+    points, cis = _interval_estimates(library, score_dict, estimators, reps, seed)
     estimates = {a: dict(zip(names, map(float, points[a]), strict=True)) for a in score_dict}
     intervals = {a: {n: (float(cis[a][0, i]), float(cis[a][1, i])) for i, n in enumerate(names)}
                  for a in score_dict}
@@ -190,10 +207,8 @@ def aggregate(groups: list[AlgorithmScores], reps: int = BOOTSTRAP_REPS, seed: i
              for i, x in enumerate(order) for y in order[i + 1:]}
     improvement: dict[str, tuple[float, float, float]] = {}
     if pairs:
-        with _quiet_arch(), seeded_global_rng(seed):
-            probabilities, pair_cis = library.get_interval_estimates(
-                pairs, probability_of_improvement, reps=reps,
-                random_state=np.random.RandomState(seed))
+        probabilities, pair_cis = _interval_estimates(library, pairs,
+                                                      probability_of_improvement, reps, seed)
         improvement = {pair: (float(probabilities[pair]), float(np.ravel(pair_cis[pair])[0]),
                               float(np.ravel(pair_cis[pair])[1])) for pair in pairs}
     return Aggregate(estimates, intervals, improvement)

@@ -17,6 +17,7 @@ from fastadapt.files import check_distinct
 from fastadapt.plots.common import load_evaluation, plt, write_figure
 from fastadapt.run.facts import read_facts
 from fastadapt.run.logging import read_metrics
+from fastadapt.run.rundir import EVALUATION_FILE
 
 COMPARE_FILE = "compare.png"
 
@@ -80,7 +81,7 @@ def group_runs(run_dirs: list[Path], labels: Sequence[str] = ()) -> list[CurveGr
             twice (by one path or two: a symlink, a trailing slash); ``labels`` not one per
             run; a run's ``config.yaml`` cannot be read.
     """
-    check_distinct(run_dirs)
+    check_distinct(run_dirs, member=EVALUATION_FILE)
     evaluations = [load_evaluation(run_dir, CURVE_NEEDS) for run_dir in run_dirs]
     envs = {evaluation["env"] for evaluation in evaluations}
     if len(envs) > 1:
@@ -281,7 +282,7 @@ def compare_efficiency(run_dirs: list[Path], output: Path, labels: Sequence[str]
         ConfigError: the runs were evaluated on different task families, or a run is given
             twice; ``labels`` not one per run.
     """
-    check_distinct(run_dirs)
+    check_distinct(run_dirs, member=EVALUATION_FILE)
     budgets = [run_budget(run_dir) for run_dir in run_dirs]
     if labels:
         for budget, label in zip(budgets, row_labels(run_dirs, [b.algorithm for b in budgets],

@@ -39,6 +39,7 @@ from fastadapt.files import (
 __all__ = [
     "LEFTOVER",
     "atomic_write",
+    "check_checkpoint_files",
     "latest_checkpoint",
     "load_checkpoint",
     "load_tensors",
@@ -219,6 +220,22 @@ def _read_record(marker: Path) -> dict[str, Any]:
     if not isinstance(record, dict) or not isinstance(record.get("sha256"), str):
         raise CheckpointError(f"cannot load checkpoint {marker}: no 'sha256' entry")
     return record
+
+
+def check_checkpoint_files(directory: Path) -> None:
+    """Refuse a checkpoint directory where an entry named like a checkpoint file is not a
+    regular file (a directory, a FIFO): writing or pruning checkpoints would fail on it, or
+    remove what is not a checkpoint, after the run directory was changed.
+
+    Raises:
+        CheckpointError: one line naming the entry.
+    """
+    if not directory.is_dir():
+        return
+    for entry in sorted(directory.iterdir()):
+        if _CHECKPOINT_NAME.match(entry.name) and not entry.is_file():
+            raise CheckpointError(f"{entry} is not a regular file, so checkpoints cannot be "
+                                  "written beside it: move it away (nothing was changed)")
 
 
 def latest_checkpoint(directory: Path) -> Path | None:

@@ -1,6 +1,7 @@
 """How a ``fastadapt`` command meets its process: SIGTERM ends it as Ctrl-C does, and its
 standard output failing (a full disk or device, a closed descriptor) is one error, not a
-traceback or Python's ``Exception ignored ...`` at exit.
+traceback or Python's ``Exception ignored ...`` at exit; a usage error is one line too
+(:class:`ArgumentParser`).
 
 :func:`sigterm_as_interrupt` makes SIGTERM raise :class:`~fastadapt.errors.Terminated` (a
 ``KeyboardInterrupt``) in the main thread, so a run takes Ctrl-C's way out: samplers close
@@ -10,17 +11,20 @@ wraps ``sys.stdout`` so that its write errors become :class:`~fastadapt.errors.O
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import signal
 import sys
 import threading
 from collections.abc import Iterator
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from fastadapt.errors import OutputError, Terminated
+from fastadapt.quoting import shorten_text
 
-__all__ = ["GuardedOutput", "discard_stdout", "sigterm_as_interrupt", "sigterm_received"]
+__all__ = ["ArgumentParser", "GuardedOutput", "discard_stdout", "integer_option",
+           "sigterm_as_interrupt", "sigterm_received"]
 
 
 class _Sigterm:
@@ -101,3 +105,26 @@ def discard_stdout() -> None:
     buffered is not written again at exit (Python would print ``Exception ignored ...``)."""
     with contextlib.suppress(OSError, ValueError):
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, as every other error of the command."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"fastadapt: error: {shorten_text(message, 200)} (see {self.prog} "
+                     "--help)\n")
+
+
+def integer_option(text: str) -> int:
+    """An integer option: ``40``, or ``1e3`` (an integral float, as configs take it)."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {shorten_text(text)!r}") from None
+    if not value.is_integer():
+        raise argparse.ArgumentTypeError(f"invalid int value: {shorten_text(text)!r}")
+    return int(value)

@@ -17,7 +17,7 @@ import stat
 from pathlib import Path
 from types import TracebackType
 
-from fastadapt.errors import RunLockedError, StorageError
+from fastadapt.errors import CheckpointError, RunLockedError, StorageError
 
 try:
     import fcntl
@@ -65,6 +65,8 @@ class RunLock:
 
     def acquire(self) -> RunLock:
         """Take the lock (no wait); idempotent. Returns ``self``."""
+        if self._fd is None and not self.directory.is_dir():
+            raise CheckpointError(f"run directory {self.directory} does not exist")
         while self._fd is None and fcntl is not None:
             fd = self._open()
             try:

@@ -112,7 +112,10 @@ def earlier_changes(data: Mapping[str, Any], run_dir: Path) -> list[Any]:
         ConfigError: ``changes`` is not a list.
     """
     earlier = data.get(CHANGES_KEY, [])
-    if not isinstance(earlier, list):
+    fields = {"iteration", "key", "from", "to"}
+    if not isinstance(earlier, list) or not all(
+            isinstance(record, dict) and set(record) == fields for record in earlier):
         raise ConfigError(f"{run_dir / 'config.yaml'}: '{CHANGES_KEY}' must be a list of "
-                          "records, got " + _shorten(earlier))
+                          "records (iteration, key, from, to), got " + _shorten(earlier)
+                          + ": mend or remove it")
     return earlier

@@ -23,7 +23,7 @@ import numpy as np
 from fastadapt.algorithms.base import Algorithm, Iteration
 from fastadapt.config import RunConfig, TrainConfig
 from fastadapt.errors import CheckpointError, NonFiniteError, SamplerError, StorageError
-from fastadapt.run.checkpoint import latest_checkpoint, remove_leftovers
+from fastadapt.run.checkpoint import check_checkpoint_files, latest_checkpoint, remove_leftovers
 from fastadapt.run.config_loading import resolve, train_config_to_dict
 from fastadapt.run.facts import write_facts
 from fastadapt.run.loading import build_run_algorithm, load_final_policy, load_policy
@@ -117,6 +117,8 @@ class Trainer:
         run_dir: the run directory (made for a new run; continued with ``resume``).
         resume: continue from its latest checkpoint.
         show_progress: draw the progress bar.
+        lock: the run directory's lock, if the caller took it (before it read the config);
+            else the trainer takes it.
 
     Raises:
         ConfigError, UnknownEnvError, FamilyError, PluginError: a bad setting, before any
@@ -130,14 +132,14 @@ class Trainer:
     """
 
     def __init__(self, config: TrainConfig, run_dir: Path, resume: bool,
-                 show_progress: bool) -> None:
+                 show_progress: bool, lock: RunLock | None = None) -> None:
         run = config.run
         self.config, self.run_dir, self.show_progress = config, run_dir, show_progress
         self.algorithm = build_run_algorithm(config)
         self.iterations = self.algorithm.iterations(run.iterations)
         self.state = _RunState(run.seed)
         self.resume = resume
-        self.lock = RunLock(run_dir, "fastadapt train" + " --resume" * resume)
+        self.lock = lock or RunLock(run_dir, "fastadapt train" + " --resume" * resume)
         self.changes: list[Any] = []
         if run.wandb is not None:
             import_wandb()  # missing: one line before anything is written
@@ -146,10 +148,10 @@ class Trainer:
             if run.init_from is not None:
                 warm_start(self.algorithm, run)
             return
-        saved = load_run_config(run_dir, plugins=config.plugins)
-        self.lock.acquire()  # before the checkpoint is read: no second writer moves it on
+        self.lock.acquire()  # before the saved config and checkpoint are read
         try:
-            self._check_changes(saved)
+            # the saved config with its own plugins: a --plugin added now is a change
+            self._check_changes(load_run_config(run_dir))
             if run.init_from is not None and starts_afresh(run_dir, resume):
                 warm_start(self.algorithm, run)
             self._restore()
@@ -183,6 +185,7 @@ class Trainer:
             raise CheckpointError(f"cannot resume {self.run_dir}: {checkpoints} is not a "
                                   "directory; move it away to continue from the records' start, "
                                   "or start a new run (nothing was changed)")
+        check_checkpoint_files(checkpoints)
         marker = latest_checkpoint(checkpoints)
         if marker is not None:
             checkpoint = read_checkpoint(marker)

@@ -59,11 +59,14 @@ def _worker_main(conn: Connection, payload: bytes) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
     try:
-        family, policy, horizon = pickle.loads(payload)  # our own bytes, from the parent
-    except Exception as err:  # reported to the parent
-        conn.send((_READY_CALL, "error", first_line(err)))
+        try:
+            family, policy, horizon = pickle.loads(payload)  # our own bytes, from the parent
+        except Exception as err:  # reported to the parent
+            conn.send((_READY_CALL, "error", first_line(err)))
+            return
+        conn.send((_READY_CALL, "ready", os.getpid()))
+    except OSError:  # the parent ended (Ctrl-C, SIGTERM) while this worker started: quietly
         return
-    conn.send((_READY_CALL, "ready", os.getpid()))
     while True:
         try:
             message = conn.recv()
