@@ -28,7 +28,8 @@ from typing import Any
 from fastadapt.errors import CheckpointError, ConfigError, FastAdaptError, StorageError
 
 __all__ = ["CONFIG_MAX_BYTES", "JSON_MAX_BYTES", "LEFTOVER", "atomic_write", "check_distinct",
-           "memory_limit", "read_file", "read_json", "remove_leftovers"]
+           "is_integer", "is_number", "memory_limit", "read_file", "read_json",
+           "remove_leftovers"]
 
 CONFIG_MAX_BYTES = 8 * 2**20
 """The largest config file read (a config is a few kB)."""
@@ -131,6 +132,19 @@ def read_file(path: Path, what: str, max_bytes: int | None, *,
         raise fail(_reason(err)) from None
     finally:
         os.close(fd)
+
+
+def is_number(value: Any) -> bool:
+    """Whether a value read from JSON is a number (``true`` is not, though Python's ``bool``
+    is an ``int``)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def is_integer(value: Any, least: int | None = None) -> bool:
+    """Whether a value read from JSON is an integer (not ``true``), at least ``least`` if
+    given."""
+    return isinstance(value, int) and not isinstance(value, bool) and (
+        least is None or value >= least)
 
 
 def read_json(path: Path, what: str, max_bytes: int | None = JSON_MAX_BYTES, *,

@@ -36,9 +36,12 @@ from typing import Any, Literal, NamedTuple
 from fastadapt.config import TrainConfig
 from fastadapt.errors import ConfigError, FastAdaptError, StorageError, SweepError
 from fastadapt.evaluation.evaluation_file import read_evaluation
-from fastadapt.evaluation.grouping import flatten
 from fastadapt.evaluation.protocol import evaluate_run
-from fastadapt.run.config_loading import load_train_config, resolve, train_config_to_dict
+from fastadapt.run.config_loading import (
+    flat_config,
+    load_train_config,
+    resolve,
+)
 from fastadapt.run.lock import RunLock
 from fastadapt.run.names import seed_run_name
 from fastadapt.run.rundir import CONFIG_FILE, EVALUATION_FILE, POLICY_FILE, load_run_config
@@ -126,8 +129,8 @@ def check_same_config(run: SweepRun, run_dir: Path, plugins: Iterable[str]) -> N
     """
     if run_status(run_dir) == "new":
         return
-    planned = flatten(train_config_to_dict(run.config))
-    saved = flatten(train_config_to_dict(load_run_config(run_dir, plugins=plugins)))
+    planned = flat_config(run.config)
+    saved = flat_config(load_run_config(run_dir, plugins=plugins))
     differ = sorted(key for key in planned.keys() | saved.keys()
                     if key != "run.iterations" and planned.get(key) != saved.get(key))
     if differ:

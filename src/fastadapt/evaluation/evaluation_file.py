@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from fastadapt.errors import CheckpointError
-from fastadapt.files import read_json
+from fastadapt.files import is_integer, is_number, read_json
 from fastadapt.run.rundir import EVALUATION_FILE
 
 __all__ = ["CURVE_NEEDS", "PLOT_NEEDS", "evaluation_problem", "read_evaluation"]
@@ -32,14 +32,11 @@ CURVE_NEEDS = ("returns_mean", "episodes_per_step|episodes_per_task")
 """The keys ``fastadapt compare`` draws (``a|b``: either)."""
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def _count(minimum: int) -> Callable[[Any, int], str | None]:
     def check(value: Any, points: int) -> str | None:
-        ok = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-        return None if ok else f"must be an integer >= {minimum}, got {value!r:.40}"
+        if is_integer(value, minimum):
+            return None
+        return f"must be an integer >= {minimum}, got {value!r:.40}"
     return check
 
 
@@ -48,7 +45,7 @@ def _name(value: Any, points: int) -> str | None:
 
 
 def _curve(value: Any, points: int) -> str | None:
-    if isinstance(value, list) and len(value) == points and all(map(_is_number, value)):
+    if isinstance(value, list) and len(value) == points and all(map(is_number, value)):
         return None
     return f"must be a list of {points} numbers (one per point of per_task_returns)"
 
@@ -60,14 +57,14 @@ def _adapts_by(value: Any, points: int) -> str | None:
 
 def _path(value: Any) -> bool:
     return isinstance(value, list) and all(
-        isinstance(point, list) and len(point) == 2 and all(map(_is_number, point))
+        isinstance(point, list) and len(point) == 2 and all(map(is_number, point))
         for point in value)
 
 
 def _trajectories(value: Any, points: int) -> str | None:
     ok = isinstance(value, list) and all(
         isinstance(example, dict) and isinstance(example.get("task"), dict)
-        and all(_is_number(example["task"].get(key)) for key in ("goal_x", "goal_y"))
+        and all(is_number(example["task"].get(key)) for key in ("goal_x", "goal_y"))
         and all(_path(example.get(key)) for key in ("before", "after"))
         for example in value)
     return None if ok else ("must be a list of {task: {goal_x, goal_y}, before: [[x, y], ...], "
@@ -98,7 +95,7 @@ def _per_task_problem(rows: Any) -> str | None:
         return "'per_task_returns' must be a non-empty list of non-empty lists"
     if len({len(row) for row in rows}) > 1:
         return "'per_task_returns' rows differ in length"
-    if not all(_is_number(value) for row in rows for value in row):
+    if not all(is_number(value) for row in rows for value in row):
         return "'per_task_returns' must hold numbers only"
     return None
 

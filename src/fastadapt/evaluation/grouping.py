@@ -16,17 +16,18 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from fastadapt.errors import ConfigError
+from fastadapt.run.config_loading import flatten
 from fastadapt.run.format_0_1 import is_0_1_config, migrate_0_1
 from fastadapt.run.names import run_group
 from fastadapt.run.rundir import CONFIG_FILE
 from fastadapt.run.yaml_config import read_mapping
 
-__all__ = ["NOT_METHOD", "flatten", "group_label", "method_settings", "row_labels"]
+__all__ = ["NOT_METHOD", "group_label", "method_settings", "row_labels"]
 
 NOT_METHOD = ("format", "changes", "plugins", "algorithm", "run", "evaluate")
 """Top-level config keys that do not tell one method from another (the algorithm is the
@@ -34,17 +35,6 @@ row's name itself)."""
 _COMMON = ("env", "policy")
 """Sections of every config; any other section of a run's config is its algorithm's."""
 _UNSET = "unset"
-
-
-def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A nested mapping as ``{"a.b.c": value}`` (lists are values)."""
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def group_label(run: Path, algorithm: str) -> str:

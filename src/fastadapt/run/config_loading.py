@@ -146,6 +146,23 @@ def train_config_to_dict(config: TrainConfig) -> dict[str, Any]:
     return data
 
 
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as ``{"a.b.c": value}`` (lists are values)."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def flat_config(config: TrainConfig) -> dict[str, Any]:
+    """``config`` as ``{"section.key": value}``, as it is saved: what ``--resume`` and
+    ``sweep`` compare with a run's saved config."""
+    return flatten(train_config_to_dict(config))
+
+
 def resolve(config: TrainConfig) -> TrainConfig:
     """``config`` with its plugins imported and its algorithm's section filled in (the
     defaults when unset), checked against the registered algorithm.

@@ -22,7 +22,7 @@ from fastadapt.algorithms.registry import algorithm_class
 from fastadapt.config import TrainConfig
 from fastadapt.envs.registry import make_family
 from fastadapt.errors import CheckpointError
-from fastadapt.files import atomic_write, read_json
+from fastadapt.files import atomic_write, is_integer, read_json
 from fastadapt.run.rundir import load_run_config
 
 __all__ = ["FACTS_FILE", "AdaptsBy", "RunFacts", "facts_of", "read_facts", "write_facts"]
@@ -65,14 +65,11 @@ def _checked(data: Any, path: Path) -> RunFacts:
     Raises:
         CheckpointError: it is not what :func:`write_facts` writes.
     """
-    def count(value: Any, least: int) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool) and value >= least
-
     updates = data.get("updates_per_iteration") if isinstance(data, dict) else None
     ok = (isinstance(data, dict) and isinstance(data.get("algorithm"), str)
           and data["algorithm"] and data.get("adapts_by") in ("gradient_steps", "episodes")
-          and count(data.get("horizon"), 1)
-          and (updates is None or count(updates, 0)))  # random-init: no update
+          and is_integer(data.get("horizon"), 1)
+          and (updates is None or is_integer(updates, 0)))  # random-init: no update
     if not ok:
         raise CheckpointError(f"{path} is not a valid facts file (algorithm, adapts_by, "
                               f"horizon, updates_per_iteration); remove it to read the "

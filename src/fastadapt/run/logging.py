@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from fastadapt.closing import Closeable
 from fastadapt.errors import StorageError
-from fastadapt.files import atomic_write, memory_limit, read_file
+from fastadapt.files import atomic_write, is_integer, is_number, memory_limit, read_file
 
 if TYPE_CHECKING:
     from fastadapt.run.wandb_sink import WandbSink
@@ -45,10 +45,6 @@ NUMBERS = ("seconds", "env_steps", "return_before", "return_after")
 """Keys a record holds numbers under (where it has them)."""
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def _record(line: str) -> dict[str, Any] | None:
     """The record a line holds (an object with an integer ``iteration`` and numbers under
     :data:`NUMBERS`), or ``None``."""
@@ -56,9 +52,8 @@ def _record(line: str) -> dict[str, Any] | None:
         record = json.loads(line)
     except (json.JSONDecodeError, RecursionError):
         return None
-    if isinstance(record, dict) and isinstance(record.get("iteration"), int) \
-            and not isinstance(record["iteration"], bool) \
-            and all(_is_number(record[key]) for key in NUMBERS if key in record):
+    if isinstance(record, dict) and is_integer(record.get("iteration")) \
+            and all(is_number(record[key]) for key in NUMBERS if key in record):
         return record
     return None
 

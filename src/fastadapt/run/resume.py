@@ -22,7 +22,8 @@ from typing import Any
 
 from fastadapt.config import TrainConfig
 from fastadapt.errors import CheckpointError, ConfigError
-from fastadapt.run.config_loading import CHANGES_KEY, train_config_to_dict
+from fastadapt.quoting import shorten
+from fastadapt.run.config_loading import CHANGES_KEY, flat_config
 from fastadapt.run.logging import read_metrics
 
 __all__ = ["FIXED_ON_RESUME", "change_records", "check_progress_is_checkpointed",
@@ -32,29 +33,13 @@ FIXED_ON_RESUME = ("algorithm", "plugins", "env.", "policy.", "run.seed", "run.i
 """Keys (and, ending in a dot, sections) that define a run: ``--resume`` cannot change them."""
 
 
-def _flat(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, Mapping) and value:
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def config_changes(saved: TrainConfig, given: TrainConfig) -> list[tuple[str, Any, Any]]:
     """The keys whose values differ between a run's saved config and the one it resumes
     with, as ``(dotted key, saved value, given value)`` in the config's order."""
-    before = _flat(train_config_to_dict(saved))
-    after = _flat(train_config_to_dict(given))
+    before, after = flat_config(saved), flat_config(given)
     keys = list(dict.fromkeys([*before, *after]))
     return [(key, before.get(key), after.get(key)) for key in keys
             if key != "format" and before.get(key) != after.get(key)]
-
-
-def _shorten(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def fixed_keys_changed(changes: list[tuple[str, Any, Any]], run_dir: Path) -> None:
@@ -67,8 +52,8 @@ def fixed_keys_changed(changes: list[tuple[str, Any, Any]], run_dir: Path) -> No
         if any(key == fixed or (fixed.endswith(".") and key.startswith(fixed))
                for fixed in FIXED_ON_RESUME):
             raise ConfigError(
-                f"{key} defines the run in {run_dir} ({_shorten(before)}) and cannot change "
-                f"on --resume (got {_shorten(after)}): start a new run instead, e.g. with "
+                f"{key} defines the run in {run_dir} ({shorten(before, 40)}) and cannot change "
+                f"on --resume (got {shorten(after, 40)}): start a new run instead, e.g. with "
                 f"--set run.init_from={run_dir} to start from its parameters "
                 "(nothing was changed)")
 
@@ -116,6 +101,6 @@ def earlier_changes(data: Mapping[str, Any], run_dir: Path) -> list[Any]:
     if not isinstance(earlier, list) or not all(
             isinstance(record, dict) and set(record) == fields for record in earlier):
         raise ConfigError(f"{run_dir / 'config.yaml'}: '{CHANGES_KEY}' must be a list of "
-                          "records (iteration, key, from, to), got " + _shorten(earlier)
+                          "records (iteration, key, from, to), got " + shorten(earlier, 40)
                           + ": mend or remove it")
     return earlier
