@@ -22,10 +22,13 @@ def test_the_public_names_resolve() -> None:
 
 
 def _library_example() -> str:
-    """The README's library example (the Python block under "As a library")."""
+    """The README's library examples (the Python blocks under "As a library": train and
+    evaluate, then the agent in a loop of one's own), in order."""
     text = README.read_text()
-    start = text.index("```python", text.index("As a library"))
-    return text[start + len("```python"): text.index("```", start + 9)]
+    section = text[text.index("As a library"):text.index("## Documentation")]
+    blocks = section.split("```python")[1:]
+    assert len(blocks) == 2, "the README's library section has two Python blocks"
+    return "\n".join(block[:block.index("```")] for block in blocks)
 
 
 def test_the_readme_library_example_runs_from_another_directory(tmp_path: Path) -> None:

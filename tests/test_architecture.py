@@ -11,7 +11,8 @@ never imports an algorithm, ``envs`` nothing of learning):
 1. ``envs``, ``policies``, ``baselines``, ``buffers``
 2. ``backends``
 3. ``sampling``
-4. ``algorithms`` (``common`` below ``maml``, ``rl2``, ``pearl``; ``transfer`` above ``maml``)
+4. ``algorithms`` (``agent`` below ``base``; ``common`` below ``maml``, ``rl2``, ``pearl``;
+   ``transfer`` above ``maml``)
 5. ``run``
 6. ``evaluation``
 7. ``plots``
@@ -32,13 +33,13 @@ LAYERS: dict[str, int] = {
     "backends": 2,
     "sampling": 3,
     "algorithms": 4,
-    "run": 5,
+    "run": 5, "integrations": 5,
     "evaluation": 6,
     "plots": 7,
     "cli": 8, "sweeps": 8, "": 8,
 }
-ALGORITHM_LEVELS = {"base": 0, "common": 1, "maml": 2, "rl2": 2, "pearl": 2, "transfer": 3,
-                    "memory": 3, "toolkit": 3, "registry": 4}
+ALGORITHM_LEVELS = {"agent": 0, "base": 1, "common": 1, "maml": 2, "rl2": 2, "pearl": 2,
+                    "transfer": 3, "memory": 3, "toolkit": 3, "registry": 4}
 """Within ``algorithms``: each folder imports its own level and the ones below."""
 SAME_LAYER_FORBIDDEN = {("envs", "policies"), ("policies", "envs"), ("envs", "baselines"),
                         ("policies", "baselines"), ("buffers", "envs"), ("buffers", "policies")}

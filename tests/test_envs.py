@@ -350,7 +350,7 @@ def test_describe_families_lists_every_family() -> None:
         "Navigation2D", "SparsePointRobot", "TabularMDP",
     ]
     metaworld_rows = [row for row in all_rows if row["name"].startswith(METAWORLD_PREFIX)]
-    assert len(metaworld_rows) == (51 if metaworld_installed() else 0)  # ML1 of 50 envs, ML10
+    assert len(metaworld_rows) == (53 if metaworld_installed() else 0)  # ML1 x 50, ML10/25/45
     keys = {"name", "gym_id", "task_space", "horizon", "observation_space", "action_space"}
     for row in all_rows:
         assert set(row) == keys | {"reference", "source"}

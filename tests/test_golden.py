@@ -28,7 +28,7 @@ from fastadapt.run.config_loading import load_train_config, packaged_config_name
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
 TIMINGS = ("seconds", "env_steps_per_second")
-ADDED_KEYS = {"adapts_by"}
+ADDED_KEYS = {"adapts_by", "policy_sha256"}
 """Keys ``evaluation.json`` gained after the goldens were recorded."""
 
 

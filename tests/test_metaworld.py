@@ -51,6 +51,10 @@ def test_trials_episode_successes_any_step_inside_each_episode() -> None:
 
 def test_uninstalled_metaworld_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(registry, "metaworld_installed", lambda: False)
+    # as in a process that has not registered the Meta-World families (earlier tests may have)
+    monkeypatch.setattr(registry.FAMILIES, "targets", {
+        name: target for name, target in registry.FAMILIES.targets.items()
+        if not name.startswith(registry.METAWORLD_PREFIX)})
     with pytest.raises(UnknownEnvError, match=r"pip install 'fastadapt\[metaworld\]'"):
         registry.make_family("MetaWorld-ML45")
 

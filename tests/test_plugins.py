@@ -9,9 +9,12 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
+import fastadapt
+from fastadapt.algorithms.toolkit import GradientAgent
 from fastadapt.cli import main
 from fastadapt.envs import registry
 from fastadapt.errors import PluginError
@@ -61,6 +64,13 @@ def test_example_plugin_trains_resumes_evaluates_plots_and_compares(tmp_path: Pa
     figure = tmp_path / "compare.png"
     assert main(["compare", str(reptile), str(maml), "--output", str(figure)]) == 0
     assert figure.stat().st_size > 0
+    agent = fastadapt.load_agent(reptile, num_envs=2)  # the plugin's own make_agent
+    observations = np.zeros((2, *agent.obs_shape), dtype=np.float64)
+    actions = agent.act(observations)
+    agent.observe(observations, actions, np.ones(2), np.zeros(2, bool), np.ones(2, bool),
+                  observations)
+    agent.adapt()
+    assert isinstance(agent, GradientAgent) and list(agent.steps_taken) == [1, 1]
 
 
 def test_plugin_module_named_by_flag_is_saved_with_the_run(tmp_path: Path,

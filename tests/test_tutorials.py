@@ -47,10 +47,14 @@ BUDGETS: dict[str, dict[str, str]] = {
     "algorithm": {**_TINY, "HORIZON": "10"},
     "reproduce": {**_TINY, "HORIZON": "10", "SEEDS": "2"},
     "ray": {**_TINY, "HORIZON": "10", "SEEDS": "2", "WORKERS": "2"},
+    "agent-loop": {**_TINY, "HORIZON": "10", "RUN": "runs/cheetah-vel", "MW_RUN": "runs/reach",
+                   "MW_HORIZON": "10", "EVALS": "1"},
 }
 """Each page's budget variables in CI; every variable a page reads is set here."""
-REQUIRES = {"reproduce": ("ray", "rliable"), "ray": ("ray", "rliable")}
-"""Extras a page's commands need (``fastadapt[tune,report]``, ``fastadapt[ray]``)."""
+REQUIRES = {"reproduce": ("ray", "rliable"), "ray": ("ray", "rliable"),
+            "agent-loop": ("metaworld",)}
+"""Extras a page's commands need (``fastadapt[tune,report]``, ``fastadapt[ray]``,
+``fastadapt[metaworld]``)."""
 
 SHELL_SECONDS = 300
 """Longest a page's shell blocks may take (generous: the machine may be shared)."""

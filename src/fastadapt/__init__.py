@@ -11,6 +11,8 @@ The public API::
 - :func:`train`, :func:`evaluate`: what ``fastadapt train`` and ``fastadapt evaluate`` do;
 - :func:`load_config`: a config file, or a packaged config by name (``fastadapt configs``);
 - :func:`load_algorithm`: a trained run's algorithm with its final parameters;
+- :func:`load_agent`, :class:`Agent`: a trained run acting and adapting step by step in a
+  loop of your own;
 - :class:`TrainConfig` and its sections (:class:`EnvConfig`, :class:`PolicyConfig`,
   :class:`RunConfig`, :class:`EvalConfig`, :class:`AlgorithmConfig`);
 - :func:`make_family`, :func:`register_family`, :class:`TaskFamily`: task families;
@@ -33,6 +35,8 @@ _API = {
     "evaluate_run": "fastadapt.evaluation.protocol",
     "load_config": "fastadapt.run.config_loading:load_train_config",
     "load_algorithm": "fastadapt.run.loading",
+    "load_agent": "fastadapt.run.loading",
+    "Agent": "fastadapt.algorithms.agent",
     "TrainConfig": "fastadapt.config",
     "EnvConfig": "fastadapt.config",
     "PolicyConfig": "fastadapt.config",
@@ -51,6 +55,7 @@ _API = {
 }
 
 __all__ = [
+    "Agent",
     "Algorithm",
     "AlgorithmConfig",
     "BatchedEnv",
@@ -66,6 +71,7 @@ __all__ = [
     "__version__",
     "evaluate",
     "evaluate_run",
+    "load_agent",
     "load_algorithm",
     "load_config",
     "make_family",
@@ -75,6 +81,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from fastadapt.algorithms.agent import Agent
     from fastadapt.algorithms.base import Algorithm, Iteration, MetaTestCurves, MetaTestProtocol
     from fastadapt.algorithms.registry import register_algorithm
     from fastadapt.config import (
@@ -89,7 +96,7 @@ if TYPE_CHECKING:
     from fastadapt.envs.registry import make_family, register_family
     from fastadapt.evaluation.protocol import evaluate, evaluate_run
     from fastadapt.run.config_loading import load_train_config as load_config
-    from fastadapt.run.loading import load_algorithm
+    from fastadapt.run.loading import load_agent, load_algorithm
     from fastadapt.run.trainer import train
 
 

@@ -84,8 +84,13 @@ def _train(args: argparse.Namespace) -> None:
 
 def _evaluate(args: argparse.Namespace) -> None:
     from fastadapt.evaluation.evaluation_file import read_evaluation
+    from fastadapt.evaluation.metaworld_protocol import evaluate_from_cli
     from fastadapt.evaluation.protocol import evaluate_run
 
+    lines = evaluate_from_cli(vars(args))  # --protocol metaworld; None: ours
+    if lines is not None:
+        print("\n".join(lines))
+        return
     path = evaluate_run(
         Path(args.run_dir), args.tasks, args.adaptation_steps, args.episodes, args.seed,
         args.eval_episodes, args.sampler, args.workers, args.plugin,
@@ -260,6 +265,11 @@ def _add_evaluate(commands: Any, common: argparse.ArgumentParser) -> None:
                    help="who steps the envs (default: the run's run.sampler; same result)")
     p.add_argument("--workers", metavar="N",
                    help="worker processes / Ray actors (default: the run's run.workers)")
+    p.add_argument("--protocol", default="fastadapt", help="fastadapt or metaworld (Meta-World's "
+                   "own, added to evaluation.json; --tasks: goals per class)")
+    for option, what in (("metaworld-evals", "rounds (10)"), ("meta-batch-size", "envs (20)"),
+                         ("horizon", "steps per episode (500)")):
+        p.add_argument(f"--{option}", type=count, metavar="N", help=f"--protocol metaworld: {what}")
     p.set_defaults(func=_evaluate)
 
 

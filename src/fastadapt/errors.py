@@ -94,6 +94,11 @@ class NonFiniteError(FastAdaptError):
     """The loss or the gradient stayed NaN/inf; the last good checkpoint is kept."""
 
 
+class AgentError(FastAdaptError):
+    """An agent was given input it cannot act on (observations of the wrong shape, adapt()
+    with nothing observed, a run it cannot serve)."""
+
+
 class SamplerError(FastAdaptError):
     """A sampler cannot be built (unknown kind, missing Ray) or cannot finish a batch."""
 

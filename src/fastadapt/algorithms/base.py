@@ -18,6 +18,8 @@ non-finite handling and the final policy file.
    (:class:`MetaTestCurves`), by gradient steps (the MAML family, the transfer baselines) or by
    episodes within a trial (RL²).
 5. **Say how it adapts** (:attr:`Algorithm.adapts_by`), so reports label their axes.
+6. **Build an agent** (:meth:`Algorithm.make_agent`): the same adaptation, step by step in a
+   loop the user writes (:mod:`fastadapt.algorithms.agent`).
 
 On-policy algorithms collect fresh episodes in every iteration (``sampler.sample`` or
 ``sampler.sample_trials``). An off-policy one (PEARL, Rakelly et al. 2019) fits the same
@@ -39,8 +41,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from fastadapt.algorithms.agent import Agent
 from fastadapt.config import AlgorithmConfig, TrainConfig
 from fastadapt.envs.base import TaskFamily
+from fastadapt.errors import AgentError
 from fastadapt.sampling.base import Sampler, SamplingPolicy
 from fastadapt.types import Params
 
@@ -247,6 +251,22 @@ class Algorithm(ABC, Generic[C]):
         """The meta-test's ``K`` when ``fastadapt evaluate`` is not given one
         (``evaluate.adaptation_steps``)."""
         return self.config.evaluate.adaptation_steps
+
+    def make_agent(self, num_envs: int, seed: int = 0) -> Agent:
+        """An :class:`~fastadapt.algorithms.agent.Agent` of the current parameters, acting in
+        ``num_envs`` environments of :attr:`family`'s spaces and adapting as
+        :meth:`meta_test` does (``fastadapt.load_agent`` calls it for a trained run).
+
+        Args:
+            num_envs: ``N``, each env its own task.
+            seed: seeds the agent's exploration noise and its own draws.
+
+        Raises:
+            AgentError: the algorithm builds no agent (a plugin that does not implement
+                this method).
+        """
+        raise AgentError(f"{type(self).__name__} builds no agent: a plugin algorithm "
+                         "implements Algorithm.make_agent (see fastadapt.algorithms.toolkit)")
 
     @abstractmethod
     def meta_test(self, sampler: Sampler, tasks: list[Any], protocol: MetaTestProtocol

@@ -92,7 +92,8 @@ def check_training_memory(config: TrainConfig, family: TaskFamily[Any]) -> None:
         f"training holds {tasks} tasks at once ({tasks_key})",
         tasks, section.episodes_held_per_task(),
         config.env.horizon or family.horizon, obs_dim + action_dim,
-        f"lower {tasks_key}, the episodes per task or env.horizon"))
+        f"lower {tasks_key}, the episodes per task or env.horizon",
+        family.simulator_bytes_per_task))
     _check(needs)
 
 
@@ -115,14 +116,17 @@ def check_meta_test_memory(family: TaskFamily[Any], horizon: int, num_tasks: int
     _check([_batch_need(
         f"the meta-test holds {num_tasks} held-out tasks (evaluate --tasks or "
         "evaluate.num_tasks)", num_tasks, episodes, horizon, dims,
-        "evaluate on fewer tasks or episodes")])
+        "evaluate on fewer tasks or episodes", family.simulator_bytes_per_task)])
 
 
-def _batch_need(tasks_held: str, tasks: int, episodes: int, horizon: int, dims: int, fix: str
-                ) -> Need:
-    """The tasks, their generators and their episodes' arrays (observations, actions,
-    rewards, masks, ...: ``[tasks, episodes, horizon, dims + STEP_FLOATS]`` floats)."""
-    per_task = TASK_BYTES + episodes * horizon * (dims + STEP_FLOATS) * BYTES_PER_FLOAT
+def _batch_need(tasks_held: str, tasks: int, episodes: int, horizon: int, dims: int, fix: str,
+                simulator_bytes: int = 0) -> Need:
+    """The tasks, their generators and simulators (``simulator_bytes`` each, the family's
+    :attr:`~fastadapt.envs.base.TaskFamily.simulator_bytes_per_task`) and their episodes'
+    arrays (observations, actions, rewards, masks, ...: ``[tasks, episodes, horizon, dims +
+    STEP_FLOATS]`` floats)."""
+    per_task = (TASK_BYTES + simulator_bytes
+                + episodes * horizon * (dims + STEP_FLOATS) * BYTES_PER_FLOAT)
     plural = "" if episodes == 1 else "s"
     return Need(f"{tasks_held} x {episodes} episode{plural} x {horizon} steps",
                 tasks * per_task, "", fix)

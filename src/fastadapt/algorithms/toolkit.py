@@ -53,6 +53,16 @@ Policies and values:
   (``[T, E, H, A]`` or ``[T, E, H]``), ``masks [T, E, H]`` (1.0 inside episodes) and
   ``advantages [T, E, H]``; :data:`Params`: ``dict[str, Tensor]``.
 
+Agents (for :meth:`~fastadapt.algorithms.base.Algorithm.make_agent`, what
+``fastadapt.load_agent`` returns):
+
+- :class:`GradientAgent` ``(policy, theta, settings, inner_lr, num_envs, observation_space,
+  action_space, device, seed=0)``: the agent of an algorithm that adapts like MAML (inner
+  policy-gradient steps from ``theta`` with ``settings.gamma`` / ``settings.gae_lambda``, a
+  :class:`MAMLConfig`); ``make_agent`` returns one in a line.
+- :class:`Agent`: the interface (``reset``, ``act``, ``observe``, ``new_episode``, ``adapt``)
+  an algorithm that adapts otherwise implements.
+
 Checkpoints (for :meth:`~fastadapt.algorithms.base.Algorithm.state_dict`):
 
 - :func:`adam_state_tensors` ``(optimizer, names)``: an Adam optimizer's moments and step counts
@@ -64,8 +74,10 @@ Checkpoints (for :meth:`~fastadapt.algorithms.base.Algorithm.state_dict`):
 
 from __future__ import annotations
 
+from fastadapt.algorithms.agent import Agent
 from fastadapt.algorithms.common.adam import adam_state_tensors, load_adam_state
 from fastadapt.algorithms.maml.adapt import adapt, adapt_steps, expand_to_tasks
+from fastadapt.algorithms.maml.agent import GradientAgent
 from fastadapt.algorithms.maml.config import InnerStepConfig, MAMLConfig
 from fastadapt.algorithms.maml.losses import masked_task_mean
 from fastadapt.algorithms.maml.meta_batch import MetaBatch, collect_meta_batch
@@ -75,7 +87,9 @@ from fastadapt.policies.mlp import Policy, make_policy
 from fastadapt.types import Batch, Params
 
 __all__ = [
+    "Agent",
     "Batch",
+    "GradientAgent",
     "InnerStepConfig",
     "MAMLConfig",
     "MetaBatch",

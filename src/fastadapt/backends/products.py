@@ -212,10 +212,23 @@ def inner_loss_output_gradient(policy: Policy, out: Tensor, batch: Batch,
     return gradient
 
 
+GRADIENT_CHUNK_FLOATS = 2**26
+"""Hidden units x samples (256 Mi floats) one chunk of tasks of :func:`policy_gradients` may
+cache: Meta-World's meta-test of 200 tasks x 10 episodes x 500 steps through a 2x512 policy
+is 10^9 of them at once, several copies of which (activations and their derivatives) would
+not fit in memory (measured: docs, Meta-World results)."""
+
+
 def policy_gradients(policy: Policy, params: Params, batch: Batch) -> Params:
     """Per-task gradients of the on-policy inner loss, without a graph (one cached forward
     pass and one backward pass of batched matmuls; the values of
     :func:`fastadapt.algorithms.maml.adapt.inner_gradients` without its ``vmap``).
+
+    Tasks are taken in chunks whose hidden activations stay under
+    :data:`GRADIENT_CHUNK_FLOATS`. Each task's gradient is its own batched matmuls, so the
+    chunking leaves the values as they are (bit for bit in the tests; a chunk of a single
+    task, which only a task of more than that many activations gets, may differ in the last
+    bit).
 
     Args:
         params: per-task parameters ``[T, ...]``.
@@ -224,8 +237,16 @@ def policy_gradients(policy: Policy, params: Params, batch: Batch) -> Params:
     Returns:
         ``[T, ...]`` (detached).
     """
-    mlp = MLPProducts(policy, params, batch.observations, second_order=False)
-    return mlp.vjp(inner_loss_output_gradient(policy, mlp.out, batch))
+    num_tasks, samples = batch.observations.shape[0], batch.observations[0, ..., 0].numel()
+    widths = sum(params[bias].shape[-1] for _, bias in mlp_layers(policy)[0])
+    chunk = max(1, GRADIENT_CHUNK_FLOATS // max(1, samples * widths))
+    if chunk >= num_tasks:
+        mlp = MLPProducts(policy, params, batch.observations, second_order=False)
+        return mlp.vjp(inner_loss_output_gradient(policy, mlp.out, batch))
+    parts = [policy_gradients(policy, {n: p[i:i + chunk] for n, p in params.items()},
+                              Batch(*(field[i:i + chunk] for field in batch)))
+             for i in range(0, num_tasks, chunk)]
+    return {name: torch.cat([part[name] for part in parts]) for name in parts[0]}
 
 
 class HessianProducts:

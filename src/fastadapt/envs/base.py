@@ -122,6 +122,10 @@ class TaskFamily(ABC, Generic[TaskT]):
     """Its batched env sets :attr:`BatchedEnv.expected_rewards` at every step."""
     reports_dense_rewards: bool = False
     """Its batched env sets :attr:`BatchedEnv.dense_rewards` at every step."""
+    simulator_bytes_per_task: int = 0
+    """Memory a batched env holds per task for its simulators, for the memory estimates made
+    before a run allocates (:mod:`fastadapt.algorithms.memory`); 0: negligible or unmeasured
+    (Meta-World: about 30 MB, a compiled model and its envs)."""
     position_dims: tuple[int, int] | None = None
     """The observation entries that are an ``(x, y)`` position, for families whose paths are
     worth drawing (Navigation2D: ``(0, 1)``): the meta-test records example paths before and

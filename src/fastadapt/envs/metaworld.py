@@ -1,12 +1,16 @@
-"""Meta-World ML1 and ML10 (Yu et al. 2019; v3 of ``metaworld==3.1.1``) as task families.
+"""Meta-World ML1, ML10, ML25 and ML45 (Yu et al. 2019; v3 of ``metaworld==3.1.1``) as task
+families.
 
 | family | training tasks (``sample_tasks``) | held-out tasks (``test_tasks``) |
 |---|---|---|
 | ``MetaWorld-ML1-<env>`` | the 50 train goals of ``<env>`` | its 50 test goals |
 | ``MetaWorld-ML10`` | 10 train classes x 50 goals | 5 held-out classes x 50 goals |
+| ``MetaWorld-ML25`` | 25 train classes x 50 goals | 5 held-out classes x 50 goals |
+| ``MetaWorld-ML45`` | 45 train classes x 50 goals | 5 held-out classes x 50 goals |
 
-Tasks and splits are the benchmark's own: ``metaworld.ML1(env, seed=benchmark_seed)`` and
-``metaworld.ML10(seed=benchmark_seed)``, built once per process when first needed. (Never
+Tasks and splits are the benchmark's own: ``metaworld.ML1(env, seed=benchmark_seed)``,
+``metaworld.ML10(seed=benchmark_seed)`` (``ML25``, ``ML45`` alike), built once per process when
+first needed (it compiles every class's model: ML45 the longest). (Never
 ``gym.make_vec("Meta-World/ML1-train")``: its registration hands out the test tasks.) A task is
 a :class:`MetaWorldTask` ``(env_name, split, index)``, the ``index``-th task of class
 ``env_name`` in the benchmark's ``split``; :meth:`MetaWorldFamily.metaworld_task` maps it back
@@ -14,8 +18,9 @@ to Meta-World's ``Task``. ``sample_tasks(rng, n)`` spreads ``n`` tasks evenly ov
 classes (classes given one task more are drawn at random) and draws goals without replacement
 within a class (with replacement beyond 50). ``test_tasks(n)`` takes held-out tasks round-robin
 over the test classes, goal 0 of each class first, so ``test_tasks(40)`` of ML1 is its first
-40 test goals and ``test_tasks(200)`` of ML10 is 40 goals of each held-out class (Meta-World's
-protocol).
+40 test goals and ``test_tasks(200)`` of ML10, ML25 or ML45 is 40 goals of each of its 5
+held-out classes (Meta-World's protocol). Both are prefix-stable: the first ``k`` of
+``test_tasks(n)`` are ``test_tasks(k)``.
 
 Every episode: ``set_task`` then ``reset`` (Meta-World refuses an env whose task is not set);
 observations are the 39 floats of the ML benchmarks (goal hidden: its 3 entries are 0), actions
@@ -35,6 +40,7 @@ from typing import Any
 
 import gymnasium as gym
 import metaworld
+import metaworld.env_dict
 import numpy as np
 from metaworld.sawyer_xyz_env import SawyerXYZEnv
 
@@ -43,6 +49,8 @@ from fastadapt.envs.metaworld_batched import MAX_EPISODE_STEPS, BatchedMetaWorld
 from fastadapt.errors import ConfigError, TaskError, UnknownEnvError
 
 SPLITS = ("train", "test")
+MULTI_CLASS_BENCHMARKS = ("ML10", "ML25", "ML45")
+"""The benchmarks of several classes (``metaworld.ML10`` ...); ``ML1`` is one class."""
 GOALS_PER_CLASS = 50
 """Tasks (goals) per class in each split of the ML benchmarks."""
 
@@ -66,8 +74,9 @@ class _Splits:
 
 @cache
 def _build_splits(benchmark: str, env_name: str | None, seed: int) -> _Splits:
-    """Build the benchmark object once per process (it takes seconds, ML10 the longest)."""
-    make: Any = partial(metaworld.ML1, env_name) if benchmark == "ML1" else metaworld.ML10
+    """Build the benchmark object once per process (it takes seconds, ML45 the longest)."""
+    make: Any = (partial(metaworld.ML1, env_name) if benchmark == "ML1"
+                 else getattr(metaworld, benchmark))
     bench: metaworld.Benchmark = make(seed=seed)
     split_classes = {"train": bench.train_classes, "test": bench.test_classes}
     split_tasks = {"train": bench.train_tasks, "test": bench.test_tasks}
@@ -92,15 +101,18 @@ def _observation_space() -> gym.spaces.Box:
 
 
 class MetaWorldFamily(TaskFamily[MetaWorldTask]):
-    """A Meta-World ML benchmark: ``ML1`` of one env, or ``ML10``.
+    """A Meta-World ML benchmark: ``ML1`` of one env, or ``ML10``, ``ML25`` or ``ML45``.
 
     Args:
-        benchmark: ``"ML1"`` or ``"ML10"``.
-        env_name: the ML1 env (e.g. ``"push-v3"``); ``None`` for ML10.
+        benchmark: ``"ML1"``, ``"ML10"``, ``"ML25"`` or ``"ML45"``.
+        env_name: the ML1 env (e.g. ``"push-v3"``); ``None`` for the others.
         benchmark_seed: seeds Meta-World's goal generation (``seed=`` of the benchmark
             object), which fixes the train and test splits.
     """
 
+    simulator_bytes_per_task = 30 * 2**20
+    """A compiled model and its envs: 200 tasks x 13 episodes held about 6 GB (measured with
+    ML45's meta-test)."""
     horizon = MAX_EPISODE_STEPS
     reference = "Yu et al. 2019, Meta-World (CoRL); v3 benchmark of metaworld 3.1.1"
 
@@ -108,13 +120,14 @@ class MetaWorldFamily(TaskFamily[MetaWorldTask]):
                  ) -> None:
         if benchmark == "ML1" and env_name not in metaworld.ML1.ENV_NAMES:
             raise UnknownEnvError(f"{env_name!r} is not a Meta-World v3 env")
-        if benchmark not in ("ML1", "ML10"):
-            raise UnknownEnvError(f"unknown Meta-World benchmark {benchmark!r} (ML1 or ML10)")
+        if benchmark != "ML1" and benchmark not in MULTI_CLASS_BENCHMARKS:
+            raise UnknownEnvError(f"unknown Meta-World benchmark {benchmark!r} "
+                                  f"(ML1, {', '.join(MULTI_CLASS_BENCHMARKS)})")
         if type(benchmark_seed) is not int or not 0 <= benchmark_seed < 2**32:
             raise ConfigError(f"env.kwargs.benchmark_seed must be an integer in [0, 2^32), "
                               f"got {benchmark_seed!r}")
         self.benchmark, self.env_name, self.benchmark_seed = benchmark, env_name, benchmark_seed
-        self.name = f"MetaWorld-ML1-{env_name}" if benchmark == "ML1" else "MetaWorld-ML10"
+        self.name = f"MetaWorld-ML1-{env_name}" if benchmark == "ML1" else f"MetaWorld-{benchmark}"
         self.observation_space = _observation_space()
         self.action_space = gym.spaces.Box(-1.0, 1.0, (4,), dtype=np.float32)
         self._splits: _Splits | None = None
@@ -129,7 +142,9 @@ class MetaWorldFamily(TaskFamily[MetaWorldTask]):
     def task_space(self) -> str:
         if self.benchmark == "ML1":
             return f"{self.env_name}: 50 train goals, 50 test goals (seed {self.benchmark_seed})"
-        return "10 train classes x 50 goals; test: 5 held-out classes x 50 goals"
+        classes = getattr(metaworld.env_dict, f"{self.benchmark}_V3")  # without building it
+        return (f"{len(classes['train'])} train classes x {GOALS_PER_CLASS} goals; test: "
+                f"{len(classes['test'])} held-out classes x {GOALS_PER_CLASS} goals")
 
     @property
     def splits(self) -> _Splits:
@@ -213,10 +228,12 @@ class MetaWorldFamily(TaskFamily[MetaWorldTask]):
 
 
 def family_factories() -> dict[str, FamilyFactory]:
-    """``MetaWorld-ML1-<env>`` for every Meta-World v3 env, and ``MetaWorld-ML10``."""
+    """``MetaWorld-ML1-<env>`` for every Meta-World v3 env, and ``MetaWorld-ML10``, ``-ML25``,
+    ``-ML45``."""
     factories: dict[str, FamilyFactory] = {
         f"MetaWorld-ML1-{name}": partial(MetaWorldFamily, "ML1", name)
         for name in metaworld.ML1.ENV_NAMES
     }
-    factories["MetaWorld-ML10"] = partial(MetaWorldFamily, "ML10")
+    for benchmark in MULTI_CLASS_BENCHMARKS:
+        factories[f"MetaWorld-{benchmark}"] = partial(MetaWorldFamily, benchmark)
     return factories

@@ -53,6 +53,14 @@ def _clone(env: Any) -> Any:
 class EnvPool:
     """Meta-World env instances by class name, reused across batches.
 
+    What it holds: for each class, as many slots (compiled models) as the most tasks of that
+    class one batch has asked for, each with as many envs (the model owner and its clones) as
+    the most episodes per task asked for; it never shrinks. Every model is needed while its
+    batch runs (a reset writes its task into the model), so a batch of ``T`` tasks x ``E``
+    episodes holds ``T`` models and ``T E`` envs whatever the benchmark's number of classes:
+    the meta-test of ML45 (200 held-out tasks of 5 classes, 10 episodes) builds 200 models and
+    2,000 envs, the same as ML10's; an ML45 training batch of 45 tasks, 45 models.
+
     Args:
         make_env: builds a fresh Meta-World env of a class name (e.g. ``"reach-v3"``).
     """

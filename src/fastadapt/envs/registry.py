@@ -4,8 +4,9 @@ A name maps to a factory (usually the family's class) called with ``env.kwargs``
 built-in families, plugins add theirs through entry points of the group ``fastadapt.families``
 (read when a name is first looked up) or :func:`register_family` in a module the config's
 ``plugins:`` (``--plugin``) imports. The Meta-World families (``MetaWorld-ML1-<env>``,
-``MetaWorld-ML10``; the ``metaworld`` extra) are registered when first needed: importing
-Meta-World takes about a second, so commands that never use it do not pay for it.
+``MetaWorld-ML10``, ``-ML25``, ``-ML45``; the ``metaworld`` extra) are registered when first
+needed: importing Meta-World takes about a second, so commands that never use it do not pay
+for it.
 
 Every family is checked against the contract of :mod:`fastadapt.envs.contract` the first time
 it is built in a process (with given keyword arguments).

@@ -26,18 +26,22 @@ from typing import Any
 
 from fastadapt.algorithms.base import Algorithm, MetaTestProtocol
 from fastadapt.algorithms.memory import check_meta_test_memory
-from fastadapt.errors import ConfigError
+from fastadapt.errors import ConfigError, FastAdaptError
 from fastadapt.evaluation.evaluation_file import read_evaluation
 from fastadapt.evaluation.statistics import summarize_returns, summarize_successes
 from fastadapt.quoting import shorten
 from fastadapt.run.checkpoint import atomic_write, remove_leftovers
-from fastadapt.run.loading import build_run_algorithm, load_final_policy
+from fastadapt.run.loading import build_run_algorithm, load_final_policy, policy_fingerprint
 from fastadapt.run.lock import RunLock
 from fastadapt.run.rundir import EVALUATION_FILE, load_run_config
 from fastadapt.run.yaml_loader import INT64
 from fastadapt.sampling import make_sampler
 
-__all__ = ["evaluate", "evaluate_run", "meta_test"]
+__all__ = ["OTHER_PROTOCOLS", "evaluate", "evaluate_run", "meta_test"]
+
+OTHER_PROTOCOLS = ("metaworld_protocol",)
+"""Keys of ``evaluation.json`` that hold another protocol's result of the same policy
+(:mod:`fastadapt.evaluation.metaworld_protocol`): kept when ours is written again."""
 
 
 def meta_test(algorithm: Algorithm[Any], num_tasks: int, protocol: MetaTestProtocol, seed: int
@@ -136,11 +140,26 @@ def evaluate_run(
             defaults.episodes_per_task if episodes_per_task is None else episodes_per_task,
             eval_episodes_per_task)
         tasks = defaults.num_tasks if num_tasks is None else num_tasks
-        result = {"algorithm": config.algorithm, **meta_test(algorithm, tasks, protocol, seed)}
+        result = {"algorithm": config.algorithm, **meta_test(algorithm, tasks, protocol, seed),
+                  "policy_sha256": policy_fingerprint(algorithm)}
+        result.update(_results_kept(run_dir, result["policy_sha256"]))
         path = run_dir / EVALUATION_FILE
         remove_leftovers(run_dir)  # of an earlier write that was killed
         atomic_write(path, json.dumps(result, indent=1).encode("utf-8"), "evaluation")
     return path
+
+
+def _results_kept(run_dir: Path, fingerprint: str) -> dict[str, Any]:
+    """Other protocols' results in ``run_dir``'s ``evaluation.json`` (:data:`OTHER_PROTOCOLS`)
+    that belong to the same policy (``policy_sha256``), to keep beside the new result; those of
+    another policy (a run trained further since) are dropped."""
+    try:
+        previous = read_evaluation(run_dir)
+    except FastAdaptError:  # none yet, or one the readers refuse: nothing to keep
+        return {}
+    return {key: previous[key] for key in OTHER_PROTOCOLS
+            if isinstance(previous.get(key), dict)
+            and previous[key].get("policy_sha256") == fingerprint}
 
 
 def evaluate(run_dir: Path | str, **options: Any) -> dict[str, Any]:

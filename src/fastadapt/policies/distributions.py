@@ -1,7 +1,8 @@
 """Action distributions as pure functions of the policy's output ``out [..., D]``.
 
 Mixed into every policy class (MLP and recurrent), so all of them share one implementation of
-``log_prob``, ``kl``, ``fisher_output_product``, ``entropy``, ``draw_noise`` and ``sample``.
+``log_prob``, ``kl``, ``fisher_output_product``, ``entropy``, ``draw_noise``, ``sample`` and
+``mode`` (the deterministic action).
 Sampling is split in two so that samplers can draw a whole rollout's noise up front from a
 task's own numpy stream (:mod:`fastadapt.sampling.rollout`): ``draw_noise(rng, shape)`` draws
 it, ``sample(out, noise)`` turns distribution parameters and noise into actions.
@@ -66,6 +67,10 @@ class DiagonalGaussian:
         normals ``noise [..., A]`` (:meth:`draw_noise`)."""
         return out[..., : self.action_dim] + noise * torch.exp(out[..., self.action_dim :])
 
+    def mode(self, out: Tensor) -> Tensor:
+        """The most likely action ``mu`` ``[..., A]`` (an agent's deterministic action)."""
+        return out[..., : self.action_dim]
+
 
 class CategoricalLogits:
     """``softmax(out)`` over ``K`` actions; ``out [..., K]`` are the logits."""
@@ -107,3 +112,7 @@ class CategoricalLogits:
         cdf = torch.softmax(out, dim=-1).cumsum(dim=-1)
         draws = (cdf <= noise.unsqueeze(-1)).sum(dim=-1)
         return draws.clamp(max=out.shape[-1] - 1)
+
+    def mode(self, out: Tensor) -> Tensor:
+        """The most likely action ``argmax out`` ``[...]`` int64 (ties: the lowest)."""
+        return out.argmax(dim=-1)

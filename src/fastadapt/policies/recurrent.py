@@ -182,7 +182,7 @@ class _RecurrentCore(nn.Module):
         return actions.to(torch.float32)
 
     def encode(self, obs: Tensor, prev_actions: Tensor, prev_rewards: Tensor, first: Tensor,
-               progress: float = 0.0, prev_obs: Tensor | None = None) -> Tensor:
+               progress: float | Tensor = 0.0, prev_obs: Tensor | None = None) -> Tensor:
         """The input ``x = [s, a_prev, r_prev, d]``, then ``t / L`` with ``time_input`` and
         the transition columns with ``transition_input`` (see the module docstring), ``[N, I]``.
 
@@ -193,14 +193,15 @@ class _RecurrentCore(nn.Module):
             prev_rewards: ``[N]`` (zero at the start of a trial).
             first: ``[N]``, 1.0 on the first step of an episode other than the trial's first.
             progress: ``t / L`` for the trial's step ``t = 0..L-1``, the same for all ``N``
-                (read only with ``time_input``).
+                (a float) or one per sequence (``[N]``); read only with ``time_input``.
             prev_obs: the observation the previous action was taken in ``[N, O]`` (any value
                 at the start of a trial, where ``prev_actions`` is zero); needed with
                 ``transition_input`` only.
         """
         columns = [obs, prev_actions, prev_rewards[:, None], first[:, None]]
         if self.time_input:
-            columns.append(torch.full_like(first[:, None], progress))
+            columns.append(progress.to(first.dtype)[:, None] if isinstance(progress, Tensor)
+                           else torch.full_like(first[:, None], progress))
         if self.transition_input:
             if prev_obs is None:
                 raise ValueError("transition_input needs prev_obs")

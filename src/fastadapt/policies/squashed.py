@@ -74,3 +74,8 @@ class SquashedGaussianPolicy(nn.Module):
         """Actions ``c + h * tanh(mu + sigma * noise)`` ``[..., A]`` from ``out [..., 2A]``."""
         mean, std = out[..., : self.action_dim], out[..., self.action_dim :]
         return self.center + self.half_width * torch.tanh(mean + std * noise)
+
+    def mode(self, out: Tensor) -> Tensor:
+        """The mean action ``c + h * tanh(mu)`` ``[..., A]`` (PEARL's deterministic
+        evaluation)."""
+        return self.center + self.half_width * torch.tanh(out[..., : self.action_dim])

@@ -4,17 +4,21 @@ evaluate`` and :func:`load_algorithm` (a trained run in a user's own code) all g
 - :func:`build_run_algorithm`: the process set-up (threads, allocator) and the algorithm of a
   resolved config on its device, with its initial parameters;
 - :func:`load_policy`: a policy file's parameters (checked) and extras into an algorithm;
-- :func:`load_algorithm`: a run directory's config, algorithm and final parameters.
+- :func:`load_algorithm`: a run directory's config, algorithm and final parameters;
+- :func:`load_agent`: its :class:`~fastadapt.algorithms.agent.Agent`, to act and adapt in a
+  loop the user writes.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from torch import Tensor
 
+from fastadapt.algorithms.agent import Agent
 from fastadapt.algorithms.base import Algorithm
 from fastadapt.algorithms.registry import build_algorithm
 from fastadapt.backends.process_setup import configure_process
@@ -23,7 +27,8 @@ from fastadapt.errors import CheckpointError
 from fastadapt.run.device import resolve_device
 from fastadapt.run.rundir import check_params, final_policy_tensors, load_run_config, split_policy
 
-__all__ = ["build_run_algorithm", "load_algorithm", "load_final_policy", "load_policy"]
+__all__ = ["build_run_algorithm", "load_agent", "load_algorithm", "load_final_policy",
+           "load_policy", "policy_fingerprint"]
 
 
 def build_run_algorithm(config: TrainConfig, device: str | None = None) -> Algorithm[Any]:
@@ -73,6 +78,18 @@ def load_final_policy(algorithm: Algorithm[Any], run_dir: Path,
     load_policy(algorithm, tensors, source, parameters_only)
 
 
+def policy_fingerprint(algorithm: Algorithm[Any]) -> str:
+    """SHA-256 of ``algorithm``'s parameters and policy extras (names, dtypes, shapes,
+    values): which policy an evaluation result belongs to."""
+    digest = hashlib.sha256()
+    tensors = {**algorithm.parameters(), **algorithm.policy_extras()}
+    for name in sorted(tensors):
+        value = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{value.dtype}:{list(value.shape)};".encode())
+        digest.update(value.numpy().tobytes())
+    return digest.hexdigest()
+
+
 def load_algorithm(run_dir: Path | str, device: str | None = None,
                    overrides: Sequence[str] = (), plugins: Iterable[str] = ()
                    ) -> Algorithm[Any]:
@@ -98,3 +115,32 @@ def load_algorithm(run_dir: Path | str, device: str | None = None,
     algorithm = build_run_algorithm(load_run_config(run_dir, overrides, plugins), device)
     load_final_policy(algorithm, run_dir)
     return algorithm
+
+
+def load_agent(run_dir: Path | str, num_envs: int = 1, device: str = "cpu", seed: int = 0,
+               overrides: Sequence[str] = (), plugins: Iterable[str] = ()) -> Agent:
+    """A trained run's :class:`~fastadapt.algorithms.agent.Agent`: its final parameters,
+    acting in ``num_envs`` environments (each its own task) and adapting as its algorithm
+    does at meta-test.
+
+    Example::
+
+        agent = fastadapt.load_agent("runs/demo", num_envs=4)
+        actions = agent.act(observations)          # [4, *obs_shape] -> [4, ...]
+
+    Args:
+        run_dir: the run directory.
+        num_envs: ``N``.
+        device: where the agent computes (``cpu``, ``cuda``, ``auto``).
+        seed: seeds its exploration noise and its own draws.
+        overrides: as :func:`load_algorithm`.
+        plugins: as :func:`load_algorithm`.
+
+    Raises:
+        CheckpointError: not a run directory, a run written by a newer fastadapt, or its
+            policy is missing, corrupt or another policy's.
+        ConfigError, PluginError: its config cannot be read or built.
+        AgentError: ``num_envs`` is not a positive integer, or the run's algorithm builds no
+            agent.
+    """
+    return load_algorithm(run_dir, device, overrides, plugins).make_agent(num_envs, seed)

@@ -229,14 +229,33 @@ def final_policy_tensors(run_dir: Path) -> tuple[dict[str, Tensor], Path]:
     the file it came from.
 
     Raises:
-        CheckpointError: the run has neither, or the file is corrupt.
+        CheckpointError: the run has neither, the file is corrupt, or it was written by a
+            newer fastadapt (a run format this release does not read).
     """
     path = run_dir / POLICY_FILE
     if path.exists():
-        tensors, _ = load_tensors(path)
+        tensors, meta = load_tensors(path)
+        _check_format(meta, path)
         return tensors, path
     marker = latest_checkpoint(run_dir / CHECKPOINTS)
     if marker is None:
         raise CheckpointError(f"{run_dir} has neither {POLICY_FILE} nor a checkpoint")
     tensors, meta = load_checkpoint(marker)
+    _check_format(meta, marker)
     return _contents(tensors, meta)[0], marker
+
+
+def _check_format(meta: dict[str, Any], source: Path) -> None:
+    """Refuse a file of a run format newer than :data:`RUN_FORMAT`.
+
+    Raises:
+        CheckpointError: naming the file's format and this release's.
+    """
+    value = meta.get("format", 1)
+    try:
+        run_format = int(value)
+    except (TypeError, ValueError):
+        raise CheckpointError(f"{source} has an unreadable run format {value!r}") from None
+    if run_format > RUN_FORMAT:
+        raise CheckpointError(f"{source} has run format {run_format}, written by a newer "
+                              f"fastadapt; this one reads format {RUN_FORMAT}: upgrade")

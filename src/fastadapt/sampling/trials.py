@@ -26,6 +26,7 @@ from torch import Tensor
 from fastadapt.envs.base import TaskFamily
 from fastadapt.envs.wrappers import task_features
 from fastadapt.policies.recurrent import RecurrentPolicy
+from fastadapt.policies.recurrent_memory import TrialMemory
 from fastadapt.sampling.rollout import ACTION_STREAM, ENV_STREAM, StreamKey, task_generators
 from fastadapt.types import Params, Trials
 
@@ -81,10 +82,7 @@ def trial_rollout(
     noise = torch.from_numpy(np.stack(noise_per_task, axis=1))  # [L, T, B, ...]
     env = family.make_batched(tasks, trials_per_task,
                               task_generators(key, len(tasks), ENV_STREAM))
-    hidden = policy.initial_hidden(n)
-    prev_actions = torch.zeros(n, policy.action_features)
-    prev_rewards, first = torch.zeros(n), torch.zeros(n)
-    prev_obs = torch.zeros(n, policy.obs_dim)
+    memory = TrialMemory(policy, n)
     features = _task_features(family, policy, tasks, trials_per_task)
     steps: list[tuple[Tensor, ...]] = []
     successes: list[Tensor] | None = [] if env.success is not None else None
@@ -95,9 +93,7 @@ def trial_rollout(
         alive = torch.ones(n)
         for step in range(horizon):
             t = episode * horizon + step
-            inputs = policy.encode(obs, prev_actions, prev_rewards, first, t / length, prev_obs)
-            unroll = policy.unroll(params, inputs[:, None], alive[:, None], hidden,
-                                   task_features=features)
+            inputs, unroll = memory.step(params, obs, t / length, alive, features)
             hidden, out = unroll.hidden[:, 0], unroll.out[:, 0]
             actions = policy.sample(out, noise[t].reshape(n, *noise.shape[3:]))
             env_actions = actions.reshape(*shape, *actions.shape[1:]).numpy()
@@ -109,16 +105,12 @@ def trial_rollout(
                 expected.append(torch.from_numpy(env.expected_rewards).reshape(n).float() * alive)
             steps.append((inputs, actions, rewards, alive, policy.log_prob(out, actions),
                           unroll.values[:, 0], hidden))
-            kept = alive[:, None] > 0
-            prev_actions = torch.where(kept, policy.action_encoding(actions), prev_actions)
-            prev_rewards = torch.where(alive > 0, rewards, prev_rewards)
-            prev_obs = torch.where(kept, obs, prev_obs)
-            first = torch.where(alive > 0, 0.0, first)
+            memory.advance(hidden, obs, actions, rewards, alive)
             alive = alive * torch.from_numpy(~terminated).reshape(n).float()
             obs = torch.from_numpy(next_obs).reshape(n, -1)
         if env.unstable is not None:
             unstable.append(torch.from_numpy(env.unstable.copy()).float())
-        first = torch.ones(n)
+        memory.new_episode()
     columns = [torch.stack(column, dim=1) for column in zip(*steps, strict=True)]
     trials = Trials(*(c.reshape(*shape, *c.shape[1:]) for c in columns))
     if successes is not None:

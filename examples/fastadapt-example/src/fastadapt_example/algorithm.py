@@ -9,8 +9,9 @@ meta-test it adapts as MAML does: inner steps from the learned ``theta``.
 An algorithm is a :class:`fastadapt.Algorithm` with a config section (a frozen dataclass
 deriving from :class:`fastadapt.AlgorithmConfig`, here through the inner step's settings of
 the MAML family, whose ``section`` is its YAML key); it builds its policy from ``(family,
-config, device)``, trains one iteration given a sampler, and meta-tests. The trainer does the
-rest (run directory, checkpoints, resume, logs). The MAML pieces it uses come from
+config, device)``, trains one iteration given a sampler, meta-tests, and builds the agent
+``fastadapt.load_agent`` returns. The trainer does the rest (run directory, checkpoints,
+resume, logs). The MAML pieces it uses come from
 :mod:`fastadapt.algorithms.toolkit`, the building blocks fastadapt keeps stable for plugins.
 """
 
@@ -24,6 +25,8 @@ import torch
 
 import fastadapt
 from fastadapt.algorithms.toolkit import (
+    Agent,
+    GradientAgent,
     InnerStepConfig,
     MAMLConfig,
     Policy,
@@ -95,6 +98,13 @@ class Reptile(fastadapt.Algorithm[ReptileConfig]):
         norm = float(torch.cat([s.reshape(-1) for s in step.values()]).norm())
         return fastadapt.Iteration(batch.env_steps, batch.returns,
                                    {"step_norm": norm, "kl": 0.0}, nonfinite=not finite)
+
+    def make_agent(self, num_envs: int, seed: int = 0) -> Agent:
+        """The agent ``fastadapt.load_agent`` returns: MAML's inner steps from ``theta``."""
+        settings = self.settings
+        return GradientAgent(self.policy, self.theta, settings.adaptation(), settings.inner_lr,
+                             num_envs, self.family.observation_space, self.family.action_space,
+                             self.device, seed)
 
     def meta_test(self, sampler: Any, tasks: list[Any], protocol: fastadapt.MetaTestProtocol
                   ) -> fastadapt.MetaTestCurves:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from fastadapt.algorithms.agent import Agent
 from fastadapt.algorithms.base import (
     Algorithm,
     C,
@@ -26,6 +27,7 @@ from fastadapt.algorithms.base import (
     MetaTestProtocol,
     example_paths,
 )
+from fastadapt.algorithms.maml.agent import GradientAgent
 from fastadapt.algorithms.maml.config import (
     MAMLConfig,
     MAMLPPOConfig,
@@ -124,6 +126,13 @@ class GradientAdapted(Algorithm[C]):
 
     def load_state_dict(self, tensors: dict[str, Tensor]) -> None:
         self.learner.load_state_dict(tensors)
+
+    def make_agent(self, num_envs: int, seed: int = 0) -> Agent:
+        """A :class:`~fastadapt.algorithms.maml.agent.GradientAgent`: inner steps from
+        :attr:`theta` with the meta-test's step size."""
+        return GradientAgent(self.policy, self.theta, self.adaptation(), self.inner_lr(),
+                             num_envs, self.family.observation_space, self.family.action_space,
+                             self.device, seed)
 
     def train_iteration(self, sampler: Sampler, tasks: list[Any], fraction_done: float
                         ) -> Iteration:

@@ -23,7 +23,7 @@ from fastadapt.algorithms.maml.config import MAMLConfig
 from fastadapt.algorithms.maml.curvature import InnerLoopJacobian
 from fastadapt.policies.mlp import Policy
 from fastadapt.sampling.base import EpisodeSampler
-from fastadapt.types import Batch, Params
+from fastadapt.types import Batch, Params, Trajectories
 
 
 class MetaBatch(NamedTuple):
@@ -97,12 +97,33 @@ def collect_meta_batch(
         trajectories = sampler.sample(on_cpu(params), tasks, episodes).to(device)
         env_steps += trajectories.num_env_steps
         task_returns.append(trajectories.episode_returns().mean(dim=1))
-        batch = process_trajectories(trajectories, config.gamma, config.gae_lambda)
+        if k < steps and inner_loop is None:
+            batch, params = inner_update(policy, params, trajectories, config, lr)
+        else:
+            batch = process_trajectories(trajectories, config.gamma, config.gae_lambda)
+            if k < steps:
+                assert inner_loop is not None
+                params = inner_loop.extend(batch)
         batches.append(batch)
-        if k < steps:
-            params = (adapt(policy, params, batch, lr, first_order=True) if inner_loop is None
-                      else inner_loop.extend(batch))
     return MetaBatch(batches[:-1], batches[-1], task_returns, env_steps, inner_loop)
+
+
+def inner_update(policy: Policy, params: Params, trajectories: Trajectories,
+                 config: MAMLConfig, inner_lr: float | Params) -> tuple[Batch, Params]:
+    """One inner step on episodes ``[T, E, H, ...]``: advantages by ``config``'s
+    ``gamma`` / ``gae_lambda`` (linear baseline fitted on the same episodes, normalised per
+    task), then ``phi = params - inner_lr * grad L(params)`` without a graph (Finn et al. 2017,
+    eq. 1). The one adaptation step of sampling, meta-test and
+    :class:`~fastadapt.algorithms.maml.agent.GradientAgent`.
+
+    Args:
+        params: per-task parameters ``[T, ...]``.
+
+    Returns:
+        The processed batch and the adapted per-task parameters.
+    """
+    batch = process_trajectories(trajectories, config.gamma, config.gae_lambda)
+    return batch, adapt(policy, params, batch, inner_lr, first_order=True)
 
 
 def same_rate(a: float | Params, b: float | Params) -> bool:

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from fastadapt.algorithms.agent import Agent
 from fastadapt.algorithms.base import (
     Algorithm,
     Iteration,
@@ -42,11 +43,16 @@ from fastadapt.algorithms.base import (
     example_paths,
     on_cpu,
 )
+from fastadapt.algorithms.pearl.agent import PEARLAgent
 from fastadapt.algorithms.pearl.config import PEARLConfig
-from fastadapt.algorithms.pearl.losses import posterior
 from fastadapt.algorithms.pearl.networks import fold_latent
-from fastadapt.algorithms.pearl.update import PEARLLearner, context_rows
-from fastadapt.buffers.replay import TaskReplay, TransitionBatch
+from fastadapt.algorithms.pearl.update import (
+    PEARLLearner,
+    context_rows,
+    episode_context,
+    posterior_sample,
+)
+from fastadapt.buffers.replay import TaskReplay
 from fastadapt.config import AlgorithmConfig, PolicyConfig, TrainConfig
 from fastadapt.envs.base import TaskFamily
 from fastadapt.errors import ConfigError
@@ -176,11 +182,8 @@ class PEARL(Algorithm[PEARLConfig]):
     def _posterior_sample(self, context: Tensor, generator: torch.Generator,
                           mask: Tensor | None = None) -> Tensor:
         """``z ~ q(z | c)`` for each row of ``context [M, C, D]`` (``mask [M, C]``)."""
-        with torch.no_grad():
-            mean, variance = posterior(self.learner.params, context, self.settings.latent_dim,
-                                       mask)
-        noise = torch.randn(mean.shape, generator=generator, device=self.device)
-        return mean + variance.sqrt() * noise
+        return posterior_sample(self.learner.params, context, self.settings.latent_dim,
+                                generator, mask)
 
     def _episodes(self, sampler: Sampler, tasks: list[Any], z: Tensor,
                   deterministic: bool = False) -> Trajectories:
@@ -286,6 +289,14 @@ class PEARL(Algorithm[PEARLConfig]):
 
     # ------------------------------------------------------------------ meta-test
 
+    def make_agent(self, num_envs: int, seed: int = 0) -> Agent:
+        """A :class:`~fastadapt.algorithms.pearl.agent.PEARLAgent` of the current encoder and
+        actor."""
+        return PEARLAgent(self.policy, self.learner.policy_params(), self.settings.latent_dim,
+                          self.settings.next_obs_in_context, num_envs,
+                          self.family.observation_space, self.family.action_space,
+                          self.device, seed)
+
     def meta_test(self, sampler: Sampler, tasks: list[Any], protocol: MetaTestProtocol
                   ) -> MetaTestCurves:
         """``episodes_per_task`` trials of ``adaptation_steps + 1`` episodes on each
@@ -313,8 +324,11 @@ class PEARL(Algorithm[PEARLConfig]):
                                            torch.cat(masks, dim=1))
             batch = self._episodes(sampler, entries, z, pearl.deterministic_eval)
             episodes.append(batch)
-            contexts.append(self._context(batch).to(self.device))
-            masks.append(batch.masks[:, 0].to(self.device))
+            context, mask = episode_context(batch.to(self.device), self.center.to(self.device),
+                                            self.half_width.to(self.device),
+                                            pearl.next_obs_in_context)
+            contexts.append(context)
+            masks.append(mask)
         returns = torch.stack([b.episode_returns()[:, 0] for b in episodes], dim=1)  # [M, K+1]
         successes = None
         if episodes[0].successes is not None:
@@ -329,15 +343,6 @@ class PEARL(Algorithm[PEARLConfig]):
                                else int(sum(float(u.sum()) for u in unstable if u is not None))),
             trajectories=self._example_paths(episodes, trials),
         )
-
-    def _context(self, batch: Trajectories) -> Tensor:
-        """An episode batch ``[M, 1, H, ...]`` as context rows ``[M, H, D]``."""
-        assert batch.final_observations is not None and batch.terminated is not None
-        obs = batch.observations[:, 0]
-        next_obs = torch.cat([obs[:, 1:], batch.final_observations[:, 0, None]], dim=1)
-        rows = TransitionBatch(obs, (batch.actions[:, 0] - self.center) / self.half_width,
-                               batch.rewards[:, 0], next_obs, batch.terminated[:, 0])
-        return context_rows(rows, self.settings.next_obs_in_context)
 
     def _example_paths(self, episodes: list[Trajectories], trials: int
                        ) -> list[dict[str, Any]] | None:

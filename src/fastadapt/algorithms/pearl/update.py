@@ -20,10 +20,10 @@ from torch import Tensor
 
 from fastadapt.algorithms.common.adam import adam_state_tensors, load_adam_state
 from fastadapt.algorithms.pearl.config import PEARLConfig
-from fastadapt.algorithms.pearl.losses import SACBatch, StepNoise, pearl_loss
+from fastadapt.algorithms.pearl.losses import SACBatch, StepNoise, pearl_loss, posterior
 from fastadapt.algorithms.pearl.networks import POLICY_LAST_LAYER_SCALE, init_mlp
 from fastadapt.buffers.replay import TaskReplay, TransitionBatch
-from fastadapt.types import Params
+from fastadapt.types import Params, Trajectories
 
 POLICY_PREFIXES = ("actor.", "encoder.")
 """The networks that act at meta-test: the policy file's parameters."""
@@ -37,6 +37,36 @@ def context_rows(batch: TransitionBatch, next_obs_in_context: bool) -> Tensor:
     if next_obs_in_context:
         fields.append(batch.next_observations)
     return torch.cat(fields, dim=-1)
+
+
+def episode_context(episodes: Trajectories, center: Tensor, half_width: Tensor,
+                    next_obs_in_context: bool) -> tuple[Tensor, Tensor]:
+    """Episodes ``[M, E, H, ...]`` as each entry's context: rows ``[M, E * H, D]`` (actions
+    rescaled to ``[-1, 1]`` from the box of centre ``center`` and half-width ``half_width``)
+    and their mask ``[M, E * H]``. Meta-test and the PEARL agent build contexts through it.
+
+    Raises:
+        ValueError: the episodes carry no terminations or final observations.
+    """
+    if episodes.terminated is None or episodes.final_observations is None:
+        raise ValueError("PEARL's context needs terminations and final observations")
+    obs = episodes.observations
+    next_obs = torch.cat([obs[:, :, 1:], episodes.final_observations[:, :, None]], dim=2)
+    rows = TransitionBatch(obs, (episodes.actions - center) / half_width, episodes.rewards,
+                           next_obs, episodes.terminated)
+    entries = obs.shape[0]
+    context = context_rows(rows, next_obs_in_context)
+    return context.reshape(entries, -1, context.shape[-1]), episodes.masks.reshape(entries, -1)
+
+
+def posterior_sample(params: Params, context: Tensor, latent_dim: int,
+                     generator: torch.Generator, mask: Tensor | None = None) -> Tensor:
+    """``z ~ q(z | c)`` for each row of ``context [M, C, D]`` (``mask [M, C]``), ``[M, L]``
+    (no graph)."""
+    with torch.no_grad():
+        mean, variance = posterior(params, context, latent_dim, mask)
+    noise = torch.randn(mean.shape, generator=generator, device=mean.device)
+    return mean + variance.sqrt() * noise
 
 
 def context_width(obs_dim: int, action_dim: int, next_obs_in_context: bool) -> int:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from fastadapt.algorithms.agent import Agent
 from fastadapt.algorithms.base import (
     Algorithm,
     Iteration,
@@ -25,6 +26,7 @@ from fastadapt.algorithms.base import (
     example_paths,
     on_cpu,
 )
+from fastadapt.algorithms.rl2.agent import RecurrentAgent
 from fastadapt.algorithms.rl2.config import RL2Config
 from fastadapt.algorithms.rl2.update import RL2PPO
 from fastadapt.config import AlgorithmConfig, PolicyConfig, TrainConfig
@@ -147,6 +149,14 @@ class RL2(Algorithm[RL2Config]):
         return Iteration(trials.num_env_steps,
                          mean_episode_returns(trials, rl2.episodes_per_trial),
                          {**metrics, **trial_outcomes(trials, rl2.episodes_per_trial)}, nonfinite)
+
+    def make_agent(self, num_envs: int, seed: int = 0) -> Agent:
+        """A :class:`~fastadapt.algorithms.rl2.agent.RecurrentAgent` of the current
+        parameters."""
+        return RecurrentAgent(self.policy, self.parameters(),
+                              self.settings.episodes_per_trial * self.horizon, num_envs,
+                              self.family.observation_space, self.family.action_space,
+                              self.device, seed)
 
     def default_adaptation_steps(self) -> int:
         """The meta-test's points are a trial's episodes: ``rl2.episodes_per_trial - 1``
