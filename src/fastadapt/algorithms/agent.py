@@ -49,9 +49,11 @@ from torch import Tensor
 from fastadapt.errors import AgentError
 from fastadapt.types import Trajectories
 
-__all__ = ["Agent", "StepLog"]
+__all__ = ["AdaptsBy", "Agent", "StepLog"]
 
 AdaptsBy = Literal["gradient_steps", "episodes"]
+"""How an algorithm adapts at meta-test: inner gradient steps, or episodes of experience in a
+recurrent state or a posterior (the points of its adaptation curve)."""
 
 NOISE_STEPS = 64
 """Steps of exploration noise an agent draws at once (one draw per step costs more than the
@@ -196,6 +198,9 @@ class Agent(ABC):
         self.observation_space = observation_space
         self.action_space = action_space
         self.obs_shape = tuple(observation_space.shape or ())
+        discrete = isinstance(action_space, gym.spaces.Discrete)
+        self._action_shape = (num_envs, *(() if discrete else tuple(action_space.shape or ())))
+        self._action_dtype: Any = np.int64 if discrete else np.float32
         self.device = device
         self.rng = np.random.default_rng(seed)
         """Draws the exploration noise (numpy, like the samplers)."""
@@ -235,14 +240,9 @@ class Agent(ABC):
             AgentError: an array of the wrong shape or type.
         """
         n = self.num_envs
-        obs_shape = (n, *self.obs_shape)
-        obs = self._array(observations, "observations", obs_shape, np.float32).reshape(n, -1)
-        next_obs = self._array(next_observations, "next_observations", obs_shape,
-                               np.float32).reshape(n, -1)
-        discrete = isinstance(self.action_space, gym.spaces.Discrete)
-        action_shape = () if discrete else tuple(self.action_space.shape or ())
-        acts = self._array(actions, "actions", (n, *action_shape),
-                           np.int64 if discrete else np.float32)
+        obs = self._flat_observations(observations, "observations")
+        next_obs = self._flat_observations(next_observations, "next_observations")
+        acts = self._array(actions, "actions", self._action_shape, self._action_dtype)
         rews = self._array(rewards, "rewards", (n,), np.float32)
         term = self._array(terminated, "terminated", (n,), np.bool_)
         trunc = self._array(truncated, "truncated", (n,), np.bool_)
@@ -292,8 +292,16 @@ class Agent(ABC):
         Raises:
             AgentError: not ``[N, *obs_shape]`` real numbers.
         """
+        return torch.from_numpy(self._flat_observations(values, name)).to(self.device)
+
+    def _flat_observations(self, values: Any, name: str) -> np.ndarray:
+        """``values`` checked and flattened to float32 ``[N, O]`` (numpy).
+
+        Raises:
+            AgentError: not ``[N, *obs_shape]`` real numbers.
+        """
         array = self._array(values, name, (self.num_envs, *self.obs_shape), np.float32)
-        return torch.from_numpy(array.reshape(self.num_envs, -1)).to(self.device)
+        return array.reshape(self.num_envs, -1)
 
     def _array(self, values: Any, name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         """``values`` as a numpy array of ``shape`` and ``dtype``.

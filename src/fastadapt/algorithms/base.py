@@ -35,13 +35,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any, ClassVar, Generic, Literal, NamedTuple, TypeVar, cast
+from typing import Any, ClassVar, Generic, NamedTuple, TypeVar, cast
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from fastadapt.algorithms.agent import Agent
+from fastadapt.algorithms.agent import AdaptsBy, Agent
 from fastadapt.config import AlgorithmConfig, TrainConfig
 from fastadapt.envs.base import TaskFamily
 from fastadapt.errors import AgentError
@@ -53,11 +53,6 @@ __all__ = ["AdaptsBy", "Algorithm", "AlgorithmConfig", "Iteration", "MetaTestCur
 
 C = TypeVar("C", bound=AlgorithmConfig)
 """An algorithm's config section class."""
-
-AdaptsBy = Literal["gradient_steps", "episodes"]
-"""How an algorithm adapts at meta-test: inner gradient steps, or episodes of experience in a
-recurrent state (the points of its adaptation curve)."""
-
 
 class Iteration(NamedTuple):
     """What one training iteration reports to the trainer.

@@ -192,13 +192,14 @@ def metaworld_evaluation(algorithm: Algorithm[Any], family: MetaWorldFamily,
 def evaluate_run_metaworld(run_dir: Path | str, settings: MetaWorldSettings | None = None,
                            seed: int = 0, sampler: str | None = None,
                            workers: int | str | None = None, plugins: tuple[str, ...] = (),
-                           ) -> tuple[Path, bool]:
+                           ) -> tuple[Path, dict[str, Any], bool]:
     """Score a run's final parameters with Meta-World's protocol and add the result to its
     ``evaluation.json`` under :data:`KEY` (our protocol's result kept; a run without the file
     is first evaluated with ours: ``sampler``, ``workers`` and ``seed`` go to it).
 
     Returns:
-        The path of ``evaluation.json`` and whether our protocol ran first.
+        The path of ``evaluation.json``, the result written under :data:`KEY`, and whether
+        our protocol ran first.
 
     Raises:
         ConfigError: not a Meta-World run, or sizes Meta-World cannot divide.
@@ -229,7 +230,7 @@ def evaluate_run_metaworld(run_dir: Path | str, settings: MetaWorldSettings | No
         path = run_dir / EVALUATION_FILE
         remove_leftovers(run_dir)
         atomic_write(path, json.dumps(evaluation, indent=1).encode("utf-8"), "evaluation")
-    return path, ours_first
+    return path, result, ours_first
 
 
 def settings_from_options(**options: int | None) -> MetaWorldSettings:
@@ -269,14 +270,12 @@ def evaluate_from_cli(options: dict[str, Any]) -> list[str] | None:
         return None
     settings = settings_from_options(**{size: options[option]
                                         for size, option in CLI_SIZES.items()})
-    path, ours_first = evaluate_run_metaworld(options["run_dir"], settings, options["seed"],
+    path, result, ours_first = evaluate_run_metaworld(options["run_dir"], settings, options["seed"],
                                               options["sampler"], options["workers"],
                                               tuple(options["plugin"]))
     lines = [f"{path} was missing or of another policy: evaluated with fastadapt's protocol "
              "first (the config's evaluate section)"] if ours_first else []
-    result = read_evaluation(path.parent)[KEY]
     return [*lines, summary_line(result), f"written: {path}"]
-
 
 
 def summary_line(result: dict[str, Any]) -> str:

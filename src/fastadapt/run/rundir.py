@@ -203,9 +203,7 @@ def read_checkpoint(marker: Path) -> Checkpoint:
             names the version).
     """
     tensors, meta = load_checkpoint(marker)
-    if meta.get("format", 1) > RUN_FORMAT:
-        raise CheckpointError(f"{marker} has run format {meta['format']}, written by a newer "
-                              f"fastadapt; this one reads format {RUN_FORMAT}: upgrade")
+    _check_format(meta, marker)
     if "env_rng" in meta:
         raise CheckpointError(
             f"{marker} was written by fastadapt 0.1.0 or earlier with random streams this "

@@ -62,10 +62,10 @@ class GradientAgent(Agent):
         """The steps observed since each env's last inner step."""
         self.steps_taken = np.zeros(num_envs, dtype=np.int64)
         """Inner steps each env has taken since its task began."""
-        self.params: Params = {}
-        """Each env's current parameters ``[N, ...]``."""
+        self.params: Params = {name: value.clone() for name, value
+                               in expand_to_tasks(self.theta, num_envs).items()}
+        """Each env's current parameters ``[N, ...]`` (all at ``theta`` to begin with)."""
         self._forward: Callable[[Tensor, Tensor], Tensor] | None = None
-        self._forget(np.ones(num_envs, dtype=bool))
 
     def _set_params(self, params: Params) -> None:
         self.params = params
@@ -73,13 +73,10 @@ class GradientAgent(Agent):
 
     def _forget(self, mask: np.ndarray) -> None:
         start = expand_to_tasks(self.theta, self.num_envs)
-        if mask.all():
-            self._set_params({name: value.clone() for name, value in start.items()})
-        else:
-            keep = torch.from_numpy(~mask).to(self.device)
-            self._set_params({name: torch.where(keep.view(-1, *[1] * (value.dim() - 1)),
-                                                self.params[name], start[name])
-                              for name, value in start.items()})
+        keep = torch.from_numpy(~mask).to(self.device)
+        self._set_params({name: torch.where(keep.view(-1, *[1] * (value.dim() - 1)),
+                                            self.params[name], value)
+                          for name, value in start.items()})
         self.steps_taken[mask] = 0
         self.log.forget(mask)
 
